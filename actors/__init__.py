@@ -1,0 +1,1 @@
+"""The trading system: one actor per file, pure trading math beside it."""

@@ -1,0 +1,1 @@
+"""Market data: providers, the bar cache, validation, the universe and indicators."""

@@ -1,0 +1,235 @@
+"""Versioned migrations (``PRAGMA user_version``). Append; never edit a released step.
+
+Version 1 holds the reference system's ten tables, with two deliberate changes:
+
+- ``order_intents.intent_id`` is deterministic over (trading date, strategy,
+  symbol, side) only. The reference hashed the run id and wall-clock hour in,
+  so a re-run after a crash produced a *new* id and could submit twice.
+- ``pending_signals`` counts expiry in trading sessions (``expires_asof``),
+  not wall-clock days, so a long weekend does not eat the decay window.
+
+and the daemon's own: ``cycles`` (the cycle journal), ``kill_switches``
+(latched, persisted switches), ``kill_switch_events`` (audit trail),
+``bars`` (the market-data cache), ``models`` (fitted ML models with their
+training window) and ``notifications`` (messages that finally failed).
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # ---- version 1
+    """
+    CREATE TABLE strategies (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT UNIQUE NOT NULL,
+        description TEXT,
+        capital_allocation REAL,
+        initial_capital REAL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+    );
+
+    CREATE TABLE signals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        strategy_id INTEGER NOT NULL REFERENCES strategies(id),
+        symbol TEXT NOT NULL,
+        signal_type TEXT NOT NULL,
+        confidence REAL,
+        price REAL,
+        atr REAL,
+        shares INTEGER,
+        reasoning TEXT,
+        asof_date TEXT NOT NULL,
+        generated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+        terminal_state TEXT,
+        terminal_reason TEXT,
+        terminal_at TEXT
+    );
+    CREATE INDEX signals_run ON signals(run_id);
+    CREATE INDEX signals_asof ON signals(asof_date, strategy_id);
+
+    CREATE TABLE trades (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        strategy_id INTEGER NOT NULL REFERENCES strategies(id),
+        signal_id INTEGER REFERENCES signals(id),
+        intent_id TEXT REFERENCES order_intents(intent_id),
+        symbol TEXT NOT NULL,
+        action TEXT NOT NULL,
+        shares REAL NOT NULL,
+        requested_price REAL,
+        exec_price REAL,
+        slippage_cost REAL,
+        commission_cost REAL,
+        total_cost REAL,
+        notional REAL,
+        order_id TEXT,
+        executed_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+    );
+    CREATE INDEX trades_run ON trades(run_id);
+
+    CREATE TABLE positions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        strategy_id INTEGER NOT NULL REFERENCES strategies(id),
+        symbol TEXT NOT NULL,
+        shares REAL NOT NULL,
+        avg_price REAL,
+        current_price REAL,
+        market_value REAL,
+        unrealized_pnl REAL,
+        entry_date TEXT,
+        stop_price REAL,
+        atr_at_entry REAL,
+        updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+        UNIQUE(strategy_id, symbol)
+    );
+
+    CREATE TABLE broker_state (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT,
+        kind TEXT NOT NULL CHECK (kind IN ('START', 'RECONCILIATION', 'END')),
+        cash REAL,
+        equity REAL,
+        positions_json TEXT NOT NULL,
+        discrepancies_json TEXT,
+        passed INTEGER,
+        taken_at TEXT NOT NULL
+    );
+
+    CREATE TABLE system_state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+
+    CREATE TABLE signal_funnel (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        asof_date TEXT,
+        strategy_id INTEGER NOT NULL REFERENCES strategies(id),
+        strategy_name TEXT NOT NULL,
+        raw_signals_count INTEGER NOT NULL DEFAULT 0,
+        after_regime_count INTEGER NOT NULL DEFAULT 0,
+        after_correlation_count INTEGER NOT NULL DEFAULT 0,
+        after_risk_count INTEGER NOT NULL DEFAULT 0,
+        executed_count INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+        UNIQUE(run_id, strategy_id)
+    );
+
+    CREATE TABLE signal_rejections (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        signal_id INTEGER REFERENCES signals(id),
+        strategy_id INTEGER REFERENCES strategies(id),
+        symbol TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        reason_code TEXT NOT NULL,
+        details_json TEXT,
+        created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+    );
+    CREATE INDEX signal_rejections_run ON signal_rejections(run_id);
+
+    CREATE TABLE order_intents (
+        intent_id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        asof_date TEXT NOT NULL,
+        strategy_id INTEGER NOT NULL REFERENCES strategies(id),
+        signal_id INTEGER REFERENCES signals(id),
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        target_qty REAL NOT NULL,
+        filled_qty REAL NOT NULL DEFAULT 0,
+        status TEXT NOT NULL,
+        broker_order_id TEXT,
+        error_code TEXT,
+        error_message TEXT,
+        created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+        submitted_at TEXT,
+        acked_at TEXT,
+        filled_at TEXT
+    );
+    CREATE INDEX order_intents_status ON order_intents(status);
+
+    CREATE TABLE pending_signals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        strategy_id INTEGER NOT NULL REFERENCES strategies(id),
+        symbol TEXT NOT NULL,
+        signal_data_json TEXT NOT NULL,
+        blocked_reason TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        created_asof TEXT NOT NULL,
+        expires_asof TEXT NOT NULL,
+        retry_count INTEGER NOT NULL DEFAULT 0,
+        last_retry_at TEXT,
+        status TEXT NOT NULL DEFAULT 'PENDING'
+    );
+
+    CREATE TABLE cycles (
+        run_id TEXT PRIMARY KEY,
+        asof_date TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        step TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        started_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        finished_at TEXT
+    );
+    CREATE INDEX cycles_asof ON cycles(asof_date);
+
+    CREATE TABLE kill_switches (
+        name TEXT PRIMARY KEY,
+        active INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        since TEXT NOT NULL,
+        source TEXT NOT NULL
+    );
+
+    CREATE TABLE kill_switch_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        source TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+
+    CREATE TABLE bars (
+        provider TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        date TEXT NOT NULL,
+        open REAL NOT NULL,
+        high REAL NOT NULL,
+        low REAL NOT NULL,
+        close REAL NOT NULL,
+        volume REAL NOT NULL,
+        PRIMARY KEY (provider, symbol, date)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE models (
+        strategy TEXT NOT NULL,
+        trained_at TEXT NOT NULL,
+        train_from TEXT NOT NULL,
+        train_to TEXT NOT NULL,
+        n_rows INTEGER NOT NULL,
+        params_json TEXT NOT NULL,
+        blob BLOB NOT NULL,
+        PRIMARY KEY (strategy, train_to)
+    );
+
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        last_error TEXT,
+        created_at TEXT NOT NULL
+    );
+    """,
+)
+
+LATEST_VERSION = len(MIGRATIONS)
