@@ -4,8 +4,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
-SYSTEMD_EXTRA := $(shell pkg-config --exists libsystemd 2>/dev/null && echo ",systemd")
+# systemd-python builds only against libsystemd-dev; the stamp names the extras
+# installed, so the venv is completed when `make system-deps` adds the library.
+SYSTEMD_EXTRA = $(shell pkg-config --exists libsystemd 2>/dev/null && echo ",systemd")
+STAMP  = $(VENV)/.installed-test$(subst $(comma),-,$(SYSTEMD_EXTRA))
+comma := ,
 
 .PHONY: run test lint typecheck pytest bench system-deps clean
 
@@ -15,6 +18,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test$(SYSTEMD_EXTRA)]"
+	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -36,7 +40,6 @@ system-deps:
 	fi
 
 test: system-deps
-	$(MAKE) $(STAMP) SYSTEMD_EXTRA="$$(pkg-config --exists libsystemd 2>/dev/null && echo ',systemd')"
 	$(MAKE) lint typecheck pytest
 
 lint: $(STAMP)

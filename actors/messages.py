@@ -83,6 +83,52 @@ class SetStrategyEnabled:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class ApplySettings:
+    """A reloaded, validated configuration (``daemon.config.Settings``) to take from now on."""
+
+    settings: Any
+
+
+@dataclass(frozen=True, slots=True)
+class TripKillSwitch:
+    """Latch a kill switch (persisted; only an operator command clears it)."""
+
+    switch: str
+    reason: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClearKillSwitch:
+    """Operator command: clear a latched kill switch (logged with who and why)."""
+
+    switch: str
+    reason: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetKillSwitches:
+    """Ask the kill-switch board for every switch (active or not)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KillSwitchTripped:
+    switch: str
+    reason: str
+    since: dt.datetime
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class KillSwitchCleared:
+    switch: str
+    reason: str
+    at: dt.datetime
+    source: str
+
+
 # ---------------------------------------------------------------- the daily cycle
 
 
@@ -130,6 +176,16 @@ class MarketSnapshot:
     volatility_index: float | None
     rejected: tuple[SymbolRejected, ...] = ()
     provider: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DataUnavailable:
+    """The data feed's answer when it cannot give a snapshot fit to trade on."""
+
+    run_id: str
+    asof: dt.date
+    reason: str
+    rejected: tuple[SymbolRejected, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
