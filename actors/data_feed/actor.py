@@ -1,0 +1,200 @@
+"""``DataFeed``: turns ``FetchSnapshot(run_id, asof)`` into a validated ``MarketSnapshot``.
+
+The window is the ``history_days`` sessions ending at the session before
+``asof`` (a strategy at session d sees bars through the close of d-1). Bars
+come from the configured provider (remote ones through the store's bar cache);
+validation drops bad symbols with a recorded reason and halts the cycle when
+the feed is stale or too much of the universe fails. Indicators are computed
+once for the whole universe, in a worker thread, so the loop stays free.
+
+A provider failure or a halt is an *answer* (``DataUnavailable``), not a
+crash: the feed itself is healthy, the data is not.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import time
+from typing import Any
+
+import anyio
+import numpy as np
+import pandas as pd
+import structlog
+
+from actors.data_feed.indicators import compute_indicators
+from actors.data_feed.panel import BarPanel
+from actors.data_feed.params import DataParams
+from actors.data_feed.providers import BarProvider
+from actors.data_feed.universe import Universe, load_universe
+from actors.data_feed.validator import ValidationReport, validate
+from actors.messages import (
+    ApplySettings,
+    DataUnavailable,
+    FetchSnapshot,
+    GetStatus,
+    MarketSnapshot,
+    SymbolRejected,
+)
+from daemon.actor import Actor, handles
+from daemon.calendar import ExchangeCalendar
+from daemon.errors import TradingdError
+from daemon.metrics import Metrics
+
+log = structlog.get_logger()
+
+#: The longest indicator (SMA 100) plus one bar for the crossover's previous value.
+MIN_BARS = 101
+
+
+class DataFeed(Actor):
+    def __init__(
+        self,
+        params: DataParams,
+        provider: BarProvider,
+        calendar: ExchangeCalendar,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._params = params
+        self._provider = provider
+        self._calendar = calendar
+        self._metrics = metrics
+        self._universe: Universe | None = None
+        self._last: dict[str, Any] = {}
+
+    async def on_start(self) -> None:
+        self._universe = await anyio.to_thread.run_sync(load_universe, self._params.universe)
+        for problem in self._universe.problems:
+            log.warning("universe_problem", problem=problem)
+
+    @handles(GetStatus)
+    async def status(self, _msg: GetStatus) -> dict[str, Any]:
+        universe = self._universe
+        return {
+            "provider": self._params.provider,
+            "universe": len(universe.symbols) if universe else 0,
+            **self._last,
+        }
+
+    @handles(ApplySettings)
+    async def apply(self, msg: ApplySettings) -> None:
+        data: DataParams = msg.settings.data
+        if data != self._params:
+            log.warning(
+                "data_settings_changed_needs_restart",
+                detail="data provider and universe are read at start; restart to apply",
+            )
+
+    @handles(FetchSnapshot)
+    async def fetch(self, msg: FetchSnapshot) -> MarketSnapshot | DataUnavailable:
+        started = time.perf_counter()
+        assert self._universe is not None
+        symbols = list(self._universe.symbols)
+        last_session = self._calendar.previous_session(msg.asof)
+        window = self._calendar.sessions_back(last_session, self._params.history_days)
+        try:
+            frame = await self._provider.fetch(symbols, window[0], window[-1])
+            vix_series = await self._provider.volatility_index(window[0], window[-1])
+        except TradingdError as exc:
+            return self._unavailable(msg, f"provider {self._provider.name} failed: {exc}")
+        try:
+            built = await anyio.to_thread.run_sync(
+                functools.partial(
+                    _build,
+                    frame,
+                    symbols=symbols,
+                    asof=msg.asof,
+                    last_session=last_session,
+                    window=window,
+                    params=self._params,
+                )
+            )
+        except ValueError as exc:
+            return self._unavailable(msg, f"bad data from {self._provider.name}: {exc}")
+        panel, report, indicators = built
+        self._observe(report, panel, time.perf_counter() - started)
+        if report.halt:
+            return self._unavailable(
+                msg, report.halt_reason or "data validation halted the cycle", report.rejected
+            )
+        vix = _last_value(vix_series, last_session)
+        if vix is None:
+            log.warning(
+                "volatility_index_missing",
+                provider=self._provider.name,
+                detail="the regime detector falls back to its realized-volatility proxy",
+            )
+        return MarketSnapshot(
+            run_id=msg.run_id,
+            asof=msg.asof,
+            panel=panel,
+            indicators=indicators,
+            volatility_index=vix,
+            rejected=report.rejected,
+            provider=self._provider.name,
+        )
+
+    def _unavailable(
+        self, msg: FetchSnapshot, reason: str, rejected: tuple[SymbolRejected, ...] = ()
+    ) -> DataUnavailable:
+        log.error("data_unavailable", run_id=msg.run_id, asof=str(msg.asof), reason=reason)
+        self._last = {"last_asof": str(msg.asof), "last_result": "unavailable", "reason": reason}
+        return DataUnavailable(msg.run_id, msg.asof, reason, rejected)
+
+    def _observe(self, report: ValidationReport, panel: BarPanel, seconds: float) -> None:
+        self._last = {
+            "last_bar": str(panel.last_date) if panel.last_date else None,
+            "valid_symbols": len(report.valid_symbols),
+            "rejected_symbols": len(report.rejected),
+            "last_result": "halt" if report.halt else "ok",
+        }
+        if self._metrics is None:
+            return
+        m = self._metrics
+        m.data_fetch_seconds.observe(seconds)
+        m.data_symbols.labels(status="valid").set(len(report.valid_symbols))
+        m.data_symbols.labels(status="rejected").set(len(report.rejected))
+        for rejection in report.rejected:
+            m.data_rejections.labels(reason=rejection.reason_code).inc()
+        if panel.last_date is not None:
+            midnight = dt.datetime.combine(panel.last_date, dt.time(), dt.UTC)
+            m.data_last_bar.set(midnight.timestamp())
+
+
+def _build(
+    frame: pd.DataFrame,
+    *,
+    symbols: list[str],
+    asof: dt.date,
+    last_session: dt.date,
+    window: list[dt.date],
+    params: DataParams,
+) -> tuple[BarPanel, ValidationReport, dict[str, Any]]:
+    """CPU work (worker thread): panel, validation, indicators for the valid symbols."""
+    panel = BarPanel.from_long(frame).before(asof)
+    report = validate(
+        panel,
+        universe=symbols,
+        asof=asof,
+        expected_last_session=last_session,
+        sessions=window,
+        min_bars=MIN_BARS,
+        params=params.validation,
+    )
+    valid = panel.select(report.valid_symbols) if report.valid_symbols else BarPanel.empty()
+    indicators: dict[str, Any] = dict(compute_indicators(valid)) if valid.shape[1] else {}
+    return valid, report, indicators
+
+
+def _last_value(series: pd.Series | None, last_session: dt.date) -> float | None:
+    """The volatility index at the last session (or the latest before it), if finite."""
+    if series is None or series.empty:
+        return None
+    index = pd.to_datetime(series.index)
+    upto = series[index <= pd.Timestamp(last_session)]
+    if upto.empty:
+        return None
+    value = float(upto.iloc[-1])
+    return value if np.isfinite(value) else None

@@ -1,0 +1,93 @@
+"""``tradingd``: run the daemon, or check its configuration.
+
+Exit codes: 0 success; 1 a cycle run with ``--once`` did not complete, or a
+fatal runtime error (the store, the socket); 2 usage; 78 (EX_CONFIG) a bad
+configuration, named in one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+import anyio
+import structlog
+
+from daemon import __version__
+from daemon.config import EX_CONFIG, Settings, load_settings, render_check_config
+from daemon.errors import ConfigError, FatalError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tradingd", description="Multi-strategy daily US-equity trading daemon."
+    )
+    parser.add_argument("--version", action="version", version=f"tradingd {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run the daemon in the foreground (the default)")
+    run.add_argument("--config", type=Path, help="TOML file (default: $TRADINGD_CONFIG)")
+    run.add_argument("--once", action="store_true", help="run one cycle now, then exit")
+    run.add_argument("--asof", type=_date, help="with --once: the session to run (YYYY-MM-DD)")
+
+    check = sub.add_parser("check-config", help="print the effective config and warnings")
+    check.add_argument("--config", type=Path, help="TOML file (default: $TRADINGD_CONFIG)")
+    return parser
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "run"
+    config_path: Path | None = getattr(args, "config", None)
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        print(f"tradingd: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    if command == "check-config":
+        print(render_check_config(settings))
+        return 0
+    return _run(
+        settings,
+        config_path,
+        once=getattr(args, "once", False),
+        asof=args.asof if command == "run" else None,
+    )
+
+
+def _run(settings: Settings, config_path: Path | None, *, once: bool, asof: dt.date | None) -> int:
+    from daemon.app import Daemon  # imported here: check-config stays light
+    from daemon.logging import configure_logging
+
+    configure_logging(level=settings.daemon.log_level, json=settings.daemon.log_json)
+    log = structlog.get_logger()
+    daemon = Daemon(settings, config_path=config_path)
+    try:
+        return anyio.run(lambda: daemon.run(once=once, asof=asof))
+    except FatalError as exc:
+        log.critical("daemon_fatal", error_type=type(exc).__name__, error=str(exc))
+        print(f"tradingd: {exc}", file=sys.stderr)
+        return 1
+    except BaseExceptionGroup as group:
+        fatal = group.subgroup(FatalError)
+        if fatal is None:
+            raise
+        first = fatal.exceptions[0]
+        log.critical("daemon_fatal", error_type=type(first).__name__, error=str(first))
+        print(f"tradingd: {first}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,564 @@
+"""The composition root: builds the actor graph from ``Settings`` and runs the process.
+
+Start-up order (each step must succeed before the next):
+store (locked, migrated) -> calendar -> actors in dependency order -> metrics
+exporter -> control socket -> scheduler -> ``READY=1``. Shutdown runs it
+backwards: ``STOPPING=1``, scheduler, control socket, actors (reverse
+order, each with a shielded, time-limited ``on_stop``), exporter, store.
+
+- SIGTERM / SIGINT: graceful stop, exit 0.
+- SIGHUP (and ``tradectl reload``): reload the configuration; a bad file is
+  rejected with an error and the old configuration stays. Around a reload
+  systemd hears ``RELOADING=1`` ... ``READY=1``.
+- Watchdog: ``WATCHDOG=1`` only after a heartbeat has gone through every
+  running actor's mailbox, so a wedged actor, not only a dead loop, stops it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+
+from actors.data_feed.actor import DataFeed
+from actors.data_feed.providers import make_provider
+from actors.messages import (
+    ActorCrashed,
+    ApplySettings,
+    ClearKillSwitch,
+    CycleCompleted,
+    CycleTrigger,
+    GetStatus,
+    KillSwitchCleared,
+    KillSwitchTripped,
+    StartCycle,
+    TripKillSwitch,
+)
+from actors.risk import switches
+from actors.risk.kill_switch import KillSwitchBoard
+from actors.risk.supervisor import RiskSupervisor, WaitCycle
+from actors.strategies.actor import StrategyActor
+from actors.strategies.registry import STRATEGY_CLASSES
+from daemon import __version__
+from daemon.calendar import ExchangeCalendar
+from daemon.clock import Clock, WallClock
+from daemon.config import Settings, load_settings
+from daemon.control import CommandError, CommandTable, ControlServer
+from daemon.errors import ConfigError, FatalError
+from daemon.logging import EventLog, register_secret, set_level
+from daemon.metrics import Metrics, watch_event_loop_lag
+from daemon.scheduler import Scheduler, default_run_id
+from daemon.store import CycleJournal, KillSwitchStore, Store
+from daemon.store.bars import BarCache
+from daemon.store.models import ModelStore
+from daemon.store.signals import SignalStore
+from daemon.supervisor import OneForOne, Supervisor
+from daemon.systemd import SystemdNotifier
+
+log = structlog.get_logger()
+
+#: Changing these needs a restart: they are bound or opened once at start.
+RESTART_ONLY = ("daemon", "metrics", "control", "schedule", "data", "broker")
+
+
+class Daemon:
+    """One tradingd process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_path: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+        notifier: SystemdNotifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.environ = dict(os.environ if environ is None else environ)
+        self.clock: Clock = clock or WallClock()
+        self.notifier = notifier or SystemdNotifier.from_env(self.environ)
+        self.metrics = Metrics()
+        self.started_monotonic = time.monotonic()
+        self.store: Store | None = None
+        self.supervisor: Supervisor | None = None
+        self.scheduler: Scheduler | None = None
+        self.metrics_port: int | None = None
+        self._stop = anyio.Event()
+        self._ready = anyio.Event()
+        self._last_cycle: CycleCompleted | None = None
+        for secret in self._secret_values():
+            register_secret(secret)
+
+    def _secret_values(self) -> list[str]:
+        s = self.settings.secrets
+        fields = (s.alpaca_api_key, s.alpaca_secret_key, s.alphavantage_api_key, s.smtp_password)
+        return [f.get_secret_value() for f in fields if f is not None]
+
+    # ------------------------------------------------------------ running
+
+    async def run(
+        self,
+        *,
+        once: bool = False,
+        asof: dt.date | None = None,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> int:
+        """Run until SIGTERM/SIGINT (or, with ``once``, one cycle); the process exit code."""
+        cfg = self.settings
+        store = await Store.open(cfg.daemon.db_path)
+        self.store = store
+        exit_code = 0
+        try:
+            calendar = ExchangeCalendar(cfg.schedule.calendar)
+            await anyio.to_thread.run_sync(calendar.load)
+            supervisor = self._build_actors(store, calendar)
+            self.metrics.watch_supervisor(supervisor)
+            async with anyio.create_task_group() as tg:
+                await tg.start(supervisor.run)
+                if cfg.metrics.enabled:
+                    self.metrics_port = await anyio.to_thread.run_sync(
+                        self.metrics.serve, cfg.metrics.host, cfg.metrics.port
+                    )
+                    log.info("metrics_listening", host=cfg.metrics.host, port=self.metrics_port)
+                control = ControlServer(
+                    cfg.daemon.socket_path,
+                    self._commands(calendar),
+                    mode_group=cfg.control.group,
+                    max_request_bytes=cfg.control.max_request_bytes,
+                    idle_timeout_s=cfg.control.idle_timeout_s,
+                    max_clients=cfg.control.max_clients,
+                    on_request=self._count_request,
+                )
+                control_scope = anyio.CancelScope()
+                await tg.start(self._scoped, control_scope, control.run)
+                scheduler_scope = anyio.CancelScope()
+                if not once:
+                    self.scheduler = self._build_scheduler(calendar)
+                    await tg.start(self._scoped, scheduler_scope, self.scheduler.run)
+                tg.start_soon(watch_event_loop_lag, self.metrics)
+                tg.start_soon(self._watchdog_loop, supervisor)
+                await tg.start(self._signal_loop)
+                self.notifier.ready()
+                self.notifier.status("ready; waiting for the next cycle")
+                log.info(
+                    "daemon_ready",
+                    version=__version__,
+                    pid=os.getpid(),
+                    socket=str(cfg.daemon.socket_path),
+                    seconds=round(time.monotonic() - self.started_monotonic, 3),
+                )
+                self._ready.set()
+                task_status.started()
+                if once:
+                    exit_code = await self._run_once(calendar, asof)
+                else:
+                    await self._stop.wait()
+                self.notifier.stopping()
+                log.info("daemon_stopping")
+                scheduler_scope.cancel()
+                await supervisor.stop()
+                control_scope.cancel()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.move_on_after(10, shield=True):
+                await anyio.to_thread.run_sync(self.metrics.shutdown)
+                await store.close()
+            log.info("daemon_stopped", exit_code=exit_code)
+        return exit_code
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    @staticmethod
+    async def _scoped(scope: anyio.CancelScope, fn: Any, *, task_status: TaskStatus[None]) -> None:
+        """Run ``fn(task_status=...)`` inside ``scope`` so it can be stopped on its own."""
+        with scope:
+            await fn(task_status=task_status)
+
+    async def _run_once(self, calendar: ExchangeCalendar, asof: dt.date | None) -> int:
+        assert self.supervisor is not None
+        day = asof or calendar.session_on_or_before(_exchange_today(self.clock, calendar))
+        risk = self.supervisor.ref("risk_supervisor")
+        run_id = default_run_id(day, CycleTrigger.START, self.clock.now())
+        await risk.ask(StartCycle(run_id, day, CycleTrigger.START))
+        result: CycleCompleted = await risk.ask(WaitCycle(run_id), timeout=3600)
+        return 0 if result.status == "completed" else 1
+
+    # ------------------------------------------------------------ the actor graph
+
+    def _build_actors(self, store: Store, calendar: ExchangeCalendar) -> Supervisor:
+        d = self.settings.daemon
+        sup = Supervisor(
+            OneForOne(
+                max_restarts=d.max_restarts,
+                window_s=d.restart_window_s,
+                backoff_s=d.restart_backoff_s,
+                backoff_max_s=d.restart_backoff_max_s,
+            ),
+            clock=self.clock,
+            ask_timeout=d.ask_timeout_s,
+            observer=self.metrics.actor_observer(),
+            on_event=self._on_supervisor_event,
+            on_escalate=self._escalate,
+        )
+        self.supervisor = sup
+        events = EventLog(d.events_dir)
+        secrets = self.settings.secrets
+        provider = make_provider(
+            self.settings.data,
+            alpaca_api_key=_secret(secrets.alpaca_api_key),
+            alpaca_secret_key=_secret(secrets.alpaca_secret_key),
+            alphavantage_api_key=_secret(secrets.alphavantage_api_key),
+            cache=BarCache(store),
+            sessions_fn=calendar.sessions_between,
+        )
+        sup.add(
+            "kill_switches",
+            lambda: KillSwitchBoard(
+                KillSwitchStore(store),
+                self.clock,
+                trading_disabled=self.settings.risk.trading_disabled,
+                disabled_strategies=tuple(self.settings.risk.disabled_strategies),
+                publish=self._publish,
+            ),
+            mailbox_size=d.mailbox_size,
+        )
+        sup.add(
+            "data_feed",
+            lambda: DataFeed(self.settings.data, provider, calendar, metrics=self.metrics),
+            mailbox_size=d.mailbox_size,
+        )
+        strategy_refs = {}
+        for name in STRATEGY_CLASSES:
+            strategy_refs[name] = sup.add(
+                f"strategy.{name}",
+                _strategy_factory(self, name, ModelStore(store)),
+                mailbox_size=d.mailbox_size,
+            )
+        sup.add(
+            "risk_supervisor",
+            lambda: RiskSupervisor(
+                clock=self.clock,
+                journal=CycleJournal(store),
+                signals=SignalStore(store),
+                data_feed=sup.ref("data_feed"),
+                kill_switches=sup.ref("kill_switches"),
+                strategies=strategy_refs,
+                params=self.settings.strategies,
+                events=events,
+                metrics=self.metrics,
+                publish=self._publish,
+            ),
+            depends_on=["kill_switches", "data_feed", *(f"strategy.{n}" for n in STRATEGY_CLASSES)],
+            mailbox_size=d.mailbox_size,
+        )
+        return sup
+
+    def _build_scheduler(self, calendar: ExchangeCalendar) -> Scheduler:
+        assert self.supervisor is not None
+        assert self.store is not None
+        s = self.settings.schedule
+        journal = CycleJournal(self.store)
+        risk = self.supervisor.ref("risk_supervisor")
+
+        async def emit(msg: StartCycle) -> None:
+            await risk.ask(msg)
+
+        return Scheduler(
+            clock=self.clock,
+            calendar=calendar,
+            at=s.time,
+            timezone=s.timezone,
+            run_on_start=s.run_on_start,
+            catch_up=s.catch_up,
+            completed=journal.completed_for,
+            emit=emit,
+        )
+
+    async def _publish(self, event: object) -> None:
+        """Events for the operator: metrics now; the notifier actor joins in issue 5."""
+        if isinstance(event, KillSwitchTripped):
+            self.metrics.kill_switch_active.labels(switch=event.switch).set(1)
+        elif isinstance(event, KillSwitchCleared):
+            self.metrics.kill_switch_active.labels(switch=event.switch).set(0)
+        elif isinstance(event, CycleCompleted):
+            self._last_cycle = event
+            self.notifier.status(
+                f"last cycle {event.run_id} ({event.asof}): {event.status}; "
+                f"signals {sum(event.raw_signals.values())}"
+            )
+
+    def _on_supervisor_event(self, event: object) -> None:
+        if isinstance(event, ActorCrashed):
+            log.warning("actor_restarting", actor=event.actor, after=event.message_type)
+
+    async def _escalate(self, actor: str, error: BaseException) -> None:
+        assert self.supervisor is not None
+        await self.supervisor.ref("kill_switches").ask(
+            TripKillSwitch(
+                switches.ACTOR_CRASH_LOOP,
+                f"actor {actor} crashed too often ({type(error).__name__}: {error})",
+                "supervisor",
+            )
+        )
+
+    # ------------------------------------------------------------ watchdog, signals, reload
+
+    async def _watchdog_loop(self, supervisor: Supervisor) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            answered = await supervisor.heartbeat(timeout=interval)
+            if all(answered.values()):
+                self.notifier.watchdog()
+                self.metrics.watchdog_pings.inc()
+            else:
+                wedged = sorted(name for name, ok in answered.items() if not ok)
+                self.metrics.watchdog_missed.inc()
+                log.error("watchdog_withheld", wedged_actors=wedged)
+            await anyio.sleep(interval)
+
+    async def _signal_loop(self, *, task_status: TaskStatus[None]) -> None:
+        """Handle signals; ready only once the handlers replace the default actions."""
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            task_status.started()
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                else:
+                    log.info("signal_received", signal=signal.Signals(signum).name)
+                    self.request_stop()
+
+    async def reload(self) -> dict[str, Any]:
+        """Load the configuration again; keep the old one when the new one is bad."""
+        self.notifier.reloading()
+        try:
+            new = await anyio.to_thread.run_sync(load_settings, self.config_path, self.environ)
+        except ConfigError as exc:
+            self.metrics.config_reloads.labels(outcome="rejected").inc()
+            log.error("config_reload_rejected", key=exc.key, reason=exc.reason)
+            self.notifier.ready()
+            return {"reloaded": False, "error": str(exc)}
+        old, self.settings = self.settings, new
+        needs_restart = [k for k in RESTART_ONLY if getattr(old, k) != getattr(new, k)]
+        set_level(new.daemon.log_level)
+        for secret in self._secret_values():
+            register_secret(secret)
+        if self.supervisor is not None:
+            for name in self.supervisor.names():
+                await self.supervisor.ref(name).tell(ApplySettings(new))
+        self.metrics.config_reloads.labels(outcome="applied").inc()
+        log.info("config_reloaded", needs_restart=needs_restart)
+        self.notifier.ready()
+        return {"reloaded": True, "needs_restart": needs_restart}
+
+    def _count_request(self, command: str, outcome: str, _seconds: float) -> None:
+        self.metrics.control_requests.labels(command=command, outcome=outcome).inc()
+
+    # ------------------------------------------------------------ control commands
+
+    def _commands(self, calendar: ExchangeCalendar) -> CommandTable:
+        table = CommandTable(default_timeout_s=30)
+        sup = self.supervisor
+        assert sup is not None
+        assert self.store is not None
+        signals = SignalStore(self.store)
+        journal = CycleJournal(self.store)
+        board = sup.ref("kill_switches")
+        risk = sup.ref("risk_supervisor")
+
+        async def ping(_args: dict[str, Any]) -> dict[str, Any]:
+            return {"pong": True, "version": __version__}
+
+        async def status(_args: dict[str, Any]) -> dict[str, Any]:
+            strategies = {}
+            for name in STRATEGY_CLASSES:
+                strategies[name] = await _ask_or_error(sup, f"strategy.{name}")
+            next_run = self.scheduler.next_run() if self.scheduler else None
+            return {
+                "version": __version__,
+                "pid": os.getpid(),
+                "uptime_s": round(time.monotonic() - self.started_monotonic, 1),
+                "now": self.clock.now().isoformat(),
+                "next_cycle": next_run.isoformat() if next_run else None,
+                "cycle": await _ask_or_error(sup, "risk_supervisor"),
+                "kill_switches": await _ask_or_error(sup, "kill_switches"),
+                "data": await _ask_or_error(sup, "data_feed"),
+                "strategies": strategies,
+                "actors": sup.status(),
+                "metrics_port": self.metrics_port,
+                "broker": self.settings.broker.kind,
+                "provider": self.settings.data.provider,
+            }
+
+        async def run_cycle(args: dict[str, Any]) -> dict[str, Any]:
+            day = _parse_date(args.get("asof")) or calendar.session_on_or_before(
+                _exchange_today(self.clock, calendar)
+            )
+            if not calendar.is_session(day):
+                raise CommandError(f"asof {day} is not a trading session", arg="asof")
+            run_id = default_run_id(day, CycleTrigger.OPERATOR, self.clock.now())
+            try:
+                await risk.ask(StartCycle(run_id, day, CycleTrigger.OPERATOR))
+            except RuntimeError as exc:  # CycleBusy
+                raise CommandError(str(exc)) from exc
+            if args.get("wait"):
+                done: CycleCompleted = await risk.ask(WaitCycle(run_id), timeout=3600)
+                return _cycle_dict(done)
+            return {"run_id": run_id, "asof": str(day), "status": "started"}
+
+        async def trip(switch: str, reason: str) -> dict[str, Any]:
+            changed = await board.ask(TripKillSwitch(switch, reason, "operator"))
+            return {"switch": switch, "active": True, "changed": bool(changed)}
+
+        async def clear(switch: str, reason: str) -> dict[str, Any]:
+            try:
+                changed = await board.ask(ClearKillSwitch(switch, reason, "operator"))
+            except ValueError as exc:
+                raise CommandError(str(exc)) from exc
+            return {"switch": switch, "active": False, "changed": bool(changed)}
+
+        async def halt(args: dict[str, Any]) -> dict[str, Any]:
+            reason = str(args.get("reason") or "").strip()
+            if not reason:
+                raise CommandError("halt needs a reason", arg="reason")
+            return await trip(switches.HALT, reason)
+
+        async def resume(args: dict[str, Any]) -> dict[str, Any]:
+            switch = str(args.get("switch") or switches.HALT)
+            return await clear(switch, str(args.get("reason") or "operator resume"))
+
+        async def pause_entries(args: dict[str, Any]) -> dict[str, Any]:
+            return await trip(switches.ENTRIES_PAUSED, str(args.get("reason") or "operator pause"))
+
+        async def resume_entries(args: dict[str, Any]) -> dict[str, Any]:
+            return await clear(switches.ENTRIES_PAUSED, str(args.get("reason") or "operator"))
+
+        def strategy_arg(args: dict[str, Any]) -> str:
+            name = str(args.get("strategy") or "")
+            if name not in STRATEGY_CLASSES:
+                known = ", ".join(STRATEGY_CLASSES)
+                raise CommandError(f"unknown strategy {name!r}; known: {known}", arg="strategy")
+            return name
+
+        async def disable(args: dict[str, Any]) -> dict[str, Any]:
+            name = strategy_arg(args)
+            return await trip(switches.strategy_switch(name), str(args.get("reason") or "operator"))
+
+        async def enable(args: dict[str, Any]) -> dict[str, Any]:
+            name = strategy_arg(args)
+            return await clear(
+                switches.strategy_switch(name), str(args.get("reason") or "operator")
+            )
+
+        async def reload(_args: dict[str, Any]) -> dict[str, Any]:
+            return await self.reload()
+
+        async def funnel(args: dict[str, Any]) -> dict[str, Any]:
+            run_id = args.get("run") or args.get("run_id")
+            if not run_id:
+                last = await journal.last()
+                if last is None:
+                    return {"run_id": None, "funnel": []}
+                run_id = last.run_id
+            rows = await signals.funnel(str(run_id))
+            return {"run_id": run_id, "funnel": [r.as_dict() for r in rows]}
+
+        async def signals_cmd(args: dict[str, Any]) -> dict[str, Any]:
+            run_id = args.get("run") or args.get("run_id")
+            if not run_id:
+                last = await journal.last()
+                run_id = last.run_id if last else None
+            rows = await signals.signals_for_run(str(run_id)) if run_id else []
+            keep = (
+                "strategy",
+                "symbol",
+                "signal_type",
+                "confidence",
+                "shares",
+                "price",
+                "reasoning",
+            )
+            return {"run_id": run_id, "signals": [{k: r[k] for k in keep} for r in rows]}
+
+        table.register("ping", ping, "Answer pong with the daemon's version.")
+        table.register("status", status, "Actors, last and next cycle, kill switches, versions.")
+        table.register(
+            "run-cycle", run_cycle, "Run a cycle now (args: asof=DATE, wait=true).", timeout_s=3600
+        )
+        table.register("halt", halt, "Trip the trading_halted kill switch (args: reason).")
+        table.register("resume", resume, "Clear trading_halted, or args switch=NAME.")
+        table.register("pause-entries", pause_entries, "Stop new entries; exits still run.")
+        table.register("resume-entries", resume_entries, "Allow new entries again.")
+        table.register(
+            "disable", disable, "Disable a strategy from the next cycle (args: strategy)."
+        )
+        table.register("enable", enable, "Enable a strategy again (args: strategy).")
+        table.register("reload", reload, "Reload the configuration (as SIGHUP does).")
+        table.register("funnel", funnel, "Signal funnel of a run (args: run; default the last).")
+        table.register("signals", signals_cmd, "Signals of a run (args: run; default the last).")
+        return table
+
+
+def _strategy_factory(daemon: Daemon, name: str, models: ModelStore) -> Any:
+    def build() -> StrategyActor:
+        return StrategyActor(
+            name,
+            getattr(daemon.settings.strategies, name),
+            clock=daemon.clock,
+            models=models,
+            metrics=daemon.metrics,
+        )
+
+    return build
+
+
+async def _ask_or_error(sup: Supervisor, name: str) -> Any:
+    try:
+        return await sup.ref(name).ask(GetStatus(), timeout=2.0)
+    except Exception as exc:  # status must answer even when one actor cannot
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _secret(value: Any) -> str | None:
+    return None if value is None else str(value.get_secret_value())
+
+
+def _parse_date(value: Any) -> dt.date | None:
+    if value in (None, ""):
+        return None
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise CommandError(f"asof {value!r} is not a date (YYYY-MM-DD)", arg="asof") from None
+
+
+def _exchange_today(clock: Clock, calendar: ExchangeCalendar) -> dt.date:
+    return clock.now().astimezone(calendar.tz).date()
+
+
+def _cycle_dict(done: CycleCompleted) -> dict[str, Any]:
+    return {
+        "run_id": done.run_id,
+        "asof": str(done.asof),
+        "status": str(done.status),
+        "reason": done.reason,
+        "raw_signals": done.raw_signals,
+        "seconds": round(done.duration_s, 3),
+    }
+
+
+__all__ = ["Daemon", "FatalError"]
