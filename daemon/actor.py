@@ -16,7 +16,8 @@ transition is published as ``ActorStateChanged``)::
 
 - ``ActorRef.tell`` awaits while the mailbox is full (backpressure, never a
   silent drop). ``ActorRef.ask`` waits for the reply with a timeout.
-- A handler that raises crashes the actor: the supervisor builds a fresh
+- A handler that raises ``Refusal`` answers "no": the asker gets the error,
+  the actor carries on. Any other exception crashes the actor: the supervisor builds a fresh
   instance (state is reloaded from the store in ``on_start``) after a backoff.
   The message that killed it is reported, never replayed; an ask that carried
   it gets the exception.
@@ -39,7 +40,7 @@ import anyio
 import structlog
 
 from actors.messages import Heartbeat
-from daemon.errors import ActorStopped, AskTimeout, FatalError
+from daemon.errors import ActorStopped, AskTimeout, FatalError, Refusal
 
 
 class ActorState(StrEnum):
@@ -343,6 +344,10 @@ class ActorCell:
                     )
                 )
             raise
+        except Refusal as exc:
+            outcome = "refused"
+            if envelope.reply is not None and not envelope.reply.done():
+                envelope.reply.set_exception(exc)
         except FatalError:
             outcome = "fatal"
             raise

@@ -52,7 +52,7 @@ from daemon.calendar import ExchangeCalendar
 from daemon.clock import Clock, WallClock
 from daemon.config import Settings, load_settings
 from daemon.control import CommandError, CommandTable, ControlServer
-from daemon.errors import ConfigError, FatalError
+from daemon.errors import ConfigError, FatalError, Refusal
 from daemon.logging import EventLog, register_secret, set_level
 from daemon.metrics import Metrics, watch_event_loop_lag
 from daemon.scheduler import Scheduler, default_run_id
@@ -413,7 +413,7 @@ class Daemon:
             run_id = default_run_id(day, CycleTrigger.OPERATOR, self.clock.now())
             try:
                 await risk.ask(StartCycle(run_id, day, CycleTrigger.OPERATOR))
-            except RuntimeError as exc:  # CycleBusy
+            except Refusal as exc:  # a cycle is already running
                 raise CommandError(str(exc)) from exc
             if args.get("wait"):
                 done: CycleCompleted = await risk.ask(WaitCycle(run_id), timeout=3600)
@@ -427,7 +427,7 @@ class Daemon:
         async def clear(switch: str, reason: str) -> dict[str, Any]:
             try:
                 changed = await board.ask(ClearKillSwitch(switch, reason, "operator"))
-            except ValueError as exc:
+            except Refusal as exc:  # a switch set by configuration
                 raise CommandError(str(exc)) from exc
             return {"switch": switch, "active": False, "changed": bool(changed)}
 

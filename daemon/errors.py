@@ -28,6 +28,14 @@ class FatalError(TradingdError):
     """The process cannot go on: exit non-zero, systemd restarts us."""
 
 
+class Refusal(TradingdError, ValueError):
+    """A handler's answer "no" (a busy cycle, an unknown run, a switch set by config).
+
+    The asker gets it as an exception; the actor is healthy and is *not*
+    restarted. Anything else a handler raises is a crash.
+    """
+
+
 class ConfigError(TradingdError):
     """Bad configuration: names the key and the reason. Exit code 78 (EX_CONFIG)."""
 

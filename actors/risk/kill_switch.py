@@ -27,13 +27,14 @@ from actors.messages import (
 from actors.risk.switches import ENV_DISABLED, STRATEGY_PREFIX, SwitchView, strategy_switch
 from daemon.actor import Actor, handles
 from daemon.clock import Clock
+from daemon.errors import Refusal
 from daemon.store import KillSwitchRecord, KillSwitchStore
 
 log = structlog.get_logger()
 Publish = Callable[[object], Awaitable[None]]
 
 
-class SwitchError(ValueError):
+class SwitchError(Refusal):
     """An operator asked for something the board cannot do (names the switch)."""
 
 

@@ -43,7 +43,7 @@ from actors.risk.switches import SwitchView, entries_blocked
 from actors.strategies.params import StrategiesParams
 from daemon.actor import Actor, ActorRef, handles
 from daemon.clock import Clock
-from daemon.errors import ActorStopped, AskTimeout
+from daemon.errors import ActorStopped, AskTimeout, Refusal
 from daemon.logging import EventLog, EventType
 from daemon.metrics import Metrics
 from daemon.store import CycleJournal, CycleStep
@@ -53,7 +53,7 @@ log = structlog.get_logger()
 Publish = Callable[[object], Awaitable[None]]
 
 
-class CycleBusy(RuntimeError):
+class CycleBusy(Refusal):
     """A cycle is already running; the new request is refused (names the running one)."""
 
 
@@ -151,7 +151,7 @@ class RiskSupervisor(Actor):
             return self._results[msg.run_id]
         task = self._task
         if task is None or self._running is None or self._running.run_id != msg.run_id:
-            raise KeyError(f"no cycle {msg.run_id!r} in this process")
+            raise Refusal(f"no cycle {msg.run_id!r} in this process")
         return await asyncio.shield(task)
 
     @handles(GetStatus)

@@ -38,15 +38,16 @@ class StrategyActor(Actor):
         clock: Clock,
         models: ModelStore | None = None,
         metrics: Metrics | None = None,
+        strategy: Strategy | None = None,
     ) -> None:
-        if strategy_name not in STRATEGY_CLASSES:
+        if strategy is None and strategy_name not in STRATEGY_CLASSES:
             raise ValueError(f"unknown strategy {strategy_name!r}")
         self.strategy_name = strategy_name
         self._params = params
         self._clock = clock
         self._models = models
         self._metrics = metrics
-        self._strategy: Strategy = STRATEGY_CLASSES[strategy_name](params)
+        self._strategy: Strategy = strategy or STRATEGY_CLASSES[strategy_name](params)
         self._last: dict[str, Any] = {}
 
     async def on_start(self) -> None:

@@ -21,7 +21,7 @@ from daemon.actor import (
     handles,
 )
 from daemon.clock import SimClock
-from daemon.errors import ActorStopped, AskTimeout, FatalError
+from daemon.errors import ActorStopped, AskTimeout, FatalError, Refusal
 from daemon.supervisor import OneForOne, Supervisor
 
 
@@ -368,3 +368,28 @@ def test_illegal_transition_is_refused() -> None:
     cell = ActorCell("x", Counter)
     with pytest.raises(IllegalTransition, match="started is not allowed in new"):
         cell.fire(Trigger.STARTED)
+
+
+@dataclass(frozen=True)
+class Refuse:
+    pass
+
+
+class Picky(Counter):
+    @handles(Refuse)
+    async def refuse(self, _msg: Refuse) -> None:
+        raise Refusal("not now")
+
+
+async def test_refusal_answers_without_restart() -> None:
+    """A Refusal reaches the asker; the actor keeps its state and is not restarted."""
+    sup = Supervisor(fast(), clock=clock())
+    ref = sup.add("picky", Picky)
+    async with anyio.create_task_group() as tg:
+        await tg.start(sup.run)
+        await ref.ask(Add(4))
+        with pytest.raises(Refusal, match="not now"):
+            await ref.ask(Refuse())
+        assert await ref.ask(Get()) == 4
+        assert sup.cell("picky").restarts == 0
+        await sup.stop()
