@@ -299,3 +299,23 @@ async def test_interrupted_cycle_is_closed_at_start(store: Store, tmp_path: Path
     assert record.status == "failed"
     assert record.reason == "interrupted by a restart"
     assert not await journal.completed_for(ASOF)
+
+
+async def test_reloaded_settings_disable_a_strategy_from_next_cycle(
+    store: Store, tmp_path: Path
+) -> None:
+    """A reload that disables a strategy keeps it out of the next cycle."""
+    from actors.messages import ApplySettings
+    from daemon.config import load_settings
+
+    graph = build(store, tmp_path)
+    settings = load_settings(None, {"TRADINGD_STRATEGIES__MOMENTUM__ENABLED": "false"})
+    async with anyio.create_task_group() as tg:
+        await tg.start(graph.sup.run)
+        first = await graph.run()
+        for name in graph.sup.names():
+            await graph.sup.ref(name).tell(ApplySettings(settings))
+        second = await graph.run(CALENDAR.next_session(ASOF))
+        await graph.sup.stop()
+    assert "momentum" in first.raw_signals
+    assert "momentum" not in second.raw_signals
