@@ -255,3 +255,134 @@ class CycleCompleted:
     reason: str
     raw_signals: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
+
+
+# ---------------------------------------------------------------- orders
+
+
+class IntentKind(StrEnum):
+    ENTRY = "ENTRY"
+    EXIT = "EXIT"
+    STOP = "STOP"
+    FLATTEN = "FLATTEN"
+
+
+class IntentStatus(StrEnum):
+    """An order intent's life: NEW -> SUBMITTED -> ACCEPTED -> a terminal state.
+
+    UNKNOWN: a submission whose outcome we did not hear (timeout, connection
+    lost); it is resolved by asking the broker for its client order id, never
+    by submitting again.
+    """
+
+    NEW = "NEW"
+    SUBMITTED = "SUBMITTED"
+    ACCEPTED = "ACCEPTED"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    REJECTED = "REJECTED"
+    CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (
+            IntentStatus.FILLED,
+            IntentStatus.REJECTED,
+            IntentStatus.CANCELED,
+            IntentStatus.EXPIRED,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntentSpec:
+    """What the RiskSupervisor wants bought or sold (whole shares, market, day)."""
+
+    strategy: str
+    symbol: str
+    side: str  # "buy" | "sell"
+    qty: int
+    kind: IntentKind
+    reference_price: float
+    atr: float = 0.0
+    signal_id: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrders:
+    """Write each intent, then submit it (exits before entries, in the given order)."""
+
+    run_id: str
+    asof: dt.date
+    intents: tuple[OrderIntentSpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderResult:
+    intent_id: str
+    strategy: str
+    symbol: str
+    side: str
+    qty: int
+    status: IntentStatus
+    filled_qty: int = 0
+    avg_price: float | None = None
+    error: str | None = None
+    existing: bool = False  # the intent already existed (a re-run): nothing new submitted
+
+
+@dataclass(frozen=True, slots=True)
+class OrderResults:
+    run_id: str
+    asof: dt.date
+    results: tuple[OrderResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SettleOrders:
+    """Poll every non-terminal intent at the broker and book new fills."""
+
+    run_id: str | None = None
+
+
+# ---------------------------------------------------------------- reconciliation
+
+
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    """Compare local positions and cash with the broker; ``kind`` is START/RECONCILIATION/END."""
+
+    run_id: str | None = None
+    kind: str = "RECONCILIATION"
+
+
+@dataclass(frozen=True, slots=True)
+class Discrepancy:
+    kind: str  # "position" | "cash"
+    symbol: str | None
+    local: float
+    broker: float
+
+    @property
+    def diff(self) -> float:
+        return self.broker - self.local
+
+
+@dataclass(frozen=True, slots=True)
+class ReconciliationReport:
+    passed: bool
+    discrepancies: tuple[Discrepancy, ...]
+    local_cash: float
+    broker_cash: float
+    broker_equity: float
+    at: dt.datetime
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptBrokerState:
+    """Operator command: take the broker's positions and cash as the truth (logged)."""
+
+    reason: str

@@ -230,6 +230,47 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL
     );
     """,
+    # ---- version 2: order handling, the simulated broker, reconciliation
+    """
+    ALTER TABLE order_intents ADD COLUMN strategy TEXT;
+    ALTER TABLE order_intents ADD COLUMN intent_kind TEXT NOT NULL DEFAULT 'ENTRY';
+    ALTER TABLE order_intents ADD COLUMN reference_price REAL;
+    ALTER TABLE order_intents ADD COLUMN atr REAL;
+    ALTER TABLE order_intents ADD COLUMN reason TEXT;
+    ALTER TABLE order_intents ADD COLUMN avg_fill_price REAL;
+    ALTER TABLE order_intents ADD COLUMN updated_at TEXT;
+    CREATE INDEX order_intents_asof ON order_intents(asof_date);
+
+    CREATE TABLE sim_account (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        cash REAL NOT NULL,
+        last_equity REAL NOT NULL,
+        trading_blocked INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL
+    );
+
+    CREATE TABLE sim_orders (
+        client_order_id TEXT PRIMARY KEY,
+        broker_order_id TEXT NOT NULL UNIQUE,
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        qty INTEGER NOT NULL,
+        filled_qty INTEGER NOT NULL DEFAULT 0,
+        filled_avg_price REAL,
+        status TEXT NOT NULL,
+        trade_date TEXT NOT NULL,
+        submitted_at TEXT NOT NULL,
+        filled_at TEXT,
+        reject_reason TEXT
+    );
+
+    CREATE TABLE sim_positions (
+        symbol TEXT PRIMARY KEY,
+        qty INTEGER NOT NULL,
+        avg_entry_price REAL NOT NULL,
+        last_price REAL
+    );
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

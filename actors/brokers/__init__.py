@@ -1,0 +1,1 @@
+"""Brokers behind one async protocol: SimBroker (the default) and AlpacaBroker."""

@@ -1,0 +1,1 @@
+"""Orders: the OrderManager actor, deterministic order intents, execution costs."""
