@@ -1,0 +1,528 @@
+"""The simulated broker: a cash account that fills market orders at the session open.
+
+It behaves like Alpaca where the rest of tradingd can tell the difference, and
+keeps its whole book in the store (``daemon.store.sim_broker``): a new
+``SimBroker`` on the same database after a crash sees every order, fill,
+position and the cash exactly. Nothing is cached between calls.
+
+Orders
+------
+- **Ids.** A client order id is unique forever: reusing one (even after the
+  first order filled, expired or was canceled) raises ``DuplicateClientOrderId``.
+  As at Alpaca, a submission refused outright (``OrderRejected``,
+  ``AccountBlocked``) creates no order and so does not use the id up.
+  ``broker_order_id`` is ``"sim-"`` + the first 16 hex digits of
+  ``sha256(client_order_id)``.
+- **Checks, in this order:** duplicate id; ``trading_blocked`` (``AccountBlocked``);
+  a sell for more than the position less the shares of accepted sells not yet
+  filled (``"insufficient qty available ..."``, no shorting); a buy whose cost
+  (``apply_costs``: price + slippage, plus commission) exceeds cash less the
+  estimated cost of accepted buys not yet filled (``"insufficient buying power ..."``).
+  The price of that estimate is the trade session's open if known, else the
+  latest known close; a symbol with neither is rejected (``"no price known ..."``).
+- **Trade session** (the session whose open the order fills at), from the
+  exchange-local time of ``clock.now()``: on a non-session day, the next session;
+  on a session day before its close, that day (during market hours this fills at
+  *today's* open: a daily system's documented approximation); after the close,
+  the next session.
+- **Fill.** The order is stored ACCEPTED and, in the same transaction, FILLED if
+  ``prices.open_price(symbol, trade_session)`` is known: at
+  ``apply_costs(...).exec_price``, ``filled_at`` = the session's open time, cash
+  and position updated (average entry price weighted by fill price). Otherwise it
+  stays ACCEPTED and ``settle()`` fills it once the price is known; a buy that
+  fills later above its estimate may take the cash below zero, as a gap would.
+- **Expiry.** An ACCEPTED order whose open price is still unknown once the
+  *next* session after its trade session has opened is EXPIRED (a day order that
+  never traded). The grace until that open lets a daily-bar feed, which learns a
+  session's open only after its close, still fill it.
+- ``settle()`` runs at the start of every call (``submit``, ``order_by_client_id``,
+  ``positions``, ``account``, ``cancel``); orders settle in submission order, all
+  of one settle in one transaction. A sell that no longer has the shares when
+  it fills (``adjust_position`` took them) is REJECTED with a reason.
+- ``cancel``: ACCEPTED -> CANCELED; a terminal or unknown order is left alone.
+
+Valuation
+---------
+- A position is marked at the close of the most recent session whose close time
+  has passed (exchange time) and whose close the price source knows, looking
+  back at most ``MARK_LOOKBACK_SESSIONS`` sessions; else at its average entry
+  price. A close is never used before its session has closed, so a backtest
+  whose price source knows the future does not see it.
+- ``equity`` = cash + sum of qty x mark; ``buying_power`` = cash.
+- ``last_equity`` is the equity at the close of the *reference session*: the
+  last session strictly before the exchange-local date of now (Alpaca's
+  "previous trading day"). The first ``account()`` call that sees a reference
+  session later than the stored one computes it and persists it in
+  ``sim_account.last_equity`` (with the session, see ``daemon.store.sim_broker``):
+  cash and positions as they stood at that close (fills whose trade session is
+  later are backed out, so reading before or after today's fills gives the same
+  number), marked at that session's closes. If a held symbol's close for that
+  session is not known yet, the value (marked at older closes or the entry
+  price) is returned but not persisted, and the next call tries again.
+  ``adjust_position`` and ``reset`` are not backed out: they count as having
+  happened before the reference close. A new account's ``last_equity`` is its
+  initial cash until the first snapshot.
+
+Operator and test hooks: ``set_trading_blocked``, ``adjust_position`` (a
+position changed behind our back), ``reset`` (a fresh account: the book,
+including order history and so used ids, is wiped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+from dataclasses import replace
+from typing import Protocol
+
+from actors.brokers.base import (
+    AccountBlocked,
+    BrokerAccount,
+    BrokerOrder,
+    BrokerOrderStatus,
+    BrokerPosition,
+    DuplicateClientOrderId,
+    MarketClock,
+    OrderRejected,
+    OrderRequest,
+    OrderSide,
+)
+from actors.orders.costs import COMMISSION_PER_SHARE, apply_costs
+from daemon.calendar import ExchangeCalendar
+from daemon.clock import Clock
+from daemon.store.core import Store
+from daemon.store.sim_broker import (
+    SimAccountRow,
+    SimBrokerStore,
+    SimBrokerWriter,
+    SimOrderRow,
+    SimPositionRow,
+)
+
+MARK_LOOKBACK_SESSIONS = 10
+
+_ACCEPTED = BrokerOrderStatus.ACCEPTED.value
+
+
+class PriceSource(Protocol):
+    """Daily open and close prices; None means "not known yet"."""
+
+    async def open_price(self, symbol: str, session: dt.date) -> float | None: ...
+
+    async def close_price(self, symbol: str, session: dt.date) -> float | None: ...
+
+
+def sim_broker_order_id(client_order_id: str) -> str:
+    """The simulated broker's deterministic order id for ``client_order_id``."""
+    return "sim-" + hashlib.sha256(client_order_id.encode()).hexdigest()[:16]
+
+
+def _to_broker_order(row: SimOrderRow) -> BrokerOrder:
+    return BrokerOrder(
+        client_order_id=row.client_order_id,
+        broker_order_id=row.broker_order_id,
+        symbol=row.symbol,
+        side=OrderSide(row.side),
+        qty=row.qty,
+        filled_qty=row.filled_qty,
+        filled_avg_price=row.filled_avg_price,
+        status=BrokerOrderStatus(row.status),
+        submitted_at=row.submitted_at,
+        filled_at=row.filled_at,
+        reject_reason=row.reject_reason,
+    )
+
+
+class SimBroker:
+    """A simulated cash account behind the ``Broker`` protocol; all state in the store."""
+
+    name = "sim"
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock,
+        calendar: ExchangeCalendar,
+        prices: PriceSource,
+        initial_cash: float = 100_000.0,
+    ) -> None:
+        if not initial_cash >= 0:
+            raise ValueError(f"initial cash must be >= 0, got {initial_cash}")
+        self._book = SimBrokerStore(store)
+        self._clock = clock
+        self._calendar = calendar
+        self._prices = prices
+        self._initial_cash = initial_cash
+        # Serialises operations of this broker: each reads the book, asks the
+        # price source, then writes; nothing else writes the sim_* tables.
+        self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------ Broker protocol
+
+    async def submit(self, request: OrderRequest) -> BrokerOrder:
+        """Accept a market day order and fill it at once if its open price is known."""
+        async with self._lock:
+            await self._settle()
+            now = self._clock.now()
+            account = await self._account_row()
+            if await self._book.order(request.client_order_id) is not None:
+                raise DuplicateClientOrderId(
+                    f"client order id {request.client_order_id!r} is already in use"
+                )
+            if account.trading_blocked:
+                raise AccountBlocked("trading is blocked on the simulated account")
+            trade = self._trade_session(now)
+            open_price = await self._prices.open_price(request.symbol, trade)
+            position = await self._book.position(request.symbol)
+            pending = await self._book.orders(status=_ACCEPTED)
+            if request.side is OrderSide.SELL:
+                self._check_qty(request, position, pending)
+            else:
+                await self._check_buying_power(request, account, pending, open_price, now)
+            order = SimOrderRow(
+                client_order_id=request.client_order_id,
+                broker_order_id=sim_broker_order_id(request.client_order_id),
+                symbol=request.symbol,
+                side=request.side.value,
+                qty=request.qty,
+                filled_qty=0,
+                filled_avg_price=None,
+                status=_ACCEPTED,
+                trade_date=trade,
+                submitted_at=now,
+            )
+            async with self._book.write(now) as w:
+                await w.insert_order(order)
+                if open_price is not None:
+                    order, _ = await self._fill(w, order, open_price, position)
+            return _to_broker_order(order)
+
+    async def order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
+        """The order with this client id (after settling), or None."""
+        async with self._lock:
+            await self._settle()
+            row = await self._book.order(client_order_id)
+            return None if row is None else _to_broker_order(row)
+
+    async def cancel(self, client_order_id: str) -> None:
+        """Cancel an ACCEPTED order; a filled, closed or unknown order is left as it is."""
+        async with self._lock:
+            await self._settle()
+            row = await self._book.order(client_order_id)
+            if row is None or row.status != _ACCEPTED:
+                return
+            async with self._book.write(self._clock.now()) as w:
+                await w.update_order(client_order_id, status=BrokerOrderStatus.CANCELED.value)
+
+    async def positions(self) -> list[BrokerPosition]:
+        """Open positions (after settling), by symbol, with their market value at the mark."""
+        async with self._lock:
+            await self._settle()
+            now = self._clock.now()
+            result = []
+            for p in await self._book.positions():
+                mark = await self._mark(p, now)
+                result.append(
+                    BrokerPosition(
+                        symbol=p.symbol,
+                        qty=p.qty,
+                        avg_entry_price=p.avg_entry_price,
+                        market_value=p.qty * mark,
+                    )
+                )
+            return result
+
+    async def account(self) -> BrokerAccount:
+        """Cash, equity at the marks, and the equity at the previous session's close."""
+        async with self._lock:
+            await self._settle()
+            now = self._clock.now()
+            account = await self._account_row()
+            positions = await self._book.positions()
+            equity = account.cash
+            for p in positions:
+                equity += p.qty * await self._mark(p, now)
+            last_equity = account.last_equity
+            reference = self._calendar.previous_session(self._today(now))
+            snapshot_of = await self._book.last_equity_session()
+            if snapshot_of is None or reference > snapshot_of:
+                value, complete = await self._equity_at_close(reference, account.cash, positions)
+                if complete:
+                    async with self._book.write(now) as w:
+                        await w.set_last_equity(value, reference)
+                last_equity = value
+            return BrokerAccount(
+                cash=account.cash,
+                equity=equity,
+                last_equity=last_equity,
+                buying_power=account.cash,
+                trading_blocked=account.trading_blocked,
+            )
+
+    async def clock(self) -> MarketClock:
+        """Market hours from the exchange calendar at ``clock.now()``."""
+        now = self._clock.now()
+        today = self._today(now)
+        cal = self._calendar
+        if cal.is_session(today):
+            opens, closes = cal.session_open(today), cal.session_close(today)
+            if now < opens:
+                return MarketClock(timestamp=now, is_open=False, next_open=opens, next_close=closes)
+            if now < closes:
+                following = cal.next_session(today)
+                return MarketClock(
+                    timestamp=now,
+                    is_open=True,
+                    next_open=cal.session_open(following),
+                    next_close=closes,
+                )
+        following = cal.next_session(today)
+        return MarketClock(
+            timestamp=now,
+            is_open=False,
+            next_open=cal.session_open(following),
+            next_close=cal.session_close(following),
+        )
+
+    async def close(self) -> None:
+        """Nothing to release: the store belongs to the caller."""
+
+    # ------------------------------------------------------------ hooks
+
+    async def settle(self) -> None:
+        """Fill every accepted order whose open price is now known; expire the stale ones."""
+        async with self._lock:
+            await self._settle()
+
+    async def set_trading_blocked(self, blocked: bool) -> None:
+        """Block (or unblock) trading on the account, as a broker's compliance might."""
+        async with self._lock:
+            await self._account_row()
+            async with self._book.write(self._clock.now()) as w:
+                await w.set_trading_blocked(blocked)
+
+    async def adjust_position(self, symbol: str, qty: int, avg_price: float) -> None:
+        """Set a position behind the order flow's back (0 closes it); cash is not touched."""
+        if qty < 0:
+            raise ValueError(f"the simulated account cannot be short: qty {qty}")
+        if qty > 0 and not avg_price > 0:
+            raise ValueError(f"avg_price must be positive, got {avg_price}")
+        async with self._lock:
+            await self._account_row()
+            async with self._book.write(self._clock.now()) as w:
+                if qty == 0:
+                    await w.delete_position(symbol)
+                else:
+                    await w.upsert_position(SimPositionRow(symbol, qty, avg_price, avg_price))
+
+    async def reset(self, cash: float) -> None:
+        """Start over: a fresh account with ``cash``, no positions, no order history."""
+        if not cash >= 0:
+            raise ValueError(f"cash must be >= 0, got {cash}")
+        async with self._lock, self._book.write(self._clock.now()) as w:
+            await w.reset(cash)
+
+    # ------------------------------------------------------------ internals
+
+    def _today(self, now: dt.datetime) -> dt.date:
+        return now.astimezone(self._calendar.tz).date()
+
+    def _trade_session(self, now: dt.datetime) -> dt.date:
+        """The session whose open an order submitted at ``now`` fills at."""
+        today = self._today(now)
+        cal = self._calendar
+        if cal.is_session(today) and now < cal.session_close(today):
+            return today
+        return cal.next_session(today)
+
+    def _last_closed_session(self, now: dt.datetime) -> dt.date:
+        today = self._today(now)
+        cal = self._calendar
+        if cal.is_session(today) and now >= cal.session_close(today):
+            return today
+        return cal.previous_session(today)
+
+    async def _close_on_or_before(self, symbol: str, session: dt.date) -> float | None:
+        """The close of ``session``, or of the latest session before it that is known."""
+        for _ in range(MARK_LOOKBACK_SESSIONS):
+            price = await self._prices.close_price(symbol, session)
+            if price is not None:
+                return price
+            session = self._calendar.previous_session(session)
+        return None
+
+    async def _mark(self, position: SimPositionRow, now: dt.datetime) -> float:
+        close = await self._close_on_or_before(position.symbol, self._last_closed_session(now))
+        return position.avg_entry_price if close is None else close
+
+    async def _account_row(self) -> SimAccountRow:
+        account = await self._book.account()
+        if account is None:
+            async with self._book.write(self._clock.now()) as w:
+                await w.create_account(self._initial_cash)
+            account = await self._book.account()
+            assert account is not None
+        return account
+
+    @staticmethod
+    def _check_qty(
+        request: OrderRequest, position: SimPositionRow | None, pending: list[SimOrderRow]
+    ) -> None:
+        held = position.qty if position is not None else 0
+        reserved = sum(
+            o.qty for o in pending if o.symbol == request.symbol and o.side == OrderSide.SELL
+        )
+        available = held - reserved
+        if request.qty > available:
+            raise OrderRejected(
+                f"insufficient qty available for order (requested {request.qty}, "
+                f"available {available})"
+            )
+
+    async def _check_buying_power(
+        self,
+        request: OrderRequest,
+        account: SimAccountRow,
+        pending: list[SimOrderRow],
+        open_price: float | None,
+        now: dt.datetime,
+    ) -> None:
+        last_closed = self._last_closed_session(now)
+        price = open_price
+        if price is None:
+            price = await self._close_on_or_before(request.symbol, last_closed)
+        if price is None:
+            raise OrderRejected(f"no price known for {request.symbol}")
+        cost = -apply_costs(OrderSide.BUY, request.qty, price).cash_delta
+        reserved = 0.0
+        for o in pending:
+            if o.side != OrderSide.BUY:
+                continue
+            estimate = await self._close_on_or_before(o.symbol, last_closed)
+            if estimate is not None:
+                reserved += -apply_costs(OrderSide.BUY, o.qty, estimate).cash_delta
+        available = account.cash - reserved
+        if cost > available:
+            raise OrderRejected(
+                f"insufficient buying power (required {cost:.2f}, available {available:.2f})"
+            )
+
+    async def _fill(
+        self,
+        w: SimBrokerWriter,
+        order: SimOrderRow,
+        open_price: float,
+        position: SimPositionRow | None,
+    ) -> tuple[SimOrderRow, SimPositionRow | None]:
+        """Fill ``order`` at ``open_price`` through ``w``; the order and position after it."""
+        side = OrderSide(order.side)
+        held = position.qty if position is not None else 0
+        if side is OrderSide.SELL and (position is None or held < order.qty):
+            reason = f"insufficient qty at fill (requested {order.qty}, held {held})"
+            await w.update_order(
+                order.client_order_id,
+                status=BrokerOrderStatus.REJECTED.value,
+                reject_reason=reason,
+            )
+            rejected = replace(order, status=BrokerOrderStatus.REJECTED.value, reject_reason=reason)
+            return rejected, position
+        fill = apply_costs(side, order.qty, open_price)
+        filled_at = self._calendar.session_open(order.trade_date)
+        await w.update_order(
+            order.client_order_id,
+            status=BrokerOrderStatus.FILLED.value,
+            filled_qty=order.qty,
+            filled_avg_price=fill.exec_price,
+            filled_at=filled_at,
+        )
+        await w.add_cash(fill.cash_delta)
+        after: SimPositionRow | None
+        if side is OrderSide.BUY:
+            qty = held + order.qty
+            cost_basis = (position.avg_entry_price * held if position is not None else 0.0) + (
+                fill.exec_price * order.qty
+            )
+            after = SimPositionRow(order.symbol, qty, cost_basis / qty, fill.exec_price)
+            await w.upsert_position(after)
+        elif held == order.qty:
+            after = None
+            await w.delete_position(order.symbol)
+        else:
+            assert position is not None
+            after = SimPositionRow(
+                order.symbol, held - order.qty, position.avg_entry_price, fill.exec_price
+            )
+            await w.upsert_position(after)
+        filled = replace(
+            order,
+            status=BrokerOrderStatus.FILLED.value,
+            filled_qty=order.qty,
+            filled_avg_price=fill.exec_price,
+            filled_at=filled_at,
+        )
+        return filled, after
+
+    async def _settle(self) -> None:
+        pending = await self._book.orders(status=_ACCEPTED)
+        if not pending:
+            return
+        now = self._clock.now()
+        due: list[tuple[SimOrderRow, float | None]] = []
+        for order in pending:
+            price = await self._prices.open_price(order.symbol, order.trade_date)
+            if price is not None:
+                due.append((order, price))
+            elif now >= self._expires_at(order.trade_date):
+                due.append((order, None))
+        if not due:
+            return
+        positions = {p.symbol: p for p in await self._book.positions()}
+        async with self._book.write(now) as w:
+            for order, price in due:
+                if price is None:
+                    await w.update_order(
+                        order.client_order_id, status=BrokerOrderStatus.EXPIRED.value
+                    )
+                    continue
+                _, after = await self._fill(w, order, price, positions.get(order.symbol))
+                if after is None:
+                    positions.pop(order.symbol, None)
+                else:
+                    positions[order.symbol] = after
+
+    def _expires_at(self, trade_date: dt.date) -> dt.datetime:
+        """When an unfilled day order for ``trade_date`` is given up: the next session's open."""
+        return self._calendar.session_open(self._calendar.next_session(trade_date))
+
+    async def _equity_at_close(
+        self, session: dt.date, cash: float, positions: list[SimPositionRow]
+    ) -> tuple[float, bool]:
+        """Equity at the close of ``session`` and whether every close it needs was known."""
+        qty = {p.symbol: p.qty for p in positions}
+        fallback = {p.symbol: p.avg_entry_price for p in positions}
+        for o in await self._book.filled_orders_traded_after(session):
+            assert o.filled_avg_price is not None
+            notional = o.filled_qty * o.filled_avg_price
+            commission = o.filled_qty * COMMISSION_PER_SHARE
+            if o.side == OrderSide.BUY:
+                cash += notional + commission
+                qty[o.symbol] = qty.get(o.symbol, 0) - o.filled_qty
+            else:
+                cash -= notional - commission
+                qty[o.symbol] = qty.get(o.symbol, 0) + o.filled_qty
+            fallback.setdefault(o.symbol, o.filled_avg_price)
+        equity = cash
+        complete = True
+        for symbol, held in qty.items():
+            if held == 0:
+                continue
+            close = await self._prices.close_price(symbol, session)
+            if close is None:
+                complete = False
+                close = await self._close_on_or_before(
+                    symbol, self._calendar.previous_session(session)
+                )
+            equity += held * (fallback[symbol] if close is None else close)
+        return equity, complete

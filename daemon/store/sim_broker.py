@@ -1,0 +1,280 @@
+"""The simulated broker's book: every SQL statement on the ``sim_*`` tables.
+
+The tables hold the whole state of the simulated account (``SimBroker`` keeps
+nothing that matters in memory), so a new broker on the same database after a
+crash sees every order, fill, position and the cash exactly.
+
+- Reads (``account``, ``order``, ``orders``, ``positions``, ...) see committed rows.
+- Writes go through ``async with book.write(at) as w:``: one *durable*
+  transaction (``synchronous=FULL``) per broker operation, so an order, its fill
+  and the cash and position change it causes land together or not at all.
+- The session whose close ``sim_account.last_equity`` values is kept under the
+  ``system_state`` key ``sim_broker.last_equity_session`` (an ISO date as JSON),
+  written in the same transaction as ``last_equity``.
+
+Rows carry plain values (``str`` side and status); the broker gives them meaning.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiosqlite
+
+from daemon.store.core import Row, Store
+
+LAST_EQUITY_SESSION_KEY = "sim_broker.last_equity_session"
+
+
+@dataclass(frozen=True, slots=True)
+class SimAccountRow:
+    cash: float
+    last_equity: float
+    trading_blocked: bool
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SimOrderRow:
+    client_order_id: str
+    broker_order_id: str
+    symbol: str
+    side: str
+    qty: int
+    filled_qty: int
+    filled_avg_price: float | None
+    status: str
+    trade_date: dt.date
+    submitted_at: dt.datetime
+    filled_at: dt.datetime | None = None
+    reject_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SimPositionRow:
+    symbol: str
+    qty: int
+    avg_entry_price: float
+    last_price: float | None = None
+
+
+def _account(row: Row) -> SimAccountRow:
+    return SimAccountRow(
+        cash=float(row["cash"]),
+        last_equity=float(row["last_equity"]),
+        trading_blocked=bool(row["trading_blocked"]),
+        updated_at=dt.datetime.fromisoformat(row["updated_at"]),
+    )
+
+
+def _order(row: Row) -> SimOrderRow:
+    filled_at = row["filled_at"]
+    avg = row["filled_avg_price"]
+    return SimOrderRow(
+        client_order_id=row["client_order_id"],
+        broker_order_id=row["broker_order_id"],
+        symbol=row["symbol"],
+        side=row["side"],
+        qty=int(row["qty"]),
+        filled_qty=int(row["filled_qty"]),
+        filled_avg_price=None if avg is None else float(avg),
+        status=row["status"],
+        trade_date=dt.date.fromisoformat(row["trade_date"]),
+        submitted_at=dt.datetime.fromisoformat(row["submitted_at"]),
+        filled_at=None if filled_at is None else dt.datetime.fromisoformat(filled_at),
+        reject_reason=row["reject_reason"],
+    )
+
+
+def _position(row: Row) -> SimPositionRow:
+    last = row["last_price"]
+    return SimPositionRow(
+        symbol=row["symbol"],
+        qty=int(row["qty"]),
+        avg_entry_price=float(row["avg_entry_price"]),
+        last_price=None if last is None else float(last),
+    )
+
+
+_ORDER_COLUMNS = (
+    "client_order_id, broker_order_id, symbol, side, qty, filled_qty, filled_avg_price,"
+    " status, trade_date, submitted_at, filled_at, reject_reason"
+)
+_ORDER_PLACEHOLDERS = ", ".join("?" * len(_ORDER_COLUMNS.split(",")))
+
+
+class SimBrokerWriter:
+    """The writes of one broker operation, inside one durable transaction."""
+
+    def __init__(self, conn: aiosqlite.Connection, at: dt.datetime) -> None:
+        self._conn = conn
+        self._at = at.isoformat()
+
+    async def create_account(self, cash: float) -> None:
+        """Open the account with ``cash`` (and ``last_equity = cash``) unless it exists."""
+        await self._conn.execute(
+            "INSERT OR IGNORE INTO sim_account (id, cash, last_equity, trading_blocked, updated_at)"
+            " VALUES (1, ?, ?, 0, ?)",
+            (cash, cash, self._at),
+        )
+
+    async def add_cash(self, delta: float) -> None:
+        """Change the cash balance by ``delta`` (negative for a buy)."""
+        await self._conn.execute(
+            "UPDATE sim_account SET cash = cash + ?, updated_at = ? WHERE id = 1",
+            (delta, self._at),
+        )
+
+    async def set_trading_blocked(self, blocked: bool) -> None:
+        await self._conn.execute(
+            "UPDATE sim_account SET trading_blocked = ?, updated_at = ? WHERE id = 1",
+            (int(blocked), self._at),
+        )
+
+    async def set_last_equity(self, equity: float, session: dt.date) -> None:
+        """Record ``equity`` as the equity at the close of ``session``."""
+        await self._conn.execute(
+            "UPDATE sim_account SET last_equity = ?, updated_at = ? WHERE id = 1",
+            (equity, self._at),
+        )
+        await self._conn.execute(
+            "INSERT INTO system_state (key, value, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value,"
+            " updated_at = excluded.updated_at",
+            (LAST_EQUITY_SESSION_KEY, json.dumps(session.isoformat()), self._at),
+        )
+
+    async def insert_order(self, order: SimOrderRow) -> None:
+        """Record a new order; ``sqlite3.IntegrityError`` if its client id was ever used."""
+        await self._conn.execute(
+            f"INSERT INTO sim_orders ({_ORDER_COLUMNS}) VALUES ({_ORDER_PLACEHOLDERS})",  # noqa: S608 -- constants
+            (
+                order.client_order_id,
+                order.broker_order_id,
+                order.symbol,
+                order.side,
+                order.qty,
+                order.filled_qty,
+                order.filled_avg_price,
+                order.status,
+                order.trade_date.isoformat(),
+                order.submitted_at.isoformat(),
+                None if order.filled_at is None else order.filled_at.isoformat(),
+                order.reject_reason,
+            ),
+        )
+
+    async def update_order(
+        self,
+        client_order_id: str,
+        *,
+        status: str,
+        filled_qty: int = 0,
+        filled_avg_price: float | None = None,
+        filled_at: dt.datetime | None = None,
+        reject_reason: str | None = None,
+    ) -> None:
+        """Move an order to ``status`` with its fill (if any)."""
+        await self._conn.execute(
+            "UPDATE sim_orders SET status = ?, filled_qty = ?, filled_avg_price = ?,"
+            " filled_at = ?, reject_reason = ? WHERE client_order_id = ?",
+            (
+                status,
+                filled_qty,
+                filled_avg_price,
+                None if filled_at is None else filled_at.isoformat(),
+                reject_reason,
+                client_order_id,
+            ),
+        )
+
+    async def upsert_position(self, position: SimPositionRow) -> None:
+        await self._conn.execute(
+            "INSERT INTO sim_positions (symbol, qty, avg_entry_price, last_price)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT(symbol) DO UPDATE SET qty = excluded.qty,"
+            " avg_entry_price = excluded.avg_entry_price, last_price = excluded.last_price",
+            (position.symbol, position.qty, position.avg_entry_price, position.last_price),
+        )
+
+    async def delete_position(self, symbol: str) -> None:
+        await self._conn.execute("DELETE FROM sim_positions WHERE symbol = ?", (symbol,))
+
+    async def reset(self, cash: float) -> None:
+        """Wipe the book (orders, positions, equity snapshot) and open a fresh account."""
+        await self._conn.execute("DELETE FROM sim_orders")
+        await self._conn.execute("DELETE FROM sim_positions")
+        await self._conn.execute("DELETE FROM sim_account")
+        await self._conn.execute(
+            "DELETE FROM system_state WHERE key = ?", (LAST_EQUITY_SESSION_KEY,)
+        )
+        await self.create_account(cash)
+
+
+class SimBrokerStore:
+    """Reads of the simulated broker's book, and ``write()`` for its transactions."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    @asynccontextmanager
+    async def write(self, at: dt.datetime) -> AsyncIterator[SimBrokerWriter]:
+        """One durable transaction stamped ``at``; everything in it commits or nothing does."""
+        async with self._store.transaction(durable=True) as conn:
+            yield SimBrokerWriter(conn, at)
+
+    async def account(self) -> SimAccountRow | None:
+        row = await self._store.fetchone(
+            "SELECT cash, last_equity, trading_blocked, updated_at FROM sim_account WHERE id = 1"
+        )
+        return None if row is None else _account(row)
+
+    async def last_equity_session(self) -> dt.date | None:
+        """The session whose close ``last_equity`` values, or None before the first snapshot."""
+        row = await self._store.fetchone(
+            "SELECT value FROM system_state WHERE key = ?", (LAST_EQUITY_SESSION_KEY,)
+        )
+        if row is None:
+            return None
+        return dt.date.fromisoformat(json.loads(row["value"]))
+
+    async def order(self, client_order_id: str) -> SimOrderRow | None:
+        row = await self._store.fetchone(
+            f"SELECT {_ORDER_COLUMNS} FROM sim_orders WHERE client_order_id = ?",  # noqa: S608 -- a constant column list
+            (client_order_id,),
+        )
+        return None if row is None else _order(row)
+
+    async def orders(self, *, status: str | None = None) -> list[SimOrderRow]:
+        """Orders (all, or those in ``status``) in the order they were submitted."""
+        where, params = ("WHERE status = ?", (status,)) if status is not None else ("", ())
+        rows = await self._store.fetchall(
+            f"SELECT {_ORDER_COLUMNS} FROM sim_orders {where} ORDER BY rowid",  # noqa: S608 -- constant fragments only
+            params,
+        )
+        return [_order(r) for r in rows]
+
+    async def filled_orders_traded_after(self, session: dt.date) -> list[SimOrderRow]:
+        """Filled orders whose trade session is after ``session``, in submission order."""
+        rows = await self._store.fetchall(
+            f"SELECT {_ORDER_COLUMNS} FROM sim_orders"  # noqa: S608 -- a constant column list
+            " WHERE filled_qty > 0 AND trade_date > ? ORDER BY rowid",
+            (session.isoformat(),),
+        )
+        return [_order(r) for r in rows]
+
+    async def positions(self) -> list[SimPositionRow]:
+        rows = await self._store.fetchall(
+            "SELECT symbol, qty, avg_entry_price, last_price FROM sim_positions ORDER BY symbol"
+        )
+        return [_position(r) for r in rows]
+
+    async def position(self, symbol: str) -> SimPositionRow | None:
+        row = await self._store.fetchone(
+            "SELECT symbol, qty, avg_entry_price, last_price FROM sim_positions WHERE symbol = ?",
+            (symbol,),
+        )
+        return None if row is None else _position(row)
