@@ -1,0 +1,85 @@
+"""The automatic kill switches: which trip for the day's risk context, and why.
+
+Rules (defaults in brackets):
+
+* ``reconciliation_failed``: the broker reconciliation failed (``False``;
+  ``None`` = not run yet, does not trip);
+* ``daily_drawdown``: loss from the day's start value strictly above
+  ``max_daily_drawdown`` [> 5 %]; a NaN drawdown trips (unknown loss, fail closed);
+* ``consecutive_failures``: at least ``max_consecutive_failures`` [>= 3];
+* ``order_rejection_rate``: at least ``min_rejections`` [>= 5] rejected orders
+  *and* a rejection rate strictly above ``max_rejection_rate`` [> 50 %];
+* ``bad_data``: stale market data or a data-quality failure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+from actors.risk.params import KillSwitchParams
+
+RECONCILIATION_FAILED: Final = "reconciliation_failed"
+DAILY_DRAWDOWN: Final = "daily_drawdown"
+CONSECUTIVE_FAILURES: Final = "consecutive_failures"
+ORDER_REJECTION_RATE: Final = "order_rejection_rate"
+BAD_DATA: Final = "bad_data"
+AUTO_SWITCHES: Final = (
+    RECONCILIATION_FAILED,
+    DAILY_DRAWDOWN,
+    CONSECUTIVE_FAILURES,
+    ORDER_REJECTION_RATE,
+    BAD_DATA,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskContext:
+    """What the automatic switches look at; ``daily_drawdown`` is a loss ratio (0.05 = 5 % down)."""
+
+    reconciliation_passed: bool | None
+    daily_drawdown: float
+    consecutive_failures: int
+    rejected_orders: int
+    total_orders: int
+    stale_data: bool
+    bad_data_reason: str | None
+
+
+def evaluate(ctx: RiskContext, params: KillSwitchParams) -> list[tuple[str, str]]:
+    """The switches that trip, as ``(switch name, reason with the numbers)``, in rule order."""
+    tripped: list[tuple[str, str]] = []
+    if ctx.reconciliation_passed is False:
+        tripped.append((RECONCILIATION_FAILED, "broker reconciliation failed"))
+    limit = params.max_daily_drawdown
+    if math.isnan(ctx.daily_drawdown):
+        tripped.append((DAILY_DRAWDOWN, "daily drawdown unknown (NaN)"))
+    elif ctx.daily_drawdown > limit:
+        tripped.append((DAILY_DRAWDOWN, f"daily drawdown {ctx.daily_drawdown:.2%} > {limit:.2%}"))
+    if ctx.consecutive_failures >= params.max_consecutive_failures:
+        tripped.append(
+            (
+                CONSECUTIVE_FAILURES,
+                f"{ctx.consecutive_failures} consecutive failures "
+                f">= {params.max_consecutive_failures}",
+            )
+        )
+    if ctx.rejected_orders >= params.min_rejections and ctx.total_orders > 0:
+        rate = ctx.rejected_orders / ctx.total_orders
+        if rate > params.max_rejection_rate:
+            tripped.append(
+                (
+                    ORDER_REJECTION_RATE,
+                    f"{ctx.rejected_orders}/{ctx.total_orders} orders rejected ({rate:.0%}) "
+                    f"> {params.max_rejection_rate:.0%} with >= {params.min_rejections} rejected",
+                )
+            )
+    reasons = []
+    if ctx.stale_data:
+        reasons.append("stale market data")
+    if ctx.bad_data_reason:
+        reasons.append(ctx.bad_data_reason)
+    if reasons:
+        tripped.append((BAD_DATA, "; ".join(reasons)))
+    return tripped
