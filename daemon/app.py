@@ -28,23 +28,36 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
+from actors.brokers.base import Broker
+from actors.brokers.prices import ProviderPriceSource
+from actors.brokers.sim import SimBroker
 from actors.data_feed.actor import DataFeed
-from actors.data_feed.providers import make_provider
+from actors.data_feed.providers import BarProvider, make_provider
 from actors.messages import (
     ActorCrashed,
+    AdoptBrokerState,
     ApplySettings,
     ClearKillSwitch,
     CycleCompleted,
     CycleTrigger,
     GetStatus,
+    IntentKind,
     KillSwitchCleared,
     KillSwitchTripped,
+    OrderIntentSpec,
+    OrderResults,
+    PlaceOrders,
+    Reconcile,
+    ReconciliationReport,
     StartCycle,
     TripKillSwitch,
 )
+from actors.orders.manager import OrderManager
+from actors.reconciler import Reconciler
 from actors.risk import switches
+from actors.risk.cycle import CycleDeps
 from actors.risk.kill_switch import KillSwitchBoard
-from actors.risk.supervisor import RiskSupervisor, WaitCycle
+from actors.risk.supervisor import PlanCycle, RiskSupervisor, WaitCycle
 from actors.strategies.actor import StrategyActor
 from actors.strategies.registry import STRATEGY_CLASSES
 from daemon import __version__
@@ -56,14 +69,18 @@ from daemon.errors import ConfigError, FatalError, Refusal
 from daemon.logging import EventLog, register_secret, set_level
 from daemon.metrics import Metrics, watch_event_loop_lag
 from daemon.scheduler import Scheduler, default_run_id
-from daemon.store import CycleJournal, KillSwitchStore, Store
+from daemon.store import CycleJournal, KillSwitchStore, Store, SystemState
 from daemon.store.bars import BarCache
 from daemon.store.models import ModelStore
+from daemon.store.orders import OrderStore
+from daemon.store.pending import PendingStore
 from daemon.store.signals import SignalStore
 from daemon.supervisor import OneForOne, Supervisor
 from daemon.systemd import SystemdNotifier
 
 log = structlog.get_logger()
+
+MANUAL = "manual"
 
 #: Changing these needs a restart: they are bound or opened once at start.
 RESTART_ONLY = ("daemon", "metrics", "control", "schedule", "data", "broker")
@@ -92,6 +109,7 @@ class Daemon:
         self.supervisor: Supervisor | None = None
         self.scheduler: Scheduler | None = None
         self.metrics_port: int | None = None
+        self.broker: Broker | None = None
         self._stop = anyio.Event()
         self._ready = anyio.Event()
         self._last_cycle: CycleCompleted | None = None
@@ -120,7 +138,15 @@ class Daemon:
         try:
             calendar = ExchangeCalendar(cfg.schedule.calendar)
             await anyio.to_thread.run_sync(calendar.load)
-            supervisor = self._build_actors(store, calendar)
+            signals = SignalStore(store)
+            strategy_ids = {
+                name: await signals.ensure_strategy(name, name.replace("_", " "), params.capital)
+                for name, params in cfg.strategies.items()
+            }
+            strategy_ids[MANUAL] = await signals.ensure_strategy(
+                MANUAL, "positions adopted from the broker or placed by hand", 0.0
+            )
+            supervisor = self._build_actors(store, calendar, strategy_ids)
             self.metrics.watch_supervisor(supervisor)
             async with anyio.create_task_group() as tg:
                 await tg.start(supervisor.run)
@@ -170,6 +196,8 @@ class Daemon:
                 tg.cancel_scope.cancel()
         finally:
             with anyio.move_on_after(10, shield=True):
+                if self.broker is not None:
+                    await self.broker.close()
                 await anyio.to_thread.run_sync(self.metrics.shutdown)
                 await store.close()
             log.info("daemon_stopped", exit_code=exit_code)
@@ -189,7 +217,7 @@ class Daemon:
 
     async def _run_once(self, calendar: ExchangeCalendar, asof: dt.date | None) -> int:
         assert self.supervisor is not None
-        day = asof or calendar.session_on_or_before(_exchange_today(self.clock, calendar))
+        day = asof or trading_session(self.clock, calendar)
         risk = self.supervisor.ref("risk_supervisor")
         run_id = default_run_id(day, CycleTrigger.START, self.clock.now())
         await risk.ask(StartCycle(run_id, day, CycleTrigger.START))
@@ -198,7 +226,9 @@ class Daemon:
 
     # ------------------------------------------------------------ the actor graph
 
-    def _build_actors(self, store: Store, calendar: ExchangeCalendar) -> Supervisor:
+    def _build_actors(
+        self, store: Store, calendar: ExchangeCalendar, strategy_ids: dict[str, int]
+    ) -> Supervisor:
         d = self.settings.daemon
         sup = Supervisor(
             OneForOne(
@@ -224,6 +254,9 @@ class Daemon:
             cache=BarCache(store),
             sessions_fn=calendar.sessions_between,
         )
+        broker = self._build_broker(store, calendar, provider)
+        self.broker = broker
+        size = d.mailbox_size
         sup.add(
             "kill_switches",
             lambda: KillSwitchBoard(
@@ -233,38 +266,103 @@ class Daemon:
                 disabled_strategies=tuple(self.settings.risk.disabled_strategies),
                 publish=self._publish,
             ),
-            mailbox_size=d.mailbox_size,
+            mailbox_size=size,
         )
         sup.add(
             "data_feed",
             lambda: DataFeed(self.settings.data, provider, calendar, metrics=self.metrics),
-            mailbox_size=d.mailbox_size,
+            mailbox_size=size,
+        )
+        sup.add(
+            "order_manager",
+            lambda: OrderManager(
+                store=store,
+                broker=broker,
+                clock=self.clock,
+                strategy_ids=strategy_ids,
+                metrics=self.metrics,
+            ),
+            mailbox_size=size,
+        )
+        sup.add(
+            "reconciler",
+            lambda: Reconciler(
+                store=store,
+                broker=broker,
+                clock=self.clock,
+                tolerance=self.settings.risk.reconcile_tolerance,
+                manual_strategy_id=strategy_ids[MANUAL],
+            ),
+            depends_on=["order_manager"],
+            mailbox_size=size,
         )
         strategy_refs = {}
         for name in STRATEGY_CLASSES:
             strategy_refs[name] = sup.add(
                 f"strategy.{name}",
                 _strategy_factory(self, name, ModelStore(store)),
-                mailbox_size=d.mailbox_size,
+                mailbox_size=size,
             )
-        sup.add(
-            "risk_supervisor",
-            lambda: RiskSupervisor(
+
+        def risk_supervisor() -> RiskSupervisor:
+            deps = CycleDeps(
                 clock=self.clock,
+                calendar=calendar,
                 journal=CycleJournal(store),
                 signals=SignalStore(store),
+                pending=PendingStore(store),
+                state=SystemState(store),
                 data_feed=sup.ref("data_feed"),
                 kill_switches=sup.ref("kill_switches"),
+                order_manager=sup.ref("order_manager"),
+                reconciler=sup.ref("reconciler"),
                 strategies=strategy_refs,
-                params=self.settings.strategies,
+                strategy_ids=strategy_ids,
                 events=events,
                 metrics=self.metrics,
+            )
+            return RiskSupervisor(
+                deps,
+                strategies=self.settings.strategies,
+                risk=self.settings.risk.rules,
                 publish=self._publish,
-            ),
-            depends_on=["kill_switches", "data_feed", *(f"strategy.{n}" for n in STRATEGY_CLASSES)],
-            mailbox_size=d.mailbox_size,
+            )
+
+        sup.add(
+            "risk_supervisor",
+            risk_supervisor,
+            depends_on=[
+                "kill_switches",
+                "data_feed",
+                "order_manager",
+                "reconciler",
+                *(f"strategy.{n}" for n in STRATEGY_CLASSES),
+            ],
+            mailbox_size=size,
         )
         return sup
+
+    def _build_broker(
+        self, store: Store, calendar: ExchangeCalendar, provider: BarProvider
+    ) -> Broker:
+        b = self.settings.broker
+        if b.kind == "sim":
+            return SimBroker(
+                store,
+                clock=self.clock,
+                calendar=calendar,
+                prices=ProviderPriceSource(provider, calendar, self.clock),
+                initial_cash=b.initial_cash,
+            )
+        from actors.brokers.alpaca import AlpacaBroker
+
+        key = _secret(self.settings.secrets.alpaca_api_key)
+        secret = _secret(self.settings.secrets.alpaca_secret_key)
+        if key is None or secret is None:
+            raise ConfigError("secrets.alpaca_api_key", "required when broker.kind = 'alpaca'")
+        return AlpacaBroker(
+            key, secret, paper=not b.live_trading, base_url=b.base_url, timeout_s=b.timeout_s
+        )
 
     def _build_scheduler(self, calendar: ExchangeCalendar) -> Scheduler:
         assert self.supervisor is not None
@@ -377,6 +475,7 @@ class Daemon:
         assert self.store is not None
         signals = SignalStore(self.store)
         journal = CycleJournal(self.store)
+        assert self.store is not None
         board = sup.ref("kill_switches")
         risk = sup.ref("risk_supervisor")
 
@@ -405,9 +504,7 @@ class Daemon:
             }
 
         async def run_cycle(args: dict[str, Any]) -> dict[str, Any]:
-            day = _parse_date(args.get("asof")) or calendar.session_on_or_before(
-                _exchange_today(self.clock, calendar)
-            )
+            day = _parse_date(args.get("asof")) or trading_session(self.clock, calendar)
             if not calendar.is_session(day):
                 raise CommandError(f"asof {day} is not a trading session", arg="asof")
             run_id = default_run_id(day, CycleTrigger.OPERATOR, self.clock.now())
@@ -494,6 +591,125 @@ class Daemon:
             )
             return {"run_id": run_id, "signals": [{k: r[k] for k in keep} for r in rows]}
 
+        orders = OrderStore(self.store)
+        pending = PendingStore(self.store)
+        manager = sup.ref("order_manager")
+        reconciler = sup.ref("reconciler")
+
+        async def positions(_args: dict[str, Any]) -> dict[str, Any]:
+            rows = await orders.positions()
+            keep = ("strategy", "symbol", "shares", "avg_price", "stop_price", "entry_date")
+            open_orders = [
+                {
+                    "intent_id": r.intent_id,
+                    "strategy": r.strategy,
+                    "symbol": r.symbol,
+                    "side": r.side,
+                    "qty": r.target_qty,
+                    "filled": r.filled_qty,
+                    "status": r.status,
+                }
+                for r in await orders.open_intents()
+            ]
+            return {
+                "positions": [{k: r.get(k) for k in keep} for r in rows],
+                "open_orders": open_orders,
+            }
+
+        async def why_no_trade(args: dict[str, Any]) -> dict[str, Any]:
+            strategy = args.get("strategy") or None
+            if strategy is not None:
+                strategy = strategy_arg(args)
+            rows = await signals.why_no_trade(strategy)
+            counts: dict[str, int] = {}
+            for row in rows:
+                key = f"{row['stage']}:{row['reason']}"
+                counts[key] = counts.get(key, 0) + 1
+            return {"strategy": strategy, "reasons": counts, "rejections": rows}
+
+        async def reconcile(_args: dict[str, Any]) -> dict[str, Any]:
+            report: ReconciliationReport = await reconciler.ask(Reconcile(None, "RECONCILIATION"))
+            return _report_dict(report)
+
+        async def adopt(args: dict[str, Any]) -> dict[str, Any]:
+            reason = str(args.get("reason") or "").strip()
+            if not reason:
+                raise CommandError("adopt needs a reason (it is logged)", arg="reason")
+            report: ReconciliationReport = await reconciler.ask(AdoptBrokerState(reason))
+            return _report_dict(report)
+
+        async def flatten(args: dict[str, Any]) -> dict[str, Any]:
+            target = str(args.get("target") or "").strip()
+            rows = await orders.positions()
+            chosen = [
+                r
+                for r in rows
+                if not target or r["strategy"] == target or r["symbol"] == target.upper()
+            ]
+            if target and not chosen:
+                raise CommandError(f"no open position matches {target!r}", arg="target")
+            day = trading_session(self.clock, calendar)
+            specs = tuple(
+                OrderIntentSpec(
+                    strategy=str(r["strategy"]),
+                    symbol=str(r["symbol"]),
+                    side="sell",
+                    qty=int(r["shares"]),
+                    kind=IntentKind.FLATTEN,
+                    reference_price=float(r["avg_price"] or 0.0),
+                    reason=f"operator flatten {target or 'all'}",
+                )
+                for r in chosen
+            )
+            log.warning("flatten_requested", target=target or "all", positions=len(specs))
+            if not specs:
+                return {"orders": []}
+            run_id = default_run_id(day, CycleTrigger.OPERATOR, self.clock.now())
+            result: OrderResults = await manager.ask(PlaceOrders(run_id, day, specs), timeout=600)
+            return {"orders": [_result_dict(r) for r in result.results]}
+
+        async def plan(args: dict[str, Any]) -> dict[str, Any]:
+            day = _parse_date(args.get("asof")) or trading_session(self.clock, calendar)
+            run_id = default_run_id(day, CycleTrigger.OPERATOR, self.clock.now())
+            result: dict[str, Any] = await risk.ask(PlanCycle(run_id, day), timeout=600)
+            return result
+
+        async def orders_cmd(args: dict[str, Any]) -> dict[str, Any]:
+            asof = _parse_date(args.get("asof"))
+            rows = await orders.intents_for(asof=asof)
+            return {
+                "orders": [
+                    {
+                        "intent_id": r.intent_id,
+                        "strategy": r.strategy,
+                        "symbol": r.symbol,
+                        "side": r.side,
+                        "qty": r.target_qty,
+                        "filled": r.filled_qty,
+                        "status": r.status,
+                        "error": r.error_message,
+                    }
+                    for r in rows
+                ]
+            }
+
+        async def pending_cmd(_args: dict[str, Any]) -> dict[str, Any]:
+            return {"pending": await pending.all()}
+
+        table.register("positions", positions, "Open positions per strategy and open orders.")
+        table.register(
+            "why-no-trade", why_no_trade, "Why signals were not traded (args: strategy)."
+        )
+        table.register("reconcile", reconcile, "Reconcile with the broker now; show the diff.")
+        table.register("adopt", adopt, "Take the broker's state as truth (args: reason).")
+        table.register(
+            "flatten", flatten, "Sell all positions, or args target=STRATEGY|SYMBOL.", timeout_s=600
+        )
+        table.register(
+            "plan", plan, "Dry run of today's cycle: the orders it would place.", timeout_s=600
+        )
+        table.register("orders", orders_cmd, "Order intents (args: asof=DATE).")
+        table.register("pending", pending_cmd, "Pending signals waiting for heat or cash.")
         table.register("ping", ping, "Answer pong with the daemon's version.")
         table.register("status", status, "Actors, last and next cycle, kill switches, versions.")
         table.register(
@@ -546,8 +762,42 @@ def _parse_date(value: Any) -> dt.date | None:
         raise CommandError(f"asof {value!r} is not a date (YYYY-MM-DD)", arg="asof") from None
 
 
-def _exchange_today(clock: Clock, calendar: ExchangeCalendar) -> dt.date:
-    return clock.now().astimezone(calendar.tz).date()
+def trading_session(clock: Clock, calendar: ExchangeCalendar) -> dt.date:
+    """The session a cycle started now trades in: today until its close, else the next."""
+    now = clock.now()
+    today = now.astimezone(calendar.tz).date()
+    if calendar.is_session(today) and now < calendar.session_close(today):
+        return today
+    return calendar.next_session(today)
+
+
+def _report_dict(report: ReconciliationReport) -> dict[str, Any]:
+    return {
+        "passed": report.passed,
+        "at": report.at.isoformat(),
+        "error": report.error,
+        "local_cash": round(report.local_cash, 2),
+        "broker_cash": round(report.broker_cash, 2),
+        "broker_equity": round(report.broker_equity, 2),
+        "discrepancies": [
+            {"kind": x.kind, "symbol": x.symbol, "local": x.local, "broker": x.broker}
+            for x in report.discrepancies
+        ],
+    }
+
+
+def _result_dict(r: Any) -> dict[str, Any]:
+    return {
+        "intent_id": r.intent_id,
+        "strategy": r.strategy,
+        "symbol": r.symbol,
+        "side": r.side,
+        "qty": r.qty,
+        "status": str(r.status),
+        "filled": r.filled_qty,
+        "error": r.error,
+        "existing": r.existing,
+    }
 
 
 def _cycle_dict(done: CycleCompleted) -> dict[str, Any]:

@@ -42,6 +42,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from actors.data_feed.params import DataParams
+from actors.risk.params import (
+    CorrelationParams,
+    KillSwitchParams,
+    LossParams,
+    PendingParams,
+    RegimeParams,
+    RiskParams,
+)
 from actors.strategies.params import StrategiesParams
 from daemon.errors import ConfigError
 
@@ -232,6 +240,31 @@ class RiskSettings(_Section):
     daily_loss_limit: float = Field(default=0.02, gt=0, le=1, description="share of equity")
     max_daily_drawdown: float = Field(default=0.05, gt=0, le=1, description="share of equity")
     reconcile_tolerance: float = Field(default=0.01, ge=0, le=1, description="share of value")
+    max_consecutive_failures: int = Field(default=3, ge=1, description="failed cycles in a row")
+    max_rejection_rate: float = Field(default=0.5, gt=0, le=1, description="rejected / orders")
+    min_rejections: int = Field(default=5, ge=1, description="rejections before the rate counts")
+    stop_atr_multiple: float = Field(default=3.0, gt=0, description="catastrophe stop distance")
+    regime: RegimeParams = RegimeParams()
+    correlation: CorrelationParams = CorrelationParams()
+    pending: PendingParams = PendingParams()
+
+    @property
+    def rules(self) -> RiskParams:
+        """The pure risk rules' parameters, composed from this section."""
+        return RiskParams(
+            regime=self.regime,
+            correlation=self.correlation,
+            pending=self.pending,
+            kill_switches=KillSwitchParams(
+                max_daily_drawdown=self.max_daily_drawdown,
+                max_consecutive_failures=self.max_consecutive_failures,
+                max_rejection_rate=self.max_rejection_rate,
+                min_rejections=self.min_rejections,
+            ),
+            loss=LossParams(
+                daily_loss_limit=self.daily_loss_limit, stop_atr_multiple=self.stop_atr_multiple
+            ),
+        )
 
     @field_validator("disabled_strategies", mode="before")
     @classmethod

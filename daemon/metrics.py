@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from daemon.supervisor import Supervisor
 
 LABEL_ALLOWLIST = frozenset(
-    {"actor", "outcome", "status", "strategy", "command", "reason", "switch", "stage"}
+    {"actor", "outcome", "status", "strategy", "command", "reason", "switch", "stage", "regime"}
     | {"version", "python", "le", "quantile"}
 )
 
@@ -155,6 +155,51 @@ class Metrics:
             "Time one strategy took to generate signals.",
             ["strategy"],
             buckets=HANDLER_BUCKETS,
+            registry=r,
+        )
+        # ---- portfolio, orders, reconciliation
+        self.portfolio_value = Gauge(
+            "tradingd_portfolio_value_dollars", "Broker equity at the last cycle.", registry=r
+        )
+        self.daily_pnl_ratio = Gauge(
+            "tradingd_daily_pnl_ratio",
+            "Equity change since the start-of-day value (0.01 = +1%).",
+            registry=r,
+        )
+        self.heat_ratio = Gauge(
+            "tradingd_heat_ratio", "Exposure / portfolio value after the last cycle.", registry=r
+        )
+        self.heat_limit_ratio = Gauge(
+            "tradingd_heat_limit_ratio", "The regime's heat limit at the last cycle.", registry=r
+        )
+        self.regime = Gauge(
+            "tradingd_regime",
+            "1 for the regime of the last cycle (low_volatility, normal, high_volatility, crisis).",
+            ["regime"],
+            registry=r,
+        )
+        self.positions_count = Gauge(
+            "tradingd_positions",
+            "Open positions (strategy x symbol) after the last cycle.",
+            registry=r,
+        )
+        self.orders = Counter(
+            "tradingd_orders",
+            "Order intents by final status of their cycle.",
+            ["status"],
+            registry=r,
+        )
+        self.reconciliation_passed = Gauge(
+            "tradingd_reconciliation_passed", "1 when the last reconciliation passed.", registry=r
+        )
+        self.reconciliation_discrepancies = Gauge(
+            "tradingd_reconciliation_discrepancies",
+            "Discrepancies found by the last reconciliation.",
+            registry=r,
+        )
+        self.last_reconciliation_success = Gauge(
+            "tradingd_last_successful_reconciliation_timestamp_seconds",
+            "Unix time of the last reconciliation that passed.",
             registry=r,
         )
         self.kill_switch_active = Gauge(

@@ -84,6 +84,35 @@ class SignalStore:
                 ids.append(int(cur.lastrowid or 0))
         return ids
 
+    async def set_terminal(self, states: list[tuple[int, str, str]], at: dt.datetime) -> None:
+        """Give signals their terminal state: ``(signal_id, state, reason)`` rows."""
+        await self._store.executemany(
+            "UPDATE signals SET terminal_state = ?, terminal_reason = ?, terminal_at = ?"
+            " WHERE id = ?",
+            [(state, reason, at.isoformat(), sid) for sid, state, reason in states],
+        )
+
+    async def why_no_trade(self, strategy: str | None, limit_runs: int = 1) -> list[dict[str, Any]]:
+        """Rejections of the last run(s), optionally for one strategy (the reference's report)."""
+        rows = await self._store.fetchall(
+            "SELECT r.run_id, st.name AS strategy, r.symbol, r.stage, r.reason_code,"
+            " r.details_json FROM signal_rejections r LEFT JOIN strategies st"
+            " ON st.id = r.strategy_id WHERE r.run_id IN (SELECT run_id FROM cycles"
+            " ORDER BY started_at DESC LIMIT ?) AND (? IS NULL OR st.name = ?) ORDER BY r.id",
+            (limit_runs, strategy, strategy),
+        )
+        return [
+            {
+                "run_id": r["run_id"],
+                "strategy": r["strategy"],
+                "symbol": r["symbol"],
+                "stage": r["stage"],
+                "reason": r["reason_code"],
+                "details": json.loads(r["details_json"] or "{}"),
+            }
+            for r in rows
+        ]
+
     async def signals_for_run(self, run_id: str) -> list[dict[str, Any]]:
         rows = await self._store.fetchall(
             "SELECT s.*, st.name AS strategy FROM signals s JOIN strategies st"
@@ -175,6 +204,15 @@ class SignalStore:
             }
             for r in rows
         ]
+
+    async def stops(self) -> list[dict[str, Any]]:
+        """Every open position with a catastrophe stop: strategy, symbol, shares, stop_price."""
+        rows = await self._store.fetchall(
+            "SELECT st.name AS strategy, p.symbol, p.shares, p.stop_price FROM positions p"
+            " JOIN strategies st ON st.id = p.strategy_id"
+            " WHERE p.shares > 0 AND p.stop_price IS NOT NULL ORDER BY st.name, p.symbol"
+        )
+        return [dict(r) for r in rows]
 
     async def held_positions(self, strategy_id: int) -> list[HeldPosition]:
         rows = await self._store.fetchall(

@@ -12,31 +12,41 @@ import pandas as pd
 import pytest
 from structlog.testing import capture_logs
 
+from actors.brokers.prices import ProviderPriceSource
+from actors.brokers.sim import SimBroker
 from actors.data_feed.actor import DataFeed
 from actors.data_feed.params import DataParams, UniverseParams
 from actors.data_feed.providers.synthetic import SyntheticProvider
 from actors.messages import (
+    AdoptBrokerState,
+    CycleCompleted,
     CycleStatus,
     CycleTrigger,
+    GetKillSwitches,
     GetStatus,
     Signal,
     StartCycle,
     TripKillSwitch,
 )
+from actors.orders.manager import OrderManager
+from actors.reconciler import Reconciler
 from actors.risk import switches
+from actors.risk.cycle import CycleDeps
 from actors.risk.kill_switch import KillSwitchBoard
-from actors.risk.supervisor import CycleBusy, RiskSupervisor, WaitCycle
+from actors.risk.params import RiskParams
+from actors.risk.supervisor import CycleBusy, PlanCycle, RiskSupervisor, WaitCycle
 from actors.strategies.actor import StrategyActor
 from actors.strategies.base import Strategy, StrategyContext
 from actors.strategies.params import StrategiesParams, StrategyParams
 from actors.strategies.registry import STRATEGY_CLASSES
 from daemon.calendar import ExchangeCalendar
-from daemon.clock import WallClock
+from daemon.clock import SimClock, WallClock
 from daemon.errors import ProviderError
 from daemon.logging import EventLog
 from daemon.metrics import Metrics
-from daemon.store import CycleJournal, KillSwitchStore, Store
+from daemon.store import CycleJournal, KillSwitchStore, Store, SystemState
 from daemon.store.models import ModelStore
+from daemon.store.pending import PendingStore
 from daemon.store.signals import SignalStore
 from daemon.supervisor import OneForOne, Supervisor
 
@@ -76,12 +86,28 @@ class Graph:
     store: Store
     metrics: Metrics
     events_dir: Path
+    broker: SimBroker
+    clock: SimClock
 
-    async def run(self, asof: dt.date = ASOF) -> object:
+    async def run(self, asof: dt.date = ASOF, run_id: str | None = None) -> CycleCompleted:
         risk = self.sup.ref("risk_supervisor")
-        run_id = f"test-{asof:%Y%m%d}"
+        run_id = run_id or f"test-{asof:%Y%m%d}"
         await risk.ask(StartCycle(run_id, asof, CycleTrigger.OPERATOR))
-        return await risk.ask(WaitCycle(run_id), timeout=120)
+        done: CycleCompleted = await risk.ask(WaitCycle(run_id), timeout=120)
+        return done
+
+
+class SyntheticPrices:
+    """Opens and closes of the synthetic market, known once the clock has passed them."""
+
+    def __init__(self, provider: SyntheticProvider, clock: SimClock) -> None:
+        self._inner = ProviderPriceSource(provider, CALENDAR, clock)
+
+    async def open_price(self, symbol: str, session: dt.date) -> float | None:
+        return await self._inner.open_price(symbol, session)
+
+    async def close_price(self, symbol: str, session: dt.date) -> float | None:
+        return await self._inner.close_price(symbol, session)
 
 
 @pytest.fixture
@@ -91,24 +117,51 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await s.close()
 
 
-def build(
+def market_hours(day: dt.date = ASOF) -> SimClock:
+    """A clock an hour after the open of ``day`` (orders fill at that open)."""
+    return SimClock(CALENDAR.session_open(day) + dt.timedelta(hours=1))
+
+
+async def build(
     store: Store,
     tmp_path: Path,
     *,
     provider: object | None = None,
     exploding: bool = False,
     universe: tuple[str, ...] = ("AAPL", "MSFT", "XOM", "JPM", "KO", "NVDA", "CAT", "PFE"),
+    clock: SimClock | None = None,
+    strategies: StrategiesParams | None = None,
 ) -> Graph:
-    clock = WallClock()
+    clock = clock or market_hours()
     metrics = Metrics()
-    sup = Supervisor(OneForOne(backoff_s=0.0, backoff_max_s=0.0), clock=clock)
+    sup = Supervisor(OneForOne(backoff_s=0.0, backoff_max_s=0.0), clock=WallClock())
     params = DataParams(universe=UniverseParams(symbols=universe))
-    feed_provider = provider or SyntheticProvider(params.synthetic)
-    strategies = StrategiesParams()
+    synthetic = SyntheticProvider(params.synthetic)
+    feed_provider = provider or synthetic
+    strategies = strategies or StrategiesParams()
+    signal_store = SignalStore(store)
+    ids = {
+        name: await signal_store.ensure_strategy(name, name, p.capital)
+        for name, p in strategies.items()
+    }
+    ids["manual"] = await signal_store.ensure_strategy("manual", "manual", 0.0)
+    broker = SimBroker(
+        store, clock=clock, calendar=CALENDAR, prices=SyntheticPrices(synthetic, clock)
+    )
     sup.add("kill_switches", lambda: KillSwitchBoard(KillSwitchStore(store), clock))
     sup.add(
         "data_feed",
         lambda: DataFeed(params, feed_provider, CALENDAR, metrics=metrics),  # type: ignore[arg-type]
+    )
+    sup.add(
+        "order_manager",
+        lambda: OrderManager(store=store, broker=broker, clock=clock, strategy_ids=ids),
+    )
+    sup.add(
+        "reconciler",
+        lambda: Reconciler(
+            store=store, broker=broker, clock=clock, manual_strategy_id=ids["manual"]
+        ),
     )
     refs = {}
     for name in STRATEGY_CLASSES:
@@ -121,27 +174,37 @@ def build(
             ),
         )
     events_dir = tmp_path / "events"
-    sup.add(
-        "risk_supervisor",
-        lambda: RiskSupervisor(
+
+    def risk() -> RiskSupervisor:
+        deps = CycleDeps(
             clock=clock,
+            calendar=CALENDAR,
             journal=CycleJournal(store),
             signals=SignalStore(store),
+            pending=PendingStore(store),
+            state=SystemState(store),
             data_feed=sup.ref("data_feed"),
             kill_switches=sup.ref("kill_switches"),
+            order_manager=sup.ref("order_manager"),
+            reconciler=sup.ref("reconciler"),
             strategies=refs,
-            params=strategies,
+            strategy_ids=ids,
             events=EventLog(events_dir),
             metrics=metrics,
-        ),
-        depends_on=["kill_switches", "data_feed"],
+        )
+        return RiskSupervisor(deps, strategies=strategies, risk=RiskParams())
+
+    sup.add(
+        "risk_supervisor",
+        risk,
+        depends_on=["kill_switches", "data_feed", "order_manager", "reconciler"],
     )
-    return Graph(sup, store, metrics, events_dir)
+    return Graph(sup, store, metrics, events_dir, broker, clock)
 
 
 async def test_cycle_generates_persists_and_journals_signals(store: Store, tmp_path: Path) -> None:
     """A cycle on the synthetic market runs all four strategies and records what they said."""
-    graph = build(store, tmp_path)
+    graph = await build(store, tmp_path)
     async with anyio.create_task_group() as tg:
         await tg.start(graph.sup.run)
         with capture_logs() as logs:
@@ -170,7 +233,7 @@ async def test_cycle_generates_persists_and_journals_signals(store: Store, tmp_p
 
 async def test_embedded_default_universe_trades_on_first_day(store: Store, tmp_path: Path) -> None:
     """On the default 36-symbol synthetic market the first cycle already has entries."""
-    graph = build(store, tmp_path, universe=DataParams().universe.symbols)
+    graph = await build(store, tmp_path, universe=DataParams().universe.symbols)
     async with anyio.create_task_group() as tg:
         await tg.start(graph.sup.run)
         done = await graph.run()
@@ -181,7 +244,7 @@ async def test_embedded_default_universe_trades_on_first_day(store: Store, tmp_p
 
 async def test_raising_strategy_fails_only_itself(store: Store, tmp_path: Path) -> None:
     """A strategy that raises yields a failed result for it; the cycle and the others go on."""
-    graph = build(store, tmp_path, exploding=True)
+    graph = await build(store, tmp_path, exploding=True)
     async with anyio.create_task_group() as tg:
         await tg.start(graph.sup.run)
         done = await graph.run()
@@ -198,7 +261,7 @@ async def test_raising_strategy_fails_only_itself(store: Store, tmp_path: Path) 
 
 async def test_provider_failure_halts_without_trading(store: Store, tmp_path: Path) -> None:
     """A provider error halts the cycle with the reason; no signals are generated."""
-    graph = build(store, tmp_path, provider=FailingProvider())
+    graph = await build(store, tmp_path, provider=FailingProvider())
     async with anyio.create_task_group() as tg:
         await tg.start(graph.sup.run)
         done = await graph.run()
@@ -211,7 +274,7 @@ async def test_provider_failure_halts_without_trading(store: Store, tmp_path: Pa
 
 async def test_stale_data_halts_the_cycle(store: Store, tmp_path: Path) -> None:
     """Bars that stop three sessions early are stale: the cycle halts, naming it."""
-    graph = build(store, tmp_path, provider=StaleProvider())
+    graph = await build(store, tmp_path, provider=StaleProvider())
     async with anyio.create_task_group() as tg:
         await tg.start(graph.sup.run)
         done = await graph.run()
@@ -223,25 +286,30 @@ async def test_stale_data_halts_the_cycle(store: Store, tmp_path: Path) -> None:
     assert {r["stage"] for r in rejections} == {"DATA"}
 
 
-async def test_active_kill_switch_halts_before_data(store: Store, tmp_path: Path) -> None:
-    """A tripped halt switch stops the cycle before any data is fetched."""
-    graph = build(store, tmp_path)
+async def test_active_kill_switch_blocks_entries_not_the_cycle(
+    store: Store, tmp_path: Path
+) -> None:
+    """A tripped halt switch rejects every entry (stage KILL_SWITCH); no buy is placed."""
+    graph = await build(store, tmp_path, universe=DataParams().universe.symbols)
     async with anyio.create_task_group() as tg:
         await tg.start(graph.sup.run)
         await graph.sup.ref("kill_switches").ask(
             TripKillSwitch(switches.HALT, "operator test", "operator")
         )
         done = await graph.run()
-        data_status = await graph.sup.ref("data_feed").ask(GetStatus())
         await graph.sup.stop()
-    assert done.status is CycleStatus.HALTED
-    assert "trading_halted: operator test" in done.reason
-    assert "last_result" not in data_status
+    assert done.status is CycleStatus.COMPLETED
+    assert sum(done.raw_signals.values()) > 0
+    rejections = await SignalStore(store).rejections("test-20261123")
+    assert rejections
+    assert {(r["stage"], r["reason"]) for r in rejections} == {("KILL_SWITCH", "kill_switch")}
+    orders = await graph.broker.positions()
+    assert orders == []
 
 
 async def test_second_cycle_while_running_is_refused(store: Store, tmp_path: Path) -> None:
     """StartCycle while a cycle runs is refused with the running cycle named."""
-    graph = build(store, tmp_path)
+    graph = await build(store, tmp_path)
     async with anyio.create_task_group() as tg:
         await tg.start(graph.sup.run)
         risk = graph.sup.ref("risk_supervisor")
@@ -254,7 +322,7 @@ async def test_second_cycle_while_running_is_refused(store: Store, tmp_path: Pat
 
 async def test_disabled_strategy_is_skipped(store: Store, tmp_path: Path) -> None:
     """A strategy_disabled switch keeps that strategy out of the cycle."""
-    graph = build(store, tmp_path)
+    graph = await build(store, tmp_path)
     async with anyio.create_task_group() as tg:
         await tg.start(graph.sup.run)
         await graph.sup.ref("kill_switches").ask(
@@ -269,7 +337,7 @@ async def test_disabled_strategy_is_skipped(store: Store, tmp_path: Path) -> Non
 
 async def test_ml_model_is_persisted_and_reloaded(store: Store, tmp_path: Path) -> None:
     """The fitted ML model is stored with its window and reloaded by a fresh actor."""
-    graph = build(store, tmp_path)
+    graph = await build(store, tmp_path)
     async with anyio.create_task_group() as tg:
         await tg.start(graph.sup.run)
         await graph.run()
@@ -277,7 +345,7 @@ async def test_ml_model_is_persisted_and_reloaded(store: Store, tmp_path: Path) 
     stored = await ModelStore(store).latest("ml_momentum")
     assert stored is not None
     assert stored.train_to == CALENDAR.previous_session(ASOF)
-    again = build(store, tmp_path)
+    again = await build(store, tmp_path)
     async with anyio.create_task_group() as tg:
         await tg.start(again.sup.run)
         with capture_logs() as logs:
@@ -290,7 +358,7 @@ async def test_interrupted_cycle_is_closed_at_start(store: Store, tmp_path: Path
     """A cycle left 'running' by a crash is closed as failed when the supervisor starts."""
     journal = CycleJournal(store)
     await journal.begin("crashed", ASOF, "schedule", dt.datetime.now(dt.UTC))
-    graph = build(store, tmp_path)
+    graph = await build(store, tmp_path)
     async with anyio.create_task_group() as tg:
         await tg.start(graph.sup.run)
         await graph.sup.stop()
@@ -308,7 +376,7 @@ async def test_reloaded_settings_disable_a_strategy_from_next_cycle(
     from actors.messages import ApplySettings
     from daemon.config import load_settings
 
-    graph = build(store, tmp_path)
+    graph = await build(store, tmp_path)
     settings = load_settings(None, {"TRADINGD_STRATEGIES__MOMENTUM__ENABLED": "false"})
     async with anyio.create_task_group() as tg:
         await tg.start(graph.sup.run)
@@ -319,3 +387,157 @@ async def test_reloaded_settings_disable_a_strategy_from_next_cycle(
         await graph.sup.stop()
     assert "momentum" in first.raw_signals
     assert "momentum" not in second.raw_signals
+
+
+DEFAULT_36 = DataParams().universe.symbols
+
+
+async def intents(store: Store) -> list[dict[str, object]]:
+    rows = await store.fetchall("SELECT intent_id, status, filled_qty FROM order_intents")
+    return [dict(r) for r in rows]
+
+
+async def broker_order_count(store: Store) -> int:
+    row = await store.fetchone("SELECT COUNT(*) FROM sim_orders")
+    assert row is not None
+    return int(row[0])
+
+
+async def test_first_day_trades_fills_and_sets_stops(store: Store, tmp_path: Path) -> None:
+    """Entries fill at the session's open; positions carry the 3 x ATR catastrophe stop."""
+    graph = await build(store, tmp_path, universe=DEFAULT_36)
+    async with anyio.create_task_group() as tg:
+        await tg.start(graph.sup.run)
+        done = await graph.run()
+        await graph.sup.stop()
+    assert done.status is CycleStatus.COMPLETED
+    rows = await intents(store)
+    assert rows
+    assert {r["status"] for r in rows} == {"FILLED"}
+    positions = await store.fetchall("SELECT * FROM positions WHERE shares > 0")
+    assert len(positions) == len(rows)
+    for p in positions:
+        assert p["stop_price"] == pytest.approx(p["avg_price"] - 3 * p["atr_at_entry"])
+        assert p["entry_date"] == ASOF.isoformat()
+    trades = await store.fetchall("SELECT * FROM trades")
+    for t in trades:
+        assert t["commission_cost"] == pytest.approx(0.005 * t["shares"])
+        assert t["slippage_cost"] > 0
+    funnel = {f.strategy: f for f in await SignalStore(store).funnel("test-20261123")}
+    assert sum(f.executed for f in funnel.values()) == len(rows)
+    states = await store.fetchall(
+        "SELECT terminal_state FROM signals WHERE run_id = 'test-20261123'"
+    )
+    assert states
+    assert all(s["terminal_state"] for s in states)
+
+
+async def test_second_run_same_day_places_nothing_new(store: Store, tmp_path: Path) -> None:
+    """Re-running the day finds every intent already placed: no new broker order."""
+    graph = await build(store, tmp_path, universe=DEFAULT_36)
+    async with anyio.create_task_group() as tg:
+        await tg.start(graph.sup.run)
+        await graph.run(run_id="first")
+        placed = await broker_order_count(store)
+        again = await graph.run(run_id="second")
+        await graph.sup.stop()
+    assert placed > 0
+    assert await broker_order_count(store) == placed
+    assert again.reason.startswith("0 orders placed")
+
+
+async def test_reconciliation_mismatch_latches_and_adopt_clears(
+    store: Store, tmp_path: Path
+) -> None:
+    """A position changed behind our back trips reconciliation_failed; adopt makes it pass."""
+    graph = await build(store, tmp_path, universe=DEFAULT_36)
+    async with anyio.create_task_group() as tg:
+        await tg.start(graph.sup.run)
+        await graph.run(run_id="day1")
+        await graph.broker.adjust_position("ZZZ", 7, 10.0)
+        graph.clock.set_time(
+            CALENDAR.session_open(CALENDAR.next_session(ASOF)) + dt.timedelta(hours=1)
+        )
+        before = await broker_order_count(store)
+        halted = await graph.run(CALENDAR.next_session(ASOF), run_id="day2")
+        switches_now = await graph.sup.ref("kill_switches").ask(GetKillSwitches())
+        report = await graph.sup.ref("reconciler").ask(AdoptBrokerState("checked by hand"))
+        await graph.sup.stop()
+    assert "reconciliation failed" in halted.reason
+    assert "reconciliation_failed" in [s.name for s in switches_now]
+    buys = await store.fetchall(
+        "SELECT COUNT(*) FROM order_intents WHERE asof_date = ? AND side = 'buy'",
+        (CALENDAR.next_session(ASOF).isoformat(),),
+    )
+    assert buys[0][0] == 0
+    assert await broker_order_count(store) >= before
+    assert report.passed
+
+
+async def test_stop_loss_exit_goes_first(store: Store, tmp_path: Path) -> None:
+    """A position whose stop is above the last close is sold as a STOP intent."""
+    graph = await build(store, tmp_path, universe=DEFAULT_36)
+    async with anyio.create_task_group() as tg:
+        await tg.start(graph.sup.run)
+        await graph.run(run_id="day1")
+        row = await store.fetchone("SELECT id, symbol FROM positions WHERE shares > 0 LIMIT 1")
+        assert row is not None
+        await store.execute("UPDATE positions SET stop_price = 1e9 WHERE id = ?", (row["id"],))
+        nxt = CALENDAR.next_session(ASOF)
+        graph.clock.set_time(CALENDAR.session_open(nxt) + dt.timedelta(hours=1))
+        await graph.run(nxt, run_id="day2")
+        await graph.sup.stop()
+    stop = await store.fetchall(
+        "SELECT status, intent_kind FROM order_intents WHERE symbol = ? AND side = 'sell'",
+        (row["symbol"],),
+    )
+    assert [(r["status"], r["intent_kind"]) for r in stop] == [("FILLED", "STOP")]
+    left = await store.fetchone("SELECT shares FROM positions WHERE id = ?", (row["id"],))
+    assert left is None
+
+
+async def test_plan_submits_nothing(store: Store, tmp_path: Path) -> None:
+    """A plan lists the orders it would place and writes no intent and no broker order."""
+    graph = await build(store, tmp_path, universe=DEFAULT_36)
+    async with anyio.create_task_group() as tg:
+        await tg.start(graph.sup.run)
+        plan = await graph.sup.ref("risk_supervisor").ask(PlanCycle("plan", ASOF))
+        await graph.sup.stop()
+    assert plan["orders"]
+    assert all(o["reasoning"] for o in plan["orders"])
+    assert await intents(store) == []
+    assert await broker_order_count(store) == 0
+    assert await CycleJournal(store).get("plan") is None
+
+
+async def test_latched_switch_survives_restart(store: Store, tmp_path: Path) -> None:
+    """A tripped switch is still active for a fresh board on the same store."""
+    graph = await build(store, tmp_path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(graph.sup.run)
+        await graph.sup.ref("kill_switches").ask(
+            TripKillSwitch("daily_drawdown", "equity -6%", "risk")
+        )
+        await graph.sup.stop()
+    again = await build(store, tmp_path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(again.sup.run)
+        active = await again.sup.ref("kill_switches").ask(GetKillSwitches())
+        await again.sup.stop()
+    assert [(s.name, s.reason) for s in active] == [("daily_drawdown", "equity -6%")]
+
+
+async def test_daily_loss_beyond_two_percent_blocks_entries(store: Store, tmp_path: Path) -> None:
+    """With equity 3% under the persisted start-of-day value, no entry is placed."""
+    graph = await build(store, tmp_path, universe=DEFAULT_36)
+    await SystemState(store).set(
+        f"start_of_day_equity:{ASOF.isoformat()}", 103_100.0, dt.datetime.now(dt.UTC)
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(graph.sup.run)
+        done = await graph.run()
+        await graph.sup.stop()
+    assert "daily P&L" in done.reason
+    assert await broker_order_count(store) == 0
+    rejections = await SignalStore(store).rejections("test-20261123")
+    assert {r["reason"] for r in rejections} == {"kill_switch"}

@@ -1,0 +1,540 @@
+"""``OrderManager``: writes order intents, submits them, books fills — and never twice.
+
+The guarantee
+-------------
+An intent's id is a function of (trading date, strategy, symbol, side) only
+(``actors.orders.intents``) and is the order's client order id. The broker
+refuses a second order with a client id it already has. So whatever we do not
+know after a crash or a timeout can be asked of the broker by that id, and a
+submission of an id the broker already has fails (``DuplicateClientOrderId``)
+instead of placing a second order: the worst a wrong guess can cost is one
+refused request, never a second position.
+
+Order of writes
+---------------
+1. The intent is written NEW (durable) *before* anything is sent.
+2. It is marked SUBMITTED (durable) just before ``broker.submit``.
+3. The broker's answer moves it on; fills are booked with ``OrderStore.book_fill``
+   (trade row, intent, position in one durable transaction), always as the
+   *delta* between the broker's cumulative filled quantity and the intent's, so
+   polling twice never books twice.
+
+Submitting (``PlaceOrders``, in the given order)
+-------------------------------------------------
+- A sell is clamped to the strategy's held shares less what its open sell
+  intents still have to sell; nothing left: REJECTED "nothing held", no row.
+- The intent already exists (a re-run of the day): it is *resolved* (table
+  below), not submitted again; ``existing=True`` unless this call had to
+  submit it because the broker has never heard of it (e.g. the first run met
+  ``BrokerUnavailable``).
+- ``BrokerOrder`` back: its status per ``next_status``, fills booked.
+- ``DuplicateClientOrderId``: our order exists: look it up and adopt it.
+- ``SubmissionOutcomeUnknown`` (or any other broker error): UNKNOWN, then one
+  immediate lookup by client id: found, adopt; not found (or the lookup fails),
+  it stays UNKNOWN for the next ``SettleOrders`` or start. Never resubmitted
+  blindly.
+- ``OrderRejected``: REJECTED with the broker's reason.
+- ``BrokerUnavailable``: nothing happened; back to NEW with the error
+  (reported as status NEW + error, which the RiskSupervisor counts as a failure).
+- ``AccountBlocked``: REJECTED with the error, and the rest of the batch is
+  not submitted (status NEW, error "account blocked"; no row is written for
+  them, so nothing submits them behind the kill switch's back later).
+
+Resolving a non-terminal intent (on start, on ``SettleOrders``, on a re-run)
+---------------------------------------------------------------------------
+First ``order_by_client_id``; if that read fails the intent is left as it is.
+
+=========================  ==================================================
+local status / broker      what happens
+=========================  ==================================================
+any, order found           adopt it: status from the broker, new fills booked
+NEW, not found             it was never sent (or the crash came before the
+                           request left): submit it now
+SUBMITTED, not found       the request never created an order (the broker
+                           knows every order by this id): back to NEW, submit
+UNKNOWN, not found         same: the broker has no order with this id, so
+                           submitting it creates the first and only one; if
+                           a lost request lands late after all, one of the
+                           two is refused as a duplicate and we adopt the other
+ACCEPTED/PARTIALLY_FILLED, the broker acknowledged it once and now denies
+not found                  it: left as is with error ``missing_at_broker``
+                           (a person must look; never resubmitted)
+NEW/SUBMITTED/UNKNOWN of   on start and settle only: the session it was meant
+an earlier session, not    for is over and today's cycle makes its own
+found                      decisions, so it becomes EXPIRED ("stale"), unsent
+=========================  ==================================================
+
+"Today" is the New York date of the injected clock. A re-run's explicit
+``PlaceOrders`` is not subject to the staleness rule: it asks for that day.
+
+A fill the store cannot book (a sell beyond the position, more than ordered)
+is not booked: the intent keeps its status with error ``booking_failed`` and a
+critical log, and the reconciler's disagreement stops trading until a person
+looks; the actor does not crash-loop on it.
+
+Metrics are optional: with ``metrics`` given, ``metrics.order_results`` (a
+Counter labelled ``status``), if present, counts every result reported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from actors.brokers.base import (
+    AccountBlocked,
+    Broker,
+    BrokerOrder,
+    BrokerOrderStatus,
+    BrokerUnavailable,
+    DuplicateClientOrderId,
+    OrderRejected,
+    OrderRequest,
+    OrderSide,
+    SubmissionOutcomeUnknown,
+)
+from actors.messages import (
+    GetStatus,
+    IntentStatus,
+    OrderIntentSpec,
+    OrderResult,
+    OrderResults,
+    PlaceOrders,
+    SettleOrders,
+)
+from actors.orders.intents import SIDES, intent_id, next_status
+from daemon.actor import Actor, handles
+from daemon.clock import Clock
+from daemon.errors import TradingdError
+from daemon.store.core import Store
+from daemon.store.orders import IntentRow, NegativePosition, OrderStore, OverFill
+
+log = structlog.get_logger()
+
+MARKET_TZ = ZoneInfo("America/New_York")
+
+# error_code values written to order_intents
+BROKER_UNAVAILABLE = "broker_unavailable"
+OUTCOME_UNKNOWN = "outcome_unknown"
+BROKER_ERROR = "broker_error"
+REJECTED = "rejected"
+ACCOUNT_BLOCKED = "account_blocked"
+MISSING_AT_BROKER = "missing_at_broker"
+STALE = "stale"
+BOOKING_FAILED = "booking_failed"
+NOT_FOUND = "not_found"
+
+_RESUBMITTABLE = (IntentStatus.NEW, IntentStatus.SUBMITTED, IntentStatus.UNKNOWN)
+
+
+class OrderManager(Actor):
+    """Owns order intents: write, submit, resolve, book fills (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        broker: Broker,
+        clock: Clock,
+        strategy_ids: Mapping[str, int] | None = None,
+        metrics: Any | None = None,
+    ) -> None:
+        self._orders = OrderStore(store)
+        self._broker = broker
+        self._clock = clock
+        self._strategy_ids: dict[str, int] = dict(strategy_ids or {})
+        self._metrics = metrics
+        self._last_resolution: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def on_start(self) -> None:
+        """Resolve every non-terminal intent with the broker before taking any message."""
+        changed = await self._resolve_all()
+        self._last_resolution = {
+            "at": self._clock.now().isoformat(),
+            "trigger": "start",
+            "changed": len(changed),
+        }
+        log.info(
+            "order_intents_resolved",
+            trigger="start",
+            changed=[(r.intent_id, str(r.status)) for r in changed],
+        )
+
+    # ------------------------------------------------------------ handlers
+
+    @handles(PlaceOrders)
+    async def place(self, msg: PlaceOrders) -> OrderResults:
+        """Write each intent, then submit it; a re-run resolves instead of resubmitting."""
+        results: list[OrderResult] = []
+        blocked: str | None = None
+        for spec in msg.intents:
+            result, blocked_now = await self._place_one(msg, spec, blocked)
+            if blocked_now and blocked is None:
+                blocked = result.error or "account blocked"
+            results.append(result)
+            self._count(result)
+        return OrderResults(msg.run_id, msg.asof, tuple(results))
+
+    @handles(SettleOrders)
+    async def settle(self, msg: SettleOrders) -> OrderResults:
+        """Poll every non-terminal intent, book new fills; results of the intents that changed."""
+        changed = await self._resolve_all()
+        self._last_resolution = {
+            "at": self._clock.now().isoformat(),
+            "trigger": "settle",
+            "changed": len(changed),
+        }
+        results = tuple(_result(r) for r in changed)
+        for result in results:
+            self._count(result)
+        return OrderResults(msg.run_id or "settle", self._today(), results)
+
+    @handles(GetStatus)
+    async def status(self, _msg: GetStatus) -> dict[str, Any]:
+        open_rows = await self._orders.open_intents()
+        return {
+            "counts": await self._orders.status_counts(),
+            "open": [
+                {
+                    "intent_id": r.intent_id,
+                    "status": str(r.status),
+                    "strategy": r.strategy,
+                    "symbol": r.symbol,
+                    "side": r.side,
+                    "qty": r.target_qty,
+                    "filled_qty": r.filled_qty,
+                    "asof": r.asof.isoformat(),
+                    "error": r.error_message,
+                }
+                for r in open_rows
+            ],
+            "last_resolution": self._last_resolution,
+        }
+
+    # ------------------------------------------------------------ placing
+
+    async def _place_one(
+        self, msg: PlaceOrders, spec: OrderIntentSpec, blocked: str | None
+    ) -> tuple[OrderResult, bool]:
+        if spec.side not in SIDES:
+            return _refused(spec, "", spec.qty, f"invalid side {spec.side!r}"), False
+        iid = intent_id(msg.asof, spec.strategy, spec.symbol, spec.side)
+        existing = await self._orders.get(iid)
+        if existing is not None:
+            if existing.target_qty != spec.qty:
+                log.info(
+                    "order_intent_rerun_qty_differs",
+                    intent_id=iid,
+                    stored_qty=existing.target_qty,
+                    requested_qty=spec.qty,
+                )
+            row, submitted = await self._resolve(existing, explicit=True, may_submit=not blocked)
+            return _result(row, existing=not submitted), submitted and _is_blocked(row)
+        if blocked is not None:
+            return (
+                OrderResult(
+                    iid,
+                    spec.strategy,
+                    spec.symbol,
+                    spec.side,
+                    spec.qty,
+                    IntentStatus.NEW,
+                    error=f"account blocked: not submitted ({blocked})",
+                ),
+                False,
+            )
+        if spec.qty <= 0:
+            return _refused(spec, iid, spec.qty, "qty must be positive"), False
+        strategy_id = await self._strategy_id(spec.strategy)
+        qty = spec.qty
+        if spec.side == "sell":
+            available = await self._sellable(strategy_id, spec.symbol)
+            if available <= 0:
+                return _refused(spec, iid, 0, "nothing held"), False
+            if qty > available:
+                log.warning(
+                    "order_sell_clamped",
+                    intent_id=iid,
+                    requested=qty,
+                    held=available,
+                )
+                qty = available
+        row, created = await self._orders.create_intent(
+            intent_id=iid,
+            run_id=msg.run_id,
+            asof=msg.asof,
+            strategy_id=strategy_id,
+            strategy=spec.strategy,
+            symbol=spec.symbol,
+            side=spec.side,
+            qty=qty,
+            kind=spec.kind,
+            reference_price=spec.reference_price,
+            atr=spec.atr,
+            signal_id=spec.signal_id,
+            reason=spec.reason,
+            at=self._clock.now(),
+        )
+        if not created:  # cannot happen inside one actor; resolve rather than resubmit
+            row, submitted = await self._resolve(row, explicit=True, may_submit=True)
+            return _result(row, existing=not submitted), submitted and _is_blocked(row)
+        log.info(
+            "order_intent_created",
+            intent_id=iid,
+            run_id=msg.run_id,
+            strategy=spec.strategy,
+            symbol=spec.symbol,
+            side=spec.side,
+            qty=qty,
+            kind=str(spec.kind),
+        )
+        row = await self._submit(row)
+        return _result(row), _is_blocked(row)
+
+    async def _strategy_id(self, name: str) -> int:
+        sid = self._strategy_ids.get(name)
+        if sid is None:
+            sid = await self._orders.strategy_id(name)
+            self._strategy_ids[name] = sid
+        return sid
+
+    async def _sellable(self, strategy_id: int, symbol: str) -> int:
+        held = await self._orders.held(strategy_id, symbol)
+        pending = sum(
+            r.remaining_qty
+            for r in await self._orders.open_intents()
+            if r.strategy_id == strategy_id and r.symbol == symbol and r.side == "sell"
+        )
+        return held - pending
+
+    async def _submit(self, row: IntentRow) -> IntentRow:
+        """Mark SUBMITTED (durable), send, and turn the answer or the error into a status."""
+        iid = row.intent_id
+        row = await self._orders.update_status(iid, IntentStatus.SUBMITTED, at=self._clock.now())
+        request = OrderRequest(
+            client_order_id=iid,
+            symbol=row.symbol,
+            side=OrderSide(row.side),
+            qty=row.target_qty,
+        )
+        try:
+            order = await self._broker.submit(request)
+        except DuplicateClientOrderId:
+            log.warning("order_duplicate_adopted", intent_id=iid)
+            return await self._lookup(row, missing=(OUTCOME_UNKNOWN, "duplicate id, not found"))
+        except SubmissionOutcomeUnknown as exc:
+            log.warning("order_outcome_unknown", intent_id=iid, error=str(exc))
+            row = await self._set(row, IntentStatus.UNKNOWN, OUTCOME_UNKNOWN, str(exc))
+            return await self._lookup(row)
+        except OrderRejected as exc:
+            log.warning("order_rejected", intent_id=iid, reason=exc.reason)
+            return await self._set(row, IntentStatus.REJECTED, REJECTED, exc.reason)
+        except BrokerUnavailable as exc:
+            log.warning("order_broker_unavailable", intent_id=iid, error=str(exc))
+            return await self._set(row, IntentStatus.NEW, BROKER_UNAVAILABLE, str(exc))
+        except AccountBlocked as exc:
+            log.error("order_account_blocked", intent_id=iid, error=str(exc))
+            return await self._set(
+                row, IntentStatus.REJECTED, ACCOUNT_BLOCKED, f"account blocked: {exc}"
+            )
+        except TradingdError as exc:
+            # Some other broker failure after the request may have left: treat as unknown.
+            log.warning("order_submit_failed", intent_id=iid, error=repr(exc))
+            row = await self._set(row, IntentStatus.UNKNOWN, BROKER_ERROR, repr(exc))
+            return await self._lookup(row)
+        log.info("order_submitted", intent_id=iid, broker_status=str(order.status))
+        return await self._apply(row, order)
+
+    async def _lookup(self, row: IntentRow, *, missing: tuple[str, str] | None = None) -> IntentRow:
+        """One lookup by client id: adopt what is found; otherwise UNKNOWN stays UNKNOWN."""
+        try:
+            order = await self._broker.order_by_client_id(row.intent_id)
+        except TradingdError as exc:
+            log.warning("order_lookup_failed", intent_id=row.intent_id, error=repr(exc))
+            order = None
+        if order is not None:
+            return await self._apply(row, order)
+        if missing is not None:
+            return await self._set(row, IntentStatus.UNKNOWN, *missing)
+        return row
+
+    # ------------------------------------------------------------ resolving
+
+    async def _resolve_all(self) -> list[IntentRow]:
+        changed: list[IntentRow] = []
+        may_submit = True
+        for row in await self._orders.open_intents():
+            new, submitted = await self._resolve(row, explicit=False, may_submit=may_submit)
+            if submitted and _is_blocked(new):
+                may_submit = False
+            if _differs(row, new):
+                changed.append(new)
+        return changed
+
+    async def _resolve(
+        self, row: IntentRow, *, explicit: bool, may_submit: bool
+    ) -> tuple[IntentRow, bool]:
+        """Bring one intent up to date with the broker; True when it was submitted now."""
+        if row.status.terminal:
+            return row, False
+        try:
+            order = await self._broker.order_by_client_id(row.intent_id)
+        except TradingdError as exc:
+            log.warning("order_lookup_failed", intent_id=row.intent_id, error=repr(exc))
+            return row, False
+        if order is not None:
+            return await self._apply(row, order), False
+        if row.status not in _RESUBMITTABLE:
+            log.critical("order_missing_at_broker", intent_id=row.intent_id, status=str(row.status))
+            message = f"the broker acknowledged this order ({row.status}) and now has no record"
+            return await self._set(row, row.status, MISSING_AT_BROKER, message), False
+        if not explicit and row.asof < self._today():
+            log.warning("order_intent_stale", intent_id=row.intent_id, asof=row.asof.isoformat())
+            message = f"never reached the broker and session {row.asof} is over"
+            return await self._set(row, IntentStatus.EXPIRED, STALE, message), False
+        if not may_submit:
+            return row, False
+        if row.status is not IntentStatus.NEW:
+            # The broker answered that no order with this id exists: it was never created.
+            row = await self._set(
+                row, IntentStatus.NEW, NOT_FOUND, f"{row.status} but unknown to the broker"
+            )
+        log.info("order_resubmitting", intent_id=row.intent_id)
+        return await self._submit(row), True
+
+    # ------------------------------------------------------------ applying broker state
+
+    async def _apply(self, row: IntentRow, order: BrokerOrder) -> IntentRow:
+        """Take the broker's view of the order: status per ``next_status``, new fills booked."""
+        if row.status.terminal:
+            return row
+        iid = row.intent_id
+        status = next_status(row.status, order.status, order.filled_qty, row.target_qty)
+        delta = order.filled_qty - row.filled_qty
+        if delta < 0:
+            log.error(
+                "order_broker_fills_shrank",
+                intent_id=iid,
+                booked=row.filled_qty,
+                broker=order.filled_qty,
+            )
+        if delta > 0:
+            price = order.filled_avg_price
+            if price is None or not price > 0:
+                # Cannot book without a price: keep it open, the next poll will.
+                log.warning("order_fill_without_price", intent_id=iid, filled=order.filled_qty)
+                interim = IntentStatus.PARTIALLY_FILLED if row.filled_qty else IntentStatus.ACCEPTED
+                return await self._set(row, interim, None, None, order.broker_order_id)
+            booked_value = row.filled_qty * (row.avg_fill_price or 0.0)
+            delta_price = (order.filled_qty * price - booked_value) / delta
+            if not delta_price > 0:
+                delta_price = price
+            try:
+                new = await self._orders.book_fill(
+                    iid,
+                    delta,
+                    delta_price,
+                    status=status,
+                    at=self._clock.now(),
+                    broker_order_id=order.broker_order_id,
+                )
+            except (NegativePosition, OverFill) as exc:
+                log.critical("order_fill_not_booked", intent_id=iid, error=str(exc))
+                return await self._set(
+                    row, row.status, BOOKING_FAILED, str(exc), order.broker_order_id
+                )
+            log.info(
+                "order_filled",
+                intent_id=iid,
+                shares=delta,
+                price=delta_price,
+                filled_qty=new.filled_qty,
+                status=str(new.status),
+            )
+            return new
+        code: str | None = None
+        message: str | None = None
+        if status is IntentStatus.REJECTED:
+            code, message = REJECTED, order.reject_reason or "rejected by the broker"
+        elif (
+            order.status is BrokerOrderStatus.CANCELED or order.status is BrokerOrderStatus.EXPIRED
+        ):
+            message = f"{order.status} at the broker"
+        if (
+            status is row.status
+            and order.broker_order_id == row.broker_order_id
+            and code == row.error_code
+            and message == row.error_message
+        ):
+            return row
+        return await self._set(row, status, code, message, order.broker_order_id)
+
+    async def _set(
+        self,
+        row: IntentRow,
+        status: IntentStatus,
+        code: str | None,
+        message: str | None,
+        broker_order_id: str | None = None,
+    ) -> IntentRow:
+        return await self._orders.update_status(
+            row.intent_id,
+            status,
+            at=self._clock.now(),
+            broker_order_id=broker_order_id,
+            error_code=code,
+            error_message=message,
+        )
+
+    # ------------------------------------------------------------ helpers
+
+    def _today(self) -> dt.date:
+        return self._clock.now().astimezone(MARKET_TZ).date()
+
+    def _count(self, result: OrderResult) -> None:
+        if self._metrics is None:
+            return
+        counter = getattr(self._metrics, "order_results", None)
+        if counter is not None:
+            counter.labels(status=str(result.status)).inc()
+
+
+def _is_blocked(row: IntentRow) -> bool:
+    return row.error_code == ACCOUNT_BLOCKED
+
+
+def _differs(old: IntentRow, new: IntentRow) -> bool:
+    return (old.status, old.filled_qty, old.error_code, old.error_message) != (
+        new.status,
+        new.filled_qty,
+        new.error_code,
+        new.error_message,
+    )
+
+
+def _result(row: IntentRow, *, existing: bool = False) -> OrderResult:
+    return OrderResult(
+        intent_id=row.intent_id,
+        strategy=row.strategy,
+        symbol=row.symbol,
+        side=row.side,
+        qty=row.target_qty,
+        status=row.status,
+        filled_qty=row.filled_qty,
+        avg_price=row.avg_fill_price,
+        error=row.error_message,
+        existing=existing,
+    )
+
+
+def _refused(spec: OrderIntentSpec, iid: str, qty: int, why: str) -> OrderResult:
+    log.warning("order_refused", intent_id=iid, symbol=spec.symbol, side=spec.side, reason=why)
+    return OrderResult(
+        iid, spec.strategy, spec.symbol, spec.side, qty, IntentStatus.REJECTED, error=why
+    )

@@ -1,0 +1,489 @@
+"""Order intents, trades and per-strategy positions: all the SQL of order handling.
+
+- An intent is written with ``create_intent`` (a durable transaction) before it
+  is sent anywhere; writing it again is a no-op that returns the stored row, so
+  a re-run of the day finds what the first run did.
+- ``book_fill`` is the only way shares move: one durable transaction inserts the
+  trade (with its modelled costs), advances the intent's filled quantity and
+  average price, and updates the strategy's position. A crash leaves all three
+  or none, so polling the broker again books exactly the missing delta.
+- Positions never go negative: a sell fill that would take a strategy below
+  zero raises ``NegativePosition`` and nothing is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from actors.messages import IntentKind, IntentStatus
+from actors.orders.costs import COMMISSION_PER_SHARE, SLIPPAGE_BPS
+from daemon.store.core import Row, Store
+
+#: The catastrophe stop sits this many ATRs (at entry) below the average price.
+STOP_ATR_MULTIPLE = 3.0
+
+_TERMINAL = tuple(str(s) for s in IntentStatus if s.terminal)
+_NOT_TERMINAL_SQL = f"status NOT IN ({', '.join('?' for _ in _TERMINAL)})"
+
+
+class NegativePosition(ValueError):
+    """A sell fill larger than the strategy's position (a bug or a foreign order)."""
+
+
+class OverFill(ValueError):
+    """A fill beyond the intent's target quantity (the broker reported more than we asked)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRow:
+    """One ``order_intents`` row, typed."""
+
+    intent_id: str
+    run_id: str
+    asof: dt.date
+    strategy_id: int
+    strategy: str
+    signal_id: int | None
+    symbol: str
+    side: str
+    target_qty: int
+    filled_qty: int
+    status: IntentStatus
+    kind: IntentKind
+    reference_price: float | None
+    atr: float | None
+    reason: str | None
+    avg_fill_price: float | None
+    broker_order_id: str | None
+    error_code: str | None
+    error_message: str | None
+    created_at: str | None
+    submitted_at: str | None
+    acked_at: str | None
+    filled_at: str | None
+    updated_at: str | None
+
+    @property
+    def remaining_qty(self) -> int:
+        return max(0, self.target_qty - self.filled_qty)
+
+    @classmethod
+    def from_row(cls, r: Row) -> IntentRow:
+        return cls(
+            intent_id=r["intent_id"],
+            run_id=r["run_id"],
+            asof=dt.date.fromisoformat(r["asof_date"]),
+            strategy_id=int(r["strategy_id"]),
+            strategy=r["strategy"] or r["strategy_name"] or "",
+            signal_id=None if r["signal_id"] is None else int(r["signal_id"]),
+            symbol=r["symbol"],
+            side=r["side"],
+            target_qty=int(r["target_qty"]),
+            filled_qty=int(r["filled_qty"]),
+            status=IntentStatus(r["status"]),
+            kind=IntentKind(r["intent_kind"]),
+            reference_price=r["reference_price"],
+            atr=r["atr"],
+            reason=r["reason"],
+            avg_fill_price=r["avg_fill_price"],
+            broker_order_id=r["broker_order_id"],
+            error_code=r["error_code"],
+            error_message=r["error_message"],
+            created_at=r["created_at"],
+            submitted_at=r["submitted_at"],
+            acked_at=r["acked_at"],
+            filled_at=r["filled_at"],
+            updated_at=r["updated_at"],
+        )
+
+
+_SELECT = (
+    "SELECT i.*, s.name AS strategy_name FROM order_intents i"
+    " JOIN strategies s ON s.id = i.strategy_id"
+)
+
+
+class OrderStore:
+    """Reads and writes ``order_intents``, ``trades`` and ``positions``."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        slippage_bps: float = SLIPPAGE_BPS,
+        commission_per_share: float = COMMISSION_PER_SHARE,
+        stop_atr_multiple: float = STOP_ATR_MULTIPLE,
+    ) -> None:
+        self._store = store
+        self._slippage_bps = slippage_bps
+        self._commission = commission_per_share
+        self._stop_atr_multiple = stop_atr_multiple
+
+    # ------------------------------------------------------------ strategies
+
+    async def strategy_id(self, name: str) -> int:
+        """The id of strategy ``name``, created bare if unknown (existing rows untouched)."""
+        async with self._store.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO strategies (name) VALUES (?) ON CONFLICT(name) DO NOTHING", (name,)
+            )
+            async with conn.execute("SELECT id FROM strategies WHERE name = ?", (name,)) as cur:
+                row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    # ------------------------------------------------------------ intents
+
+    async def create_intent(
+        self,
+        *,
+        intent_id: str,
+        run_id: str,
+        asof: dt.date,
+        strategy_id: int,
+        strategy: str,
+        symbol: str,
+        side: str,
+        qty: int,
+        kind: IntentKind,
+        reference_price: float,
+        at: dt.datetime,
+        atr: float = 0.0,
+        signal_id: int | None = None,
+        reason: str = "",
+    ) -> tuple[IntentRow, bool]:
+        """Write a NEW intent (durable); ``(row, False)`` with the stored row if it exists."""
+        if side not in ("buy", "sell"):
+            raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
+        if qty <= 0:
+            raise ValueError(f"intent qty must be positive, got {qty}")
+        stamp = at.isoformat()
+        async with self._store.transaction(durable=True) as conn:
+            cur = await conn.execute(
+                "INSERT INTO order_intents (intent_id, run_id, asof_date, strategy_id, signal_id,"
+                " symbol, side, target_qty, filled_qty, status, created_at, strategy,"
+                " intent_kind, reference_price, atr, reason, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,0,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(intent_id) DO NOTHING",
+                (
+                    intent_id,
+                    run_id,
+                    asof.isoformat(),
+                    strategy_id,
+                    signal_id,
+                    symbol,
+                    side,
+                    qty,
+                    str(IntentStatus.NEW),
+                    stamp,
+                    strategy,
+                    str(kind),
+                    reference_price,
+                    atr,
+                    reason,
+                    stamp,
+                ),
+            )
+            created = cur.rowcount == 1
+            async with conn.execute(f"{_SELECT} WHERE i.intent_id = ?", (intent_id,)) as read:
+                row = await read.fetchone()
+        assert row is not None
+        return IntentRow.from_row(row), created
+
+    async def get(self, intent_id: str) -> IntentRow | None:
+        row = await self._store.fetchone(f"{_SELECT} WHERE i.intent_id = ?", (intent_id,))
+        return IntentRow.from_row(row) if row is not None else None
+
+    async def open_intents(self) -> list[IntentRow]:
+        """Every intent not in a terminal state, oldest first."""
+        rows = await self._store.fetchall(
+            f"{_SELECT} WHERE i.{_NOT_TERMINAL_SQL} ORDER BY i.rowid", _TERMINAL
+        )
+        return [IntentRow.from_row(r) for r in rows]
+
+    async def intents_for(
+        self, asof: dt.date | None = None, run_id: str | None = None
+    ) -> list[IntentRow]:
+        """Intents of a trading date and/or a run (all when neither is given), oldest first."""
+        where: list[str] = []
+        params: list[Any] = []
+        if asof is not None:
+            where.append("i.asof_date = ?")
+            params.append(asof.isoformat())
+        if run_id is not None:
+            where.append("i.run_id = ?")
+            params.append(run_id)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._store.fetchall(f"{_SELECT}{clause} ORDER BY i.rowid", params)
+        return [IntentRow.from_row(r) for r in rows]
+
+    async def status_counts(self) -> dict[str, int]:
+        rows = await self._store.fetchall(
+            "SELECT status, COUNT(*) AS n FROM order_intents GROUP BY status ORDER BY status"
+        )
+        return {r["status"]: int(r["n"]) for r in rows}
+
+    async def update_status(
+        self,
+        intent_id: str,
+        status: IntentStatus,
+        *,
+        at: dt.datetime,
+        broker_order_id: str | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> IntentRow:
+        """Move an intent to ``status`` (durable); the error fields are replaced (None clears).
+
+        ``submitted_at`` is stamped on SUBMITTED, ``acked_at`` the first time the
+        broker acknowledges the order, ``filled_at`` on FILLED; a broker order id
+        once known is kept.
+        """
+        stamp = at.isoformat()
+        acked = status in (
+            IntentStatus.ACCEPTED,
+            IntentStatus.PARTIALLY_FILLED,
+            IntentStatus.FILLED,
+        )
+        async with self._store.transaction(durable=True) as conn:
+            cur = await conn.execute(
+                "UPDATE order_intents SET status = ?, error_code = ?, error_message = ?,"
+                " broker_order_id = COALESCE(?, broker_order_id),"
+                " submitted_at = CASE WHEN ? THEN ? ELSE submitted_at END,"
+                " acked_at = CASE WHEN ? THEN COALESCE(acked_at, ?) ELSE acked_at END,"
+                " filled_at = CASE WHEN ? THEN COALESCE(filled_at, ?) ELSE filled_at END,"
+                " updated_at = ? WHERE intent_id = ?",
+                (
+                    str(status),
+                    error_code,
+                    error_message,
+                    broker_order_id,
+                    status is IntentStatus.SUBMITTED,
+                    stamp,
+                    acked,
+                    stamp,
+                    status is IntentStatus.FILLED,
+                    stamp,
+                    stamp,
+                    intent_id,
+                ),
+            )
+            if cur.rowcount != 1:
+                raise KeyError(f"no order intent {intent_id!r}")
+            async with conn.execute(f"{_SELECT} WHERE i.intent_id = ?", (intent_id,)) as read:
+                row = await read.fetchone()
+        assert row is not None
+        return IntentRow.from_row(row)
+
+    # ------------------------------------------------------------ fills
+
+    async def book_fill(
+        self,
+        intent_id: str,
+        delta_qty: int,
+        delta_avg_price: float,
+        *,
+        status: IntentStatus,
+        at: dt.datetime,
+        broker_order_id: str | None = None,
+    ) -> IntentRow:
+        """Book ``delta_qty`` newly filled shares at ``delta_avg_price`` in one durable transaction.
+
+        Inserts the trade row (requested price = the intent's reference price;
+        slippage = ``slippage_bps`` of the fill notional; commission per share),
+        advances the intent (filled qty, volume-weighted average fill price,
+        ``status``), and moves the strategy's position: a buy adds shares at a
+        weighted average price (a new position gets the intent's date as entry
+        date, its ATR as ``atr_at_entry`` and the stop ``avg − 3 × atr``); a
+        sell removes shares and deletes the row at zero.
+        """
+        if delta_qty <= 0:
+            raise ValueError(f"a fill must be a positive number of shares, got {delta_qty}")
+        if not delta_avg_price > 0:
+            raise ValueError(f"a fill price must be positive, got {delta_avg_price}")
+        stamp = at.isoformat()
+        async with self._store.transaction(durable=True) as conn:
+            async with conn.execute(f"{_SELECT} WHERE i.intent_id = ?", (intent_id,)) as read:
+                raw = await read.fetchone()
+            if raw is None:
+                raise KeyError(f"no order intent {intent_id!r}")
+            intent = IntentRow.from_row(raw)
+            filled = intent.filled_qty + delta_qty
+            if filled > intent.target_qty:
+                raise OverFill(
+                    f"{intent_id}: {filled} shares filled of {intent.target_qty} ordered"
+                )
+            notional = delta_qty * delta_avg_price
+            slippage = notional * self._slippage_bps / 10_000.0
+            commission = delta_qty * self._commission
+            await conn.execute(
+                "INSERT INTO trades (run_id, strategy_id, signal_id, intent_id, symbol, action,"
+                " shares, requested_price, exec_price, slippage_cost, commission_cost,"
+                " total_cost, notional, order_id, executed_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    intent.run_id,
+                    intent.strategy_id,
+                    intent.signal_id,
+                    intent_id,
+                    intent.symbol,
+                    intent.side.upper(),
+                    delta_qty,
+                    intent.reference_price,
+                    delta_avg_price,
+                    slippage,
+                    commission,
+                    slippage + commission,
+                    notional,
+                    broker_order_id or intent.broker_order_id,
+                    stamp,
+                ),
+            )
+            avg = (
+                (intent.filled_qty * (intent.avg_fill_price or 0.0) + notional) / filled
+                if filled
+                else None
+            )
+            await conn.execute(
+                "UPDATE order_intents SET filled_qty = ?, avg_fill_price = ?, status = ?,"
+                " broker_order_id = COALESCE(?, broker_order_id),"
+                " acked_at = COALESCE(acked_at, ?),"
+                " filled_at = CASE WHEN ? THEN COALESCE(filled_at, ?) ELSE filled_at END,"
+                " error_code = NULL, error_message = NULL, updated_at = ? WHERE intent_id = ?",
+                (
+                    filled,
+                    avg,
+                    str(status),
+                    broker_order_id,
+                    stamp,
+                    status is IntentStatus.FILLED,
+                    stamp,
+                    stamp,
+                    intent_id,
+                ),
+            )
+            await self._move_position(conn, intent, delta_qty, delta_avg_price, stamp)
+            async with conn.execute(f"{_SELECT} WHERE i.intent_id = ?", (intent_id,)) as read:
+                raw = await read.fetchone()
+        assert raw is not None
+        return IntentRow.from_row(raw)
+
+    async def _move_position(
+        self, conn: aiosqlite.Connection, intent: IntentRow, qty: int, price: float, stamp: str
+    ) -> None:
+        async with conn.execute(
+            "SELECT shares, avg_price, entry_date, atr_at_entry FROM positions"
+            " WHERE strategy_id = ? AND symbol = ?",
+            (intent.strategy_id, intent.symbol),
+        ) as cur:
+            pos = await cur.fetchone()
+        held = int(pos["shares"]) if pos is not None else 0
+        if intent.side == "sell":
+            left = held - qty
+            if left < 0:
+                raise NegativePosition(
+                    f"{intent.intent_id}: selling {qty} {intent.symbol} but strategy "
+                    f"{intent.strategy} holds {held}"
+                )
+            if left == 0:
+                await conn.execute(
+                    "DELETE FROM positions WHERE strategy_id = ? AND symbol = ?",
+                    (intent.strategy_id, intent.symbol),
+                )
+                return
+            avg_price = float(pos["avg_price"] or 0.0) if pos is not None else 0.0
+            await conn.execute(
+                "UPDATE positions SET shares = ?, current_price = ?, market_value = ?,"
+                " unrealized_pnl = ?, updated_at = ? WHERE strategy_id = ? AND symbol = ?",
+                (
+                    left,
+                    price,
+                    left * price,
+                    (price - avg_price) * left,
+                    stamp,
+                    intent.strategy_id,
+                    intent.symbol,
+                ),
+            )
+            return
+        shares = held + qty
+        if pos is not None and held > 0:
+            avg_price = (held * float(pos["avg_price"] or 0.0) + qty * price) / shares
+            entry_date = pos["entry_date"] or intent.asof.isoformat()
+            atr = pos["atr_at_entry"] if pos["atr_at_entry"] else intent.atr
+        else:
+            avg_price = price
+            entry_date = intent.asof.isoformat()
+            atr = intent.atr
+        stop = avg_price - self._stop_atr_multiple * atr if atr else None
+        await conn.execute(
+            "INSERT INTO positions (strategy_id, symbol, shares, avg_price, current_price,"
+            " market_value, unrealized_pnl, entry_date, stop_price, atr_at_entry, updated_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(strategy_id, symbol) DO UPDATE SET shares = excluded.shares,"
+            " avg_price = excluded.avg_price, current_price = excluded.current_price,"
+            " market_value = excluded.market_value, unrealized_pnl = excluded.unrealized_pnl,"
+            " entry_date = excluded.entry_date, stop_price = excluded.stop_price,"
+            " atr_at_entry = excluded.atr_at_entry, updated_at = excluded.updated_at",
+            (
+                intent.strategy_id,
+                intent.symbol,
+                shares,
+                avg_price,
+                price,
+                shares * price,
+                (price - avg_price) * shares,
+                entry_date,
+                stop,
+                atr,
+                stamp,
+            ),
+        )
+
+    # ------------------------------------------------------------ positions and cash
+
+    async def held(self, strategy_id: int, symbol: str) -> int:
+        """Shares of ``symbol`` the strategy holds (0 when none)."""
+        row = await self._store.fetchone(
+            "SELECT shares FROM positions WHERE strategy_id = ? AND symbol = ?",
+            (strategy_id, symbol),
+        )
+        return int(row["shares"]) if row is not None else 0
+
+    async def positions(self) -> list[dict[str, Any]]:
+        """Every position row with its strategy's name, by strategy then symbol."""
+        rows = await self._store.fetchall(
+            "SELECT p.*, s.name AS strategy FROM positions p JOIN strategies s"
+            " ON s.id = p.strategy_id ORDER BY s.name, p.symbol"
+        )
+        return [dict(r) for r in rows]
+
+    async def local_cash(self, baseline: float) -> float:
+        """``baseline`` plus the trades' cash deltas.
+
+        A buy spends notional + commission, a sell receives notional − commission.
+        """
+        row = await self._store.fetchone(
+            "SELECT COALESCE(SUM(CASE WHEN action = 'BUY'"
+            " THEN -(notional + commission_cost) ELSE notional - commission_cost END), 0.0)"
+            " FROM trades"
+        )
+        return baseline + (float(row[0]) if row is not None else 0.0)
+
+    async def trades_for(self, run_id: str) -> list[dict[str, Any]]:
+        rows = await self._store.fetchall(
+            "SELECT t.*, s.name AS strategy FROM trades t JOIN strategies s"
+            " ON s.id = t.strategy_id WHERE t.run_id = ? ORDER BY t.id",
+            (run_id,),
+        )
+        return [dict(r) for r in rows]
+
+    async def trades_for_intent(self, intent_id: str) -> list[dict[str, Any]]:
+        rows = await self._store.fetchall(
+            "SELECT * FROM trades WHERE intent_id = ? ORDER BY id", (intent_id,)
+        )
+        return [dict(r) for r in rows]
