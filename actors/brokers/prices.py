@@ -46,9 +46,7 @@ class ProviderPriceSource:
         key = (symbol, session)
         if key not in self._bars:
             frame = await self._provider.fetch([symbol], session, session)
-            rows = frame.loc[
-                (frame["symbol"] == symbol) & (frame["date"] == pd.Timestamp(session))
-            ]
+            rows = frame.loc[(frame["symbol"] == symbol) & (frame["date"] == pd.Timestamp(session))]
             if rows.empty:
                 return None
             row = rows.iloc[-1]
