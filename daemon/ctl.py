@@ -332,6 +332,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("enable", "enable a strategy").add_argument("strategy", type=_non_empty, metavar="STRATEGY")
     add("reload", "reload the configuration")
+    add("positions", "open positions per strategy, and open orders")
+    add("why-no-trade", "why signals of the last run were not traded").add_argument(
+        "strategy", nargs="?", metavar="STRATEGY", help="only this strategy"
+    )
+    add("reconcile", "reconcile with the broker now and show the differences")
+    add("adopt", "take the broker's positions and cash as the truth").add_argument(
+        "reason", nargs="+", metavar="REASON", help="why, for the log"
+    )
+    add("flatten", "sell every position, or one strategy's or one symbol's").add_argument(
+        "target", nargs="?", metavar="STRATEGY|SYMBOL"
+    )
+    add("plan", "dry run of today's cycle: the orders it would place").add_argument(
+        "--asof", type=_iso_date, metavar="YYYY-MM-DD", help="trading date (default: today)"
+    )
+    add("orders", "order intents").add_argument(
+        "--asof", type=_iso_date, metavar="YYYY-MM-DD", help="only this trading date"
+    )
+    add("pending", "signals waiting for heat or cash")
     add("funnel", "the signal funnel of a run (default: the last)").add_argument(
         "run", nargs="?", metavar="RUN", help="a run id"
     )
@@ -383,6 +401,14 @@ def _to_request(
         return command, args
     if command in ("funnel", "signals"):
         return command, {} if ns.run is None else {"run": ns.run}
+    if command == "why-no-trade":
+        return command, {} if ns.strategy is None else {"strategy": ns.strategy}
+    if command == "adopt":
+        return command, {"reason": " ".join(ns.reason)}
+    if command == "flatten":
+        return command, {} if ns.target is None else {"target": ns.target}
+    if command in ("plan", "orders"):
+        return command, {} if ns.asof is None else {"asof": ns.asof}
     if command == "halt":
         return command, {"reason": " ".join(ns.reason)}
     if command in ("disable", "enable"):

@@ -337,6 +337,8 @@ class Cycle:
         await d.journal.step(msg.run_id, CycleStep.SETTLED, d.clock.now())
         await d.reconciler.ask(Reconcile(msg.run_id, "END"), timeout=d.order_timeout_s)
 
+        await self._observe(report, regime, book)
+
         # 11. automatic kill switches
         rejected = sum(1 for r in results if r.status is IntentStatus.REJECTED and not r.existing)
         order_errors = [r for r in results if r.status is IntentStatus.NEW and r.error]
@@ -571,6 +573,23 @@ class Cycle:
         for p in pending:
             if (p.strategy, p.symbol) in done:
                 await self.d.pending.resolve(p.id, "EXECUTED", self.d.clock.now())
+
+    async def _observe(
+        self, report: ReconciliationReport, regime: RegimeDecision, book: pipeline.Book
+    ) -> None:
+        m = self.d.metrics
+        if m is None:
+            return
+        m.portfolio_value.set(report.broker_equity)
+        m.heat_ratio.set(book.exposure / book.portfolio_value if book.portfolio_value > 0 else 0.0)
+        m.heat_limit_ratio.set(regime.heat_limit)
+        for r in ("low_volatility", "normal", "high_volatility", "crisis"):
+            m.regime.labels(regime=r).set(1.0 if str(regime.regime) == r else 0.0)
+        m.positions_count.set(await self.d.signals.open_positions())
+        m.reconciliation_passed.set(1.0 if report.passed else 0.0)
+        m.reconciliation_discrepancies.set(len(report.discrepancies))
+        if report.passed:
+            m.last_reconciliation_success.set(report.at.timestamp())
 
     async def _failure_streak(self, failed: bool) -> int:
         streak = int(await self.d.state.get("consecutive_failures", 0))

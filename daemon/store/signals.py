@@ -205,6 +205,11 @@ class SignalStore:
             for r in rows
         ]
 
+    async def open_positions(self) -> int:
+        """How many (strategy, symbol) positions are open."""
+        row = await self._store.fetchone("SELECT COUNT(*) FROM positions WHERE shares > 0")
+        return int(row[0]) if row else 0
+
     async def stops(self) -> list[dict[str, Any]]:
         """Every open position with a catastrophe stop: strategy, symbol, shares, stop_price."""
         rows = await self._store.fetchall(

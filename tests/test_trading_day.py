@@ -1,0 +1,121 @@
+"""The embedded default trades on its first day; tradectl shows it; a re-run places nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ASOF = "2026-11-23"
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="td-day-", dir="/tmp"))
+    (path / "tradingd.toml").write_text(
+        textwrap.dedent(
+            f"""
+            [daemon]
+            state_dir = "{path / "state"}"
+            run_dir = "{path / "run"}"
+            log_json = true
+            [metrics]
+            port = 0
+            [schedule]
+            run_on_start = false
+            catch_up = false
+            """
+        )
+    )
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def tradingd(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", *args, "--config", str(workdir / "tradingd.toml")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        cwd=workdir,
+    )
+
+
+def ctl(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "daemon.ctl",
+            "--socket",
+            str(workdir / "run" / "tradingd.sock"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def broker_orders(workdir: Path) -> int:
+    with sqlite3.connect(workdir / "state" / "tradingd.db") as db:
+        return int(db.execute("SELECT COUNT(*) FROM sim_orders").fetchone()[0])
+
+
+def test_first_day_trades_and_rerun_places_nothing(workdir: Path) -> None:
+    """run --once places orders on day one; a second run the same day adds none."""
+    first = tradingd(workdir, "run", "--once", "--asof", ASOF)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr
+    placed = broker_orders(workdir)
+    assert placed > 0
+    events = [json.loads(x) for x in first.stdout.splitlines() if x.startswith("{")]
+    assert any(e["event"] == "order_intent_created" for e in events)
+
+    second = tradingd(workdir, "run", "--once", "--asof", ASOF)
+    assert second.returncode == 0
+    assert broker_orders(workdir) == placed
+    finished = [json.loads(x) for x in second.stdout.splitlines() if "cycle_finished" in x]
+    assert finished[0]["reason"].startswith("0 orders placed")
+
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "daemon", "run", "--config", str(workdir / "tradingd.toml")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=workdir,
+    )
+    try:
+        for _ in range(600):
+            if ctl(workdir, "ping").returncode == 0:
+                break
+        positions = json.loads(ctl(workdir, "positions", "--json").stdout)
+        assert len(positions["open_orders"]) + len(positions["positions"]) == placed
+        funnel = json.loads(ctl(workdir, "funnel", "--json").stdout)
+        assert {row["strategy"] for row in funnel["funnel"]} == {
+            "rsi_mean_reversion",
+            "ma_crossover",
+            "momentum",
+            "ml_momentum",
+        }
+        why = ctl(workdir, "why-no-trade", "--json")
+        assert why.returncode == 0
+        assert "reasons" in json.loads(why.stdout)
+        plan = ctl(workdir, "plan", "--json", "--asof", ASOF)
+        assert plan.returncode == 0, plan.stderr
+        assert broker_orders(workdir) == placed
+        reconcile = json.loads(ctl(workdir, "reconcile", "--json").stdout)
+        assert reconcile["passed"] is True
+        assert ctl(workdir, "why-no-trade", "nosuch").returncode == 1
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
