@@ -379,6 +379,7 @@ class ReconciliationReport:
     broker_equity: float
     at: dt.datetime
     error: str | None = None
+    can_trade: bool = True  # the account's trading_blocked / account_blocked / suspended flags
 
 
 @dataclass(frozen=True, slots=True)

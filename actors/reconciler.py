@@ -183,6 +183,7 @@ class Reconciler(Actor):
                 local_cash=local_cash,
                 broker_cash=account.cash,
                 broker_equity=account.equity,
+                can_trade=account.can_trade,
                 at=now,
                 error=missing,
             )
@@ -244,6 +245,7 @@ class Reconciler(Actor):
                 local_cash=local_cash,
                 broker_cash=account.cash,
                 broker_equity=account.equity,
+                can_trade=account.can_trade,
                 at=now,
             )
         )

@@ -84,6 +84,9 @@ from daemon.store.signals import SignalStore
 
 log = structlog.get_logger()
 
+#: Kill switch tripped when the broker says the account may not trade.
+BROKER_BLOCKED = "broker_trading_blocked"
+
 
 @dataclass(frozen=True, slots=True)
 class CycleDeps:
@@ -193,6 +196,12 @@ class Cycle:
             await self._trip(auto_switches.RECONCILIATION_FAILED, why)
             blocking = [*blocking, SwitchView(auto_switches.RECONCILIATION_FAILED, why, "risk")]
             notes.append(f"reconciliation failed: {why}")
+
+        if report.error is None and not report.can_trade:
+            why = "the broker account does not allow trading (trading_blocked or suspended)"
+            await self._trip(BROKER_BLOCKED, why)
+            blocking = [*blocking, SwitchView(BROKER_BLOCKED, why, "risk")]
+            notes.append(why)
 
         # 5. stop-loss exits
         last = _last_prices(snap)

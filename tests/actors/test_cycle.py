@@ -541,3 +541,17 @@ async def test_daily_loss_beyond_two_percent_blocks_entries(store: Store, tmp_pa
     assert await broker_order_count(store) == 0
     rejections = await SignalStore(store).rejections("test-20261123")
     assert {r["reason"] for r in rejections} == {"kill_switch"}
+
+
+async def test_blocked_broker_account_trips_a_switch(store: Store, tmp_path: Path) -> None:
+    """An account with trading_blocked latches broker_trading_blocked; no order is sent."""
+    graph = await build(store, tmp_path, universe=DEFAULT_36)
+    await graph.broker.set_trading_blocked(True)
+    async with anyio.create_task_group() as tg:
+        await tg.start(graph.sup.run)
+        done = await graph.run()
+        active = await graph.sup.ref("kill_switches").ask(GetKillSwitches())
+        await graph.sup.stop()
+    assert "does not allow trading" in done.reason
+    assert "broker_trading_blocked" in [s.name for s in active]
+    assert await broker_order_count(store) == 0

@@ -1,0 +1,697 @@
+"""A stateful fake of Alpaca's Trading API on 127.0.0.1 for the real alpaca-py client.
+
+Endpoints (JSON shapes as in Alpaca's OpenAPI description): ``GET /v2/account``,
+``GET /v2/positions``, ``GET /v2/positions/{symbol}``, ``POST /v2/orders``
+(market, day, whole shares), ``GET /v2/orders`` (``status`` open/closed/all),
+``GET /v2/orders/{id}``, ``GET /v2/orders:by_client_order_id``,
+``DELETE /v2/orders/{id}``, ``GET /v2/clock``, ``GET /v2/calendar``.
+
+State: cash, positions and orders, behind one lock. A client order id is
+unique forever (422 ``40010001 client_order_id must be unique``, also after a
+cancel). Fills follow ``fill_mode``: "immediate" (filled at ``prices[symbol]``
+on submit), "accepted" (stays accepted until ``fill_all()``/``fill()``) or
+"partial" (``partial_fraction`` of the shares on submit, the rest by
+``fill``). Fills move cash (no commission) and positions. Buys need cash;
+sells need shares (no shorting).
+
+Every answer carries ``X-Ratelimit-Limit/Remaining/Reset`` from a fixed
+60-second window read off ``wallclock``; past ``rate_limit`` requests in a
+window the answer is a real 429.
+
+Faults, served in the order injected: ``fail_next`` and ``hang_next`` take the
+next requests of any kind; ``reject_next`` and ``accept_then_hang_next`` take
+the next order submissions only. A held request waits for ``release`` (set by
+``stop()``, so no thread outlives the fake); ``holding`` is set while one is
+held, for tests to synchronise on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import threading
+import time
+import urllib.parse
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from tests.fakes import Response, json_response
+
+NEW_YORK = ZoneInfo("America/New_York")
+HANG_LIMIT_S = 60.0  # a held request answers by itself after this long even if never released
+FillMode = Literal["immediate", "accepted", "partial"]
+OPEN_STATUSES = frozenset({"new", "accepted", "pending_new", "partially_filled"})
+
+
+@dataclass(frozen=True)
+class TradingRequest:
+    """One request the fake received (``client_order_id`` from the body or the query)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    client_order_id: str | None
+    body: dict[str, Any] | None
+
+
+@dataclass
+class _Fault:
+    kind: Literal["status", "hang", "reject", "accept_then_hang"]
+    status: int = 500
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Order:
+    id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: int
+    created_at: dt.datetime
+    filled_qty: int = 0
+    filled_avg_price: float | None = None
+    status: str = "accepted"
+    filled_at: dt.datetime | None = None
+    canceled_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+@dataclass
+class _Position:
+    qty: Decimal
+    avg_entry_price: float
+
+
+def _stamp(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _num(value: float | Decimal) -> str:
+    number = Decimal(str(value))
+    if number == number.to_integral_value():
+        return str(int(number))
+    return format(number.normalize(), "f")
+
+
+def _error(status: int, code: int, message: str) -> Response:
+    return json_response(status, {"code": code, "message": message})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = False  # server_close() joins the handler threads: nothing leaks
+    block_on_close = True
+
+
+class FakeAlpacaTradingServer:
+    """The fake Trading API; a context manager (``with FakeAlpacaTradingServer(...) as fake``)."""
+
+    def __init__(
+        self,
+        api_key: str = "test-key-id",
+        secret_key: str = "test-secret",
+        *,
+        cash: float = 100_000.0,
+        prices: dict[str, float] | None = None,
+        fill_mode: FillMode = "immediate",
+        partial_fraction: float = 0.5,
+        rate_limit: int = 200,
+        wallclock: Callable[[], float] = time.time,
+    ) -> None:
+        self.api_key = api_key
+        self.secret_key = secret_key
+        self.cash = cash
+        self.last_equity = cash
+        self.prices: dict[str, float] = dict(prices or {})
+        self.fill_mode: FillMode = fill_mode
+        self.partial_fraction = partial_fraction
+        self.rate_limit = rate_limit
+        self.wallclock = wallclock
+        self.trading_blocked = False
+        self.account_blocked = False
+        self.trade_suspended_by_user = False
+        self.holidays: set[dt.date] = set()
+        self.early_closes: dict[dt.date, dt.time] = {}
+        self.requests: list[TradingRequest] = []
+        self.release = threading.Event()
+        self.holding = threading.Event()
+        self._positions: dict[str, _Position] = {}
+        self._orders: dict[str, _Order] = {}
+        self._by_client: dict[str, _Order] = {}
+        self._faults: deque[_Fault] = deque()
+        self._submit_faults: deque[_Fault] = deque()
+        self._window_reset = 0.0
+        self._window_count = 0
+        self._lock = threading.RLock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "server not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> str:
+        """Listen on 127.0.0.1:0 and serve in a background thread; returns the base URL."""
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake._dispatch(self)
+
+            def do_POST(self) -> None:
+                fake._dispatch(self)
+
+            def do_DELETE(self) -> None:
+                fake._dispatch(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self._server = _Server(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-alpaca", daemon=True
+        )
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        """Release held requests, stop serving and join every thread."""
+        self.release.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = None
+
+    def __enter__(self) -> FakeAlpacaTradingServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ faults
+
+    def fail_next(
+        self,
+        n: int,
+        status: int,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer the next ``n`` requests with ``status`` (a 429 also says Remaining: 0)."""
+        if status == 429 and body is None:
+            body = {"code": 42910000, "message": "rate limit exceeded"}
+        fault = _Fault("status", status=status, body=body, headers=dict(headers or {}))
+        with self._lock:
+            self._faults.extend(fault for _ in range(n))
+
+    def hang_next(self, n: int = 1) -> None:
+        """Hold the next ``n`` requests, unprocessed, until ``release`` (then answer 503)."""
+        with self._lock:
+            self._faults.extend(_Fault("hang") for _ in range(n))
+
+    def accept_then_hang_next(self, n: int = 1) -> None:
+        """Create the next ``n`` submitted orders, then withhold the answer until ``release``."""
+        with self._lock:
+            self._submit_faults.extend(_Fault("accept_then_hang") for _ in range(n))
+
+    def reject_next(self, n: int, message: str, status: int = 422) -> None:
+        """Refuse the next ``n`` submissions with ``status`` (422 or 403) and ``message``."""
+        code = 40310000 if status == 403 else 42210000
+        fault = _Fault("reject", status=status, body={"code": code, "message": message})
+        with self._lock:
+            self._submit_faults.extend(fault for _ in range(n))
+
+    # ------------------------------------------------------------ state
+
+    def set_position(self, symbol: str, qty: float, price: float) -> None:
+        """Change a position behind the client's back (``qty`` 0 removes it)."""
+        with self._lock:
+            if qty == 0:
+                self._positions.pop(symbol, None)
+            else:
+                self._positions[symbol] = _Position(Decimal(str(qty)), price)
+            self.prices.setdefault(symbol, price)
+
+    def position_qty(self, symbol: str) -> float:
+        with self._lock:
+            position = self._positions.get(symbol)
+            return float(position.qty) if position else 0.0
+
+    def fill(self, client_order_id: str, qty: int | None = None) -> None:
+        """Fill ``qty`` more shares (all that remain by default) of an open order."""
+        with self._lock:
+            order = self._by_client[client_order_id]
+            assert order.status in OPEN_STATUSES, f"order {client_order_id} is {order.status}"
+            self._fill(order, order.qty - order.filled_qty if qty is None else qty)
+
+    def fill_all(self) -> None:
+        """Fill every open order completely."""
+        with self._lock:
+            for order in self._orders.values():
+                if order.status in OPEN_STATUSES:
+                    self._fill(order, order.qty - order.filled_qty)
+
+    def orders_for(self, client_order_id: str) -> int:
+        """How many orders carry ``client_order_id`` (never more than one)."""
+        with self._lock:
+            return sum(1 for o in self._orders.values() if o.client_order_id == client_order_id)
+
+    def order_status(self, client_order_id: str) -> str:
+        with self._lock:
+            return self._by_client[client_order_id].status
+
+    def requests_to(self, method: str, path: str) -> list[TradingRequest]:
+        """The recorded requests with this method and path."""
+        with self._lock:
+            return [r for r in self.requests if r.method == method and r.path == path]
+
+    @property
+    def order_posts(self) -> int:
+        """How many ``POST /v2/orders`` reached the fake."""
+        return len(self.requests_to("POST", "/v2/orders"))
+
+    # ------------------------------------------------------------ serving
+
+    def _dispatch(self, handler: BaseHTTPRequestHandler) -> None:
+        parsed = urllib.parse.urlsplit(handler.path)
+        query = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        body: dict[str, Any] | None = None
+        body_error = False
+        if raw:
+            try:
+                decoded = json.loads(raw)
+                body = decoded if isinstance(decoded, dict) else None
+                body_error = body is None
+            except ValueError:
+                body_error = True
+        client_id = (body or {}).get("client_order_id") or query.get("client_order_id")
+        request = TradingRequest(
+            handler.command, parsed.path, query, str(client_id) if client_id else None, body
+        )
+        authorized = (
+            handler.headers.get("APCA-API-KEY-ID") == self.api_key
+            and handler.headers.get("APCA-API-SECRET-KEY") == self.secret_key
+        )
+        submission = request.method == "POST" and request.path == "/v2/orders"
+        hold = False
+        with self._lock:
+            self.requests.append(request)
+            limits = self._count_request()
+            fault: _Fault | None = None
+            if authorized and self._faults:
+                fault = self._faults.popleft()
+            elif authorized and submission and self._submit_faults:
+                fault = self._submit_faults.popleft()
+            if not authorized:
+                response = _error(401, 40110000, "request is not authorized")
+            elif fault is not None and fault.kind == "hang":
+                response = _error(503, 50300000, "released")
+                hold = True
+            elif fault is not None and fault.kind in ("status", "reject"):
+                response = json_response(
+                    fault.status, fault.body or {"message": f"injected {fault.status}"}
+                )
+            elif int(limits["X-Ratelimit-Remaining"]) < 0:
+                response = _error(429, 42910000, "rate limit exceeded")
+            elif body_error:
+                response = _error(400, 40010000, "request body format is invalid")
+            else:
+                response = self._route(request)
+                hold = fault is not None and fault.kind == "accept_then_hang"
+        status, headers, payload = response
+        limits["X-Ratelimit-Remaining"] = str(max(0, int(limits["X-Ratelimit-Remaining"])))
+        if status == 429:
+            limits["X-Ratelimit-Remaining"] = "0"
+        headers = {**limits, **headers, **(fault.headers if fault else {})}
+        if hold:
+            self.holding.set()
+            self.release.wait(HANG_LIMIT_S)
+        try:
+            handler.send_response(status)
+            for key, value in headers.items():
+                handler.send_header(key, value)
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+        except OSError:
+            return  # the client gave up (its deadline passed); nothing to answer
+
+    def _count_request(self) -> dict[str, str]:
+        now = self.wallclock()
+        if now >= self._window_reset:
+            self._window_reset = now + 60.0
+            self._window_count = 0
+        self._window_count += 1
+        return {
+            "X-Ratelimit-Limit": str(self.rate_limit),
+            "X-Ratelimit-Remaining": str(self.rate_limit - self._window_count),
+            "X-Ratelimit-Reset": str(math.ceil(self._window_reset)),
+        }
+
+    def _route(self, request: TradingRequest) -> Response:
+        method, path = request.method, request.path
+        if method == "GET" and path == "/v2/account":
+            return json_response(200, self._account_json())
+        if method == "GET" and path == "/v2/positions":
+            return json_response(
+                200, [self._position_json(s, p) for s, p in sorted(self._positions.items())]
+            )
+        if method == "GET" and path.startswith("/v2/positions/"):
+            symbol = urllib.parse.unquote(path.removeprefix("/v2/positions/"))
+            position = self._positions.get(symbol)
+            if position is None:
+                return _error(404, 40410000, "position does not exist")
+            return json_response(200, self._position_json(symbol, position))
+        if method == "POST" and path == "/v2/orders":
+            return self._submit(request.body or {})
+        if method == "GET" and path == "/v2/orders":
+            return self._list_orders(request.query)
+        if method == "GET" and path == "/v2/orders:by_client_order_id":
+            order = self._by_client.get(request.query.get("client_order_id", ""))
+            if order is None:
+                return _error(404, 40410000, "order not found")
+            return json_response(200, self._order_json(order))
+        if path.startswith("/v2/orders/") and method in ("GET", "DELETE"):
+            order = self._orders.get(path.removeprefix("/v2/orders/"))
+            if order is None:
+                return _error(404, 40410000, "order not found")
+            if method == "GET":
+                return json_response(200, self._order_json(order))
+            return self._cancel(order)
+        if method == "GET" and path == "/v2/clock":
+            return json_response(200, self._clock_json())
+        if method == "GET" and path == "/v2/calendar":
+            return self._calendar(request.query)
+        return _error(404, 40410000, "endpoint not found")
+
+    # ------------------------------------------------------------ orders
+
+    def _submit(self, body: dict[str, Any]) -> Response:
+        if self.trading_blocked or self.account_blocked or self.trade_suspended_by_user:
+            return _error(403, 40310000, "account is not allowed to trade")
+        client_id = str(body.get("client_order_id") or uuid.uuid4())
+        if len(client_id) > 128:
+            return _error(422, 40010001, "client_order_id must be no more than 128 characters")
+        if client_id in self._by_client:
+            return _error(422, 40010001, "client_order_id must be unique")
+        symbol = str(body.get("symbol") or "")
+        side = body.get("side")
+        if body.get("type") != "market":
+            return _error(422, 40010001, "only market orders are supported by this fake")
+        if body.get("time_in_force") != "day":
+            return _error(422, 40010001, "only day orders are supported by this fake")
+        if side not in ("buy", "sell"):
+            return _error(422, 40010001, "invalid side")
+        try:
+            qty = Decimal(str(body.get("qty")))
+        except InvalidOperation:
+            return _error(422, 40010001, "invalid qty")
+        if not qty.is_finite() or qty <= 0:
+            return _error(422, 40010001, "qty must be > 0")
+        if qty != qty.to_integral_value():
+            return _error(422, 40010001, "fractional orders are not supported by this fake")
+        if not symbol or symbol not in self.prices:
+            return _error(422, 40010001, f'asset "{symbol}" not found')
+        shares = int(qty)
+        price = self.prices[symbol]
+        if side == "buy" and shares * price > self.cash:
+            return _error(403, 40310000, "insufficient buying power")
+        held = self._positions.get(symbol)
+        available = held.qty if held else Decimal(0)
+        if side == "sell" and shares > available:
+            return _error(
+                403,
+                40310000,
+                f"insufficient qty available for order (requested: {shares}, "
+                f"available: {_num(available)})",
+            )
+        now = dt.datetime.now(dt.UTC)
+        order = _Order(str(uuid.uuid4()), client_id, symbol, side, shares, now, updated_at=now)
+        self._orders[order.id] = order
+        self._by_client[client_id] = order
+        if self.fill_mode == "immediate":
+            self._fill(order, shares)
+        elif self.fill_mode == "partial":
+            self._fill(order, max(1, math.floor(shares * self.partial_fraction)))
+        return json_response(200, self._order_json(order))
+
+    def _fill(self, order: _Order, qty: int) -> None:
+        qty = min(qty, order.qty - order.filled_qty)
+        if qty <= 0:
+            return
+        price = self.prices[order.symbol]
+        done = order.filled_qty
+        order.filled_avg_price = ((order.filled_avg_price or 0.0) * done + price * qty) / (
+            done + qty
+        )
+        order.filled_qty += qty
+        order.status = "filled" if order.filled_qty == order.qty else "partially_filled"
+        now = dt.datetime.now(dt.UTC)
+        order.updated_at = now
+        if order.status == "filled":
+            order.filled_at = now
+        signed = Decimal(qty if order.side == "buy" else -qty)
+        position = self._positions.get(order.symbol)
+        if position is None:
+            self._positions[order.symbol] = _Position(signed, price)
+        else:
+            new_qty = position.qty + signed
+            if new_qty == 0:
+                del self._positions[order.symbol]
+            else:
+                if signed > 0:
+                    cost = float(position.qty) * position.avg_entry_price + price * float(signed)
+                    position.avg_entry_price = cost / float(new_qty)
+                position.qty = new_qty
+        self.cash -= float(signed) * price
+
+    def _cancel(self, order: _Order) -> Response:
+        if order.status not in OPEN_STATUSES:
+            return _error(422, 42210000, "order is not cancelable")
+        order.status = "canceled"
+        order.canceled_at = order.updated_at = dt.datetime.now(dt.UTC)
+        return 204, {}, b""
+
+    def _list_orders(self, query: dict[str, str]) -> Response:
+        status = query.get("status", "open")
+        if status not in ("open", "closed", "all"):
+            return _error(422, 40010001, "invalid status")
+        orders = [
+            o
+            for o in self._orders.values()
+            if status == "all" or (o.status in OPEN_STATUSES) == (status == "open")
+        ]
+        symbols = {s for s in query.get("symbols", "").split(",") if s}
+        if symbols:
+            orders = [o for o in orders if o.symbol in symbols]
+        orders.sort(key=lambda o: o.created_at, reverse=query.get("direction", "desc") == "desc")
+        limit = min(int(query.get("limit") or 50), 500)
+        return json_response(200, [self._order_json(o) for o in orders[:limit]])
+
+    # ------------------------------------------------------------ shapes
+
+    def _order_json(self, order: _Order) -> dict[str, Any]:
+        return {
+            "id": order.id,
+            "client_order_id": order.client_order_id,
+            "created_at": _stamp(order.created_at),
+            "updated_at": _stamp(order.updated_at or order.created_at),
+            "submitted_at": _stamp(order.created_at),
+            "filled_at": _stamp(order.filled_at),
+            "expired_at": None,
+            "canceled_at": _stamp(order.canceled_at),
+            "failed_at": None,
+            "replaced_at": None,
+            "replaced_by": None,
+            "replaces": None,
+            "asset_id": str(uuid.uuid5(uuid.NAMESPACE_URL, order.symbol)),
+            "symbol": order.symbol,
+            "asset_class": "us_equity",
+            "notional": None,
+            "qty": str(order.qty),
+            "filled_qty": str(order.filled_qty),
+            "filled_avg_price": (
+                None if order.filled_avg_price is None else _num(round(order.filled_avg_price, 6))
+            ),
+            "order_class": "",
+            "order_type": "market",
+            "type": "market",
+            "side": order.side,
+            "position_intent": "buy_to_open" if order.side == "buy" else "sell_to_close",
+            "time_in_force": "day",
+            "limit_price": None,
+            "stop_price": None,
+            "status": order.status,
+            "extended_hours": False,
+            "legs": None,
+            "trail_percent": None,
+            "trail_price": None,
+            "hwm": None,
+        }
+
+    def _position_json(self, symbol: str, position: _Position) -> dict[str, Any]:
+        price = self.prices.get(symbol, position.avg_entry_price)
+        qty = float(position.qty)
+        market_value = qty * price
+        cost_basis = qty * position.avg_entry_price
+        pl = market_value - cost_basis
+        return {
+            "asset_id": str(uuid.uuid5(uuid.NAMESPACE_URL, symbol)),
+            "symbol": symbol,
+            "exchange": "NASDAQ",
+            "asset_class": "us_equity",
+            "asset_marginable": True,
+            "qty": _num(position.qty),
+            "qty_available": _num(position.qty),
+            "avg_entry_price": _num(round(position.avg_entry_price, 6)),
+            "side": "long" if position.qty > 0 else "short",
+            "market_value": _num(round(market_value, 2)),
+            "cost_basis": _num(round(cost_basis, 2)),
+            "unrealized_pl": _num(round(pl, 2)),
+            "unrealized_plpc": _num(round(pl / cost_basis, 6) if cost_basis else 0),
+            "unrealized_intraday_pl": _num(round(pl, 2)),
+            "unrealized_intraday_plpc": _num(round(pl / cost_basis, 6) if cost_basis else 0),
+            "current_price": _num(price),
+            "lastday_price": _num(price),
+            "change_today": "0",
+        }
+
+    def _account_json(self) -> dict[str, Any]:
+        long_value = sum(
+            float(p.qty) * self.prices.get(s, p.avg_entry_price)
+            for s, p in self._positions.items()
+            if p.qty > 0
+        )
+        short_value = sum(
+            float(p.qty) * self.prices.get(s, p.avg_entry_price)
+            for s, p in self._positions.items()
+            if p.qty < 0
+        )
+        equity = self.cash + long_value + short_value
+        cash = _num(round(self.cash, 2))
+        return {
+            "id": "1d9eed04-be39-4e01-9b84-a48ac5bbafcf",
+            "account_number": "PA3FAKE00001",
+            "status": "ACTIVE",
+            "crypto_status": "INACTIVE",
+            "currency": "USD",
+            "buying_power": cash,
+            "regt_buying_power": cash,
+            "non_marginable_buying_power": cash,
+            "options_buying_power": cash,
+            "cash": cash,
+            "accrued_fees": "0",
+            "pending_transfer_in": "0",
+            "portfolio_value": _num(round(equity, 2)),
+            "pattern_day_trader": False,
+            "trading_blocked": self.trading_blocked,
+            "transfers_blocked": False,
+            "account_blocked": self.account_blocked,
+            "created_at": "2024-01-02T14:30:00.000000Z",
+            "trade_suspended_by_user": self.trade_suspended_by_user,
+            "multiplier": "1",
+            "shorting_enabled": False,
+            "equity": _num(round(equity, 2)),
+            "last_equity": _num(round(self.last_equity, 2)),
+            "long_market_value": _num(round(long_value, 2)),
+            "short_market_value": _num(round(short_value, 2)),
+            "initial_margin": "0",
+            "maintenance_margin": "0",
+            "last_maintenance_margin": "0",
+            "sma": "0",
+            "daytrade_count": 0,
+            "options_approved_level": 0,
+            "options_trading_level": 0,
+        }
+
+    # ------------------------------------------------------------ clock and calendar
+
+    def _session(self, day: dt.date) -> tuple[dt.datetime, dt.datetime] | None:
+        """Open and close of ``day`` in New York, or None when the market is shut."""
+        if day.weekday() >= 5 or day in self.holidays:
+            return None
+        close = self.early_closes.get(day, dt.time(16, 0))
+        return (
+            dt.datetime.combine(day, dt.time(9, 30), NEW_YORK),
+            dt.datetime.combine(day, close, NEW_YORK),
+        )
+
+    def _next_session_day(self, day: dt.date) -> dt.date:
+        day += dt.timedelta(days=1)
+        while self._session(day) is None:
+            day += dt.timedelta(days=1)
+        return day
+
+    def _clock_json(self) -> dict[str, Any]:
+        now = dt.datetime.fromtimestamp(self.wallclock(), NEW_YORK)
+        today = self._session(now.date())
+        is_open = today is not None and today[0] <= now < today[1]
+        next_open = next_close = None
+        day = now.date()
+        while next_open is None or next_close is None:
+            hours = self._session(day)
+            if hours is not None:
+                if next_open is None and hours[0] > now:
+                    next_open = hours[0]
+                if next_close is None and hours[1] > now:
+                    next_close = hours[1]
+            day += dt.timedelta(days=1)
+        return {
+            "timestamp": now.isoformat(),
+            "is_open": is_open,
+            "next_open": next_open.isoformat(),
+            "next_close": next_close.isoformat(),
+        }
+
+    def _calendar(self, query: dict[str, str]) -> Response:
+        today = dt.datetime.fromtimestamp(self.wallclock(), NEW_YORK).date()
+        try:
+            start = dt.date.fromisoformat(query["start"][:10]) if "start" in query else today
+            end = dt.date.fromisoformat(query["end"][:10]) if "end" in query else today
+        except ValueError:
+            return _error(422, 40010001, "invalid date")
+        days = []
+        day = start
+        while day <= end:
+            hours = self._session(day)
+            if hours is not None:
+                days.append(
+                    {
+                        "date": day.isoformat(),
+                        "open": hours[0].strftime("%H:%M"),
+                        "close": hours[1].strftime("%H:%M"),
+                        "session_open": "0400",
+                        "session_close": "2000",
+                        "settlement_date": self._next_session_day(day).isoformat(),
+                    }
+                )
+            day += dt.timedelta(days=1)
+        return json_response(200, days)
+
+
+__all__ = ["FakeAlpacaTradingServer", "FillMode", "TradingRequest"]
