@@ -1,0 +1,171 @@
+"""SIGKILL the daemon at random instants of a cycle against the fake Alpaca server.
+
+After every kill the daemon is started again; at the end the day is finished
+by a clean run. Whatever the instants, every order intent reached the broker
+at most once (one POST, one order per client order id), the database passes
+``PRAGMA integrity_check``, and the final reconciliation passes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from actors.data_feed.params import DEFAULT_UNIVERSE
+from actors.data_feed.providers.synthetic import SyntheticProvider
+from daemon.calendar import ExchangeCalendar
+from tests.fakes.alpaca_trading_server import FakeAlpacaTradingServer
+
+SESSIONS = ("2026-11-17", "2026-11-18", "2026-11-19", "2026-11-20", "2026-11-23")
+KILLS_PER_SESSION = 2
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAlpacaTradingServer]:
+    calendar = ExchangeCalendar("XNYS")
+    last = calendar.previous_session(dt.date.fromisoformat(SESSIONS[0]))
+    bars = SyntheticProvider().generate(list(DEFAULT_UNIVERSE), last, last)
+    prices = {str(r.symbol): float(r.close) for r in bars.itertuples()}
+    with FakeAlpacaTradingServer(prices=prices, fill_mode="immediate") as server:
+        yield server
+
+
+@pytest.fixture
+def workdir(fake: FakeAlpacaTradingServer) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="td-crash-", dir="/tmp"))
+    (path / "tradingd.toml").write_text(
+        textwrap.dedent(
+            f"""
+            [daemon]
+            state_dir = "{path / "state"}"
+            run_dir = "{path / "run"}"
+            log_json = true
+            [metrics]
+            port = 0
+            [schedule]
+            run_on_start = false
+            catch_up = false
+            [broker]
+            kind = "alpaca"
+            base_url = "{fake.url}"
+            timeout_s = 5.0
+            """
+        )
+    )
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def start(workdir: Path, fake: FakeAlpacaTradingServer, asof: str) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "ALPACA_API_KEY": fake.api_key,
+        "ALPACA_SECRET_KEY": fake.secret_key,
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daemon",
+            "run",
+            "--once",
+            "--asof",
+            asof,
+            "--config",
+            str(workdir / "tradingd.toml"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=workdir,
+    )
+
+
+def kill_at_random_instant(
+    proc: subprocess.Popen[str], fake: FakeAlpacaTradingServer, rng: random.Random
+) -> str:
+    """SIGKILL after the k-th order POST (plus a jitter) or at a random time before any."""
+    if rng.random() < 0.75:
+        k = rng.randint(1, 4)
+        jitter = rng.uniform(0.0, 0.02)
+        base = fake.order_posts
+        label = f"after POST #{k} + {jitter * 1000:.0f} ms"
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and fake.order_posts - base < k and time.monotonic() < deadline:
+            time.sleep(0.001)  # polling a counter to pick the instant, not to synchronise
+        time.sleep(jitter)
+    else:
+        delay = rng.uniform(0.3, 2.0)
+        label = f"{delay:.2f} s after start"
+        deadline = time.monotonic() + delay
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    if proc.stdout is not None:
+        proc.stdout.close()
+    return label
+
+
+def finish_day(workdir: Path, fake: FakeAlpacaTradingServer, asof: str) -> list[dict[str, object]]:
+    """Run the day to its end without a kill; its events."""
+    proc = start(workdir, fake, asof)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out[-3000:]
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_sigkill_anywhere_never_places_an_order_twice(
+    workdir: Path, fake: FakeAlpacaTradingServer
+) -> None:
+    """Kills before, during and after submissions over several days: one order per intent."""
+    rng = random.Random(20261123)
+    kills: list[str] = []
+    for asof in SESSIONS:
+        for _ in range(KILLS_PER_SESSION):
+            before = fake.order_posts
+            proc = start(workdir, fake, asof)
+            label = kill_at_random_instant(proc, fake, rng)
+            kills.append(
+                f"{asof} {label}: posts {before}->{fake.order_posts}, exit {proc.returncode}"
+            )
+        events = finish_day(workdir, fake, asof)
+        finished = [e for e in events if e["event"] == "cycle_finished"]
+        assert finished[-1]["status"] == "completed", (finished[-1], kills)
+        assert any(e["event"] == "reconciliation_passed" for e in events), kills
+
+    killed_mid_day = [k for k in kills if "exit -9" in k]
+    assert len(killed_mid_day) >= len(SESSIONS), kills
+
+    db_path = workdir / "state" / "tradingd.db"
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        intents = db.execute("SELECT intent_id, status FROM order_intents").fetchall()
+    assert intents, kills
+    posts = Counter(r.client_order_id for r in fake.requests_to("POST", "/v2/orders"))
+    assert posts, "the kills never let an order through"
+    for intent_id, status in intents:
+        assert posts[intent_id] <= 1, f"{intent_id} POSTed {posts[intent_id]} times: {kills}"
+        assert fake.orders_for(intent_id) <= 1
+        if status in ("FILLED", "ACCEPTED", "PARTIALLY_FILLED"):
+            assert fake.orders_for(intent_id) == 1, intent_id
+    assert set(posts) <= {i for i, _ in intents}, "an order the store does not know"
+    assert all(count == 1 for count in posts.values()), kills
