@@ -341,6 +341,19 @@ class OrderResults:
 
 
 @dataclass(frozen=True, slots=True)
+class Flatten:
+    """Operator command: sell every held position, or one strategy's, or one symbol's.
+
+    Allowed while entries are halted: getting out is always possible.
+    """
+
+    run_id: str
+    asof: dt.date
+    target: str | None = None
+    reason: str = "operator flatten"
+
+
+@dataclass(frozen=True, slots=True)
 class SettleOrders:
     """Poll every non-terminal intent at the broker and book new fills."""
 

@@ -40,13 +40,12 @@ from actors.messages import (
     ClearKillSwitch,
     CycleCompleted,
     CycleTrigger,
+    Flatten,
+    GetKillSwitches,
     GetStatus,
-    IntentKind,
     KillSwitchCleared,
     KillSwitchTripped,
-    OrderIntentSpec,
     OrderResults,
-    PlaceOrders,
     Reconcile,
     ReconciliationReport,
     StartCycle,
@@ -173,6 +172,8 @@ class Daemon:
                 tg.start_soon(watch_event_loop_lag, self.metrics)
                 tg.start_soon(self._watchdog_loop, supervisor)
                 await tg.start(self._signal_loop)
+                for switch in await supervisor.ref("kill_switches").ask(GetKillSwitches()):
+                    self.metrics.kill_switch_active.labels(switch=switch.name).set(1)
                 self.notifier.ready()
                 self.notifier.status("ready; waiting for the next cycle")
                 log.info(
@@ -639,33 +640,13 @@ class Daemon:
             return _report_dict(report)
 
         async def flatten(args: dict[str, Any]) -> dict[str, Any]:
-            target = str(args.get("target") or "").strip()
-            rows = await orders.positions()
-            chosen = [
-                r
-                for r in rows
-                if not target or r["strategy"] == target or r["symbol"] == target.upper()
-            ]
-            if target and not chosen:
-                raise CommandError(f"no open position matches {target!r}", arg="target")
+            target = str(args.get("target") or "").strip() or None
             day = trading_session(self.clock, calendar)
-            specs = tuple(
-                OrderIntentSpec(
-                    strategy=str(r["strategy"]),
-                    symbol=str(r["symbol"]),
-                    side="sell",
-                    qty=int(r["shares"]),
-                    kind=IntentKind.FLATTEN,
-                    reference_price=float(r["avg_price"] or 0.0),
-                    reason=f"operator flatten {target or 'all'}",
-                )
-                for r in chosen
-            )
-            log.warning("flatten_requested", target=target or "all", positions=len(specs))
-            if not specs:
-                return {"orders": []}
             run_id = default_run_id(day, CycleTrigger.OPERATOR, self.clock.now())
-            result: OrderResults = await manager.ask(PlaceOrders(run_id, day, specs), timeout=600)
+            try:
+                result: OrderResults = await manager.ask(Flatten(run_id, day, target), timeout=600)
+            except Refusal as exc:
+                raise CommandError(str(exc), arg="target") from exc
             return {"orders": [_result_dict(r) for r in result.results]}
 
         async def plan(args: dict[str, Any]) -> dict[str, Any]:

@@ -98,7 +98,9 @@ from actors.brokers.base import (
     SubmissionOutcomeUnknown,
 )
 from actors.messages import (
+    Flatten,
     GetStatus,
+    IntentKind,
     IntentStatus,
     OrderIntentSpec,
     OrderResult,
@@ -109,7 +111,7 @@ from actors.messages import (
 from actors.orders.intents import SIDES, intent_id, next_status
 from daemon.actor import Actor, handles
 from daemon.clock import Clock
-from daemon.errors import TradingdError
+from daemon.errors import Refusal, TradingdError
 from daemon.store.core import Store
 from daemon.store.orders import IntentRow, NegativePosition, OrderStore, OverFill
 
@@ -180,6 +182,33 @@ class OrderManager(Actor):
             results.append(result)
             self._count(result)
         return OrderResults(msg.run_id, msg.asof, tuple(results))
+
+    @handles(Flatten)
+    async def flatten(self, msg: Flatten) -> OrderResults:
+        """Sell the matching positions (all, a strategy's, or a symbol's) at market."""
+        target = (msg.target or "").strip()
+        rows = [
+            r
+            for r in await self._orders.positions()
+            if int(r["shares"]) > 0
+            and (not target or r["strategy"] == target or r["symbol"] == target.upper())
+        ]
+        if target and not rows:
+            raise Refusal(f"no open position matches {target!r}")
+        log.warning("flatten_requested", target=target or "all", positions=len(rows))
+        specs = tuple(
+            OrderIntentSpec(
+                strategy=str(r["strategy"]),
+                symbol=str(r["symbol"]),
+                side="sell",
+                qty=int(r["shares"]),
+                kind=IntentKind.FLATTEN,
+                reference_price=float(r["avg_price"] or 0.0),
+                reason=f"{msg.reason}: {target or 'all'}",
+            )
+            for r in rows
+        )
+        return await self.place(PlaceOrders(msg.run_id, msg.asof, specs))
 
     @handles(SettleOrders)
     async def settle(self, msg: SettleOrders) -> OrderResults:

@@ -173,8 +173,10 @@ class Cycle:
         if not self.plan:
             await d.journal.step(msg.run_id, CycleStep.DATA, d.clock.now())
 
-        # 3. settle earlier orders, 4. reconciliation gate
+        # 3. settle earlier orders (after a START snapshot of the broker as we found it),
+        # 4. reconciliation gate
         if not self.plan:
+            await d.reconciler.ask(Reconcile(msg.run_id, "START"), timeout=d.order_timeout_s)
             await d.order_manager.ask(SettleOrders(), timeout=d.order_timeout_s)
         report: ReconciliationReport = await d.reconciler.ask(
             Reconcile(msg.run_id, "RECONCILIATION"), timeout=d.order_timeout_s

@@ -22,8 +22,10 @@ from actors.messages import (
     CycleCompleted,
     CycleStatus,
     CycleTrigger,
+    Flatten,
     GetKillSwitches,
     GetStatus,
+    IntentStatus,
     Signal,
     StartCycle,
     TripKillSwitch,
@@ -41,7 +43,7 @@ from actors.strategies.params import StrategiesParams, StrategyParams
 from actors.strategies.registry import STRATEGY_CLASSES
 from daemon.calendar import ExchangeCalendar
 from daemon.clock import SimClock, WallClock
-from daemon.errors import ProviderError
+from daemon.errors import ProviderError, Refusal
 from daemon.logging import EventLog
 from daemon.metrics import Metrics
 from daemon.store import CycleJournal, KillSwitchStore, Store, SystemState
@@ -555,3 +557,30 @@ async def test_blocked_broker_account_trips_a_switch(store: Store, tmp_path: Pat
     assert "does not allow trading" in done.reason
     assert "broker_trading_blocked" in [s.name for s in active]
     assert await broker_order_count(store) == 0
+
+
+async def test_flatten_sells_one_strategy_even_while_halted(store: Store, tmp_path: Path) -> None:
+    """Flatten STRATEGY sells only its positions, also with entries halted; unknown refused."""
+    graph = await build(store, tmp_path, universe=DEFAULT_36)
+    async with anyio.create_task_group() as tg:
+        await tg.start(graph.sup.run)
+        await graph.run(run_id="day1")
+        held = await store.fetchall(
+            "SELECT s.name AS strategy, p.symbol FROM positions p JOIN strategies s"
+            " ON s.id = p.strategy_id WHERE p.shares > 0"
+        )
+        target = str(held[0]["strategy"])
+        await graph.sup.ref("kill_switches").ask(TripKillSwitch(switches.HALT, "test", "operator"))
+        manager = graph.sup.ref("order_manager")
+        result = await manager.ask(Flatten("flat", ASOF, target))
+        with pytest.raises(Refusal, match="no open position matches 'NOPE'"):
+            await manager.ask(Flatten("flat2", ASOF, "NOPE"))
+        await graph.sup.stop()
+    sold = {r.symbol for r in result.results if r.status is IntentStatus.FILLED}
+    assert sold == {str(r["symbol"]) for r in held if r["strategy"] == target}
+    left = await store.fetchall(
+        "SELECT s.name AS strategy FROM positions p JOIN strategies s ON s.id = p.strategy_id"
+        " WHERE p.shares > 0"
+    )
+    assert target not in {r["strategy"] for r in left}
+    assert len(left) == len(held) - len(sold)
