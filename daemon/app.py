@@ -62,7 +62,7 @@ from actors.strategies.registry import STRATEGY_CLASSES
 from daemon import __version__
 from daemon.calendar import ExchangeCalendar
 from daemon.clock import Clock, WallClock
-from daemon.config import Settings, load_settings
+from daemon.config import Settings, alpaca_key_mismatch, load_settings
 from daemon.control import CommandError, CommandTable, ControlServer
 from daemon.errors import ConfigError, FatalError, Refusal
 from daemon.logging import EventLog, register_secret, set_level
@@ -361,6 +361,9 @@ class Daemon:
         secret = _secret(self.settings.secrets.alpaca_secret_key)
         if key is None or secret is None:
             raise ConfigError("secrets.alpaca_api_key", "required when broker.kind = 'alpaca'")
+        mismatch = alpaca_key_mismatch(key, live=b.live_trading)
+        if mismatch is not None:
+            raise ConfigError("secrets.alpaca_api_key", mismatch)
         return AlpacaBroker(
             key, secret, paper=not b.live_trading, base_url=b.base_url, timeout_s=b.timeout_s
         )

@@ -652,6 +652,19 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def alpaca_key_mismatch(key_id: str, *, live: bool) -> str | None:
+    """Why an Alpaca key id does not fit the account mode, or None.
+
+    Alpaca's paper key ids start with ``PK``, live ones with ``AK``: a paper key
+    configured for live trading (or the reverse) is refused before any call.
+    """
+    if live and key_id.startswith("PK"):
+        return "a paper key (PK...) cannot trade live; use the live key or set broker.paper = true"
+    if not live and key_id.startswith("AK"):
+        return "a live key (AK...) with broker.paper = true; use a paper key or confirm live"
+    return None
+
+
 def production_warnings(settings: Settings) -> list[str]:
     """Legal but risky settings an operator should look at before going live."""
     warnings: list[str] = []

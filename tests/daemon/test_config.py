@@ -564,3 +564,14 @@ def test_example_config_documents_every_key() -> None:
             current = current.get(name, {}) if isinstance(current, dict) else {}
         if current == {}:
             assert f"# {path[-1]} = " in text, ".".join(path)
+
+
+def test_alpaca_key_must_match_the_account_mode() -> None:
+    """A paper key (PK...) cannot trade live and a live key (AK...) is not used for paper."""
+    from daemon.config import alpaca_key_mismatch
+
+    assert alpaca_key_mismatch("PKTEST123", live=False) is None
+    assert alpaca_key_mismatch("AKLIVE123", live=True) is None
+    assert "paper key" in (alpaca_key_mismatch("PKTEST123", live=True) or "")
+    assert "live key" in (alpaca_key_mismatch("AKLIVE123", live=False) or "")
+    assert alpaca_key_mismatch("test-key-id", live=False) is None
