@@ -31,7 +31,6 @@ from anyio.abc import TaskStatus
 from actors.brokers.base import Broker
 from actors.brokers.prices import ProviderPriceSource
 from actors.brokers.sim import SimBroker
-from actors.data_feed.actor import DataFeed
 from actors.data_feed.providers import BarProvider, make_provider
 from actors.messages import (
     ActorCrashed,
@@ -51,13 +50,8 @@ from actors.messages import (
     StartCycle,
     TripKillSwitch,
 )
-from actors.orders.manager import OrderManager
-from actors.reconciler import Reconciler
 from actors.risk import switches
-from actors.risk.cycle import CycleDeps
-from actors.risk.kill_switch import KillSwitchBoard
-from actors.risk.supervisor import PlanCycle, RiskSupervisor, WaitCycle
-from actors.strategies.actor import StrategyActor
+from actors.risk.supervisor import PlanCycle, WaitCycle
 from actors.strategies.registry import STRATEGY_CLASSES
 from daemon import __version__
 from daemon.calendar import ExchangeCalendar
@@ -65,21 +59,19 @@ from daemon.clock import Clock, WallClock
 from daemon.config import Settings, alpaca_key_mismatch, load_settings
 from daemon.control import CommandError, CommandTable, ControlServer
 from daemon.errors import ConfigError, FatalError, Refusal
-from daemon.logging import EventLog, register_secret, set_level
+from daemon.graph import MANUAL, build_graph
+from daemon.logging import register_secret, set_level
 from daemon.metrics import Metrics, watch_event_loop_lag
 from daemon.scheduler import Scheduler, default_run_id
-from daemon.store import CycleJournal, KillSwitchStore, Store, SystemState
+from daemon.store import CycleJournal, Store
 from daemon.store.bars import BarCache
-from daemon.store.models import ModelStore
 from daemon.store.orders import OrderStore
 from daemon.store.pending import PendingStore
 from daemon.store.signals import SignalStore
-from daemon.supervisor import OneForOne, Supervisor
+from daemon.supervisor import Supervisor
 from daemon.systemd import SystemdNotifier
 
 log = structlog.get_logger()
-
-MANUAL = "manual"
 
 #: Changing these needs a restart: they are bound or opened once at start.
 RESTART_ONLY = ("daemon", "metrics", "control", "schedule", "data", "broker")
@@ -230,22 +222,6 @@ class Daemon:
     def _build_actors(
         self, store: Store, calendar: ExchangeCalendar, strategy_ids: dict[str, int]
     ) -> Supervisor:
-        d = self.settings.daemon
-        sup = Supervisor(
-            OneForOne(
-                max_restarts=d.max_restarts,
-                window_s=d.restart_window_s,
-                backoff_s=d.restart_backoff_s,
-                backoff_max_s=d.restart_backoff_max_s,
-            ),
-            clock=self.clock,
-            ask_timeout=d.ask_timeout_s,
-            observer=self.metrics.actor_observer(),
-            on_event=self._on_supervisor_event,
-            on_escalate=self._escalate,
-        )
-        self.supervisor = sup
-        events = EventLog(d.events_dir)
         secrets = self.settings.secrets
         provider = make_provider(
             self.settings.data,
@@ -257,90 +233,20 @@ class Daemon:
         )
         broker = self._build_broker(store, calendar, provider)
         self.broker = broker
-        size = d.mailbox_size
-        sup.add(
-            "kill_switches",
-            lambda: KillSwitchBoard(
-                KillSwitchStore(store),
-                self.clock,
-                trading_disabled=self.settings.risk.trading_disabled,
-                disabled_strategies=tuple(self.settings.risk.disabled_strategies),
-                publish=self._publish,
-            ),
-            mailbox_size=size,
+        sup = build_graph(
+            settings=lambda: self.settings,
+            store=store,
+            calendar=calendar,
+            clock=self.clock,
+            metrics=self.metrics,
+            strategy_ids=strategy_ids,
+            provider=provider,
+            broker=broker,
+            publish=self._publish,
+            on_event=self._on_supervisor_event,
+            on_escalate=self._escalate,
         )
-        sup.add(
-            "data_feed",
-            lambda: DataFeed(self.settings.data, provider, calendar, metrics=self.metrics),
-            mailbox_size=size,
-        )
-        sup.add(
-            "order_manager",
-            lambda: OrderManager(
-                store=store,
-                broker=broker,
-                clock=self.clock,
-                strategy_ids=strategy_ids,
-                metrics=self.metrics,
-            ),
-            mailbox_size=size,
-        )
-        sup.add(
-            "reconciler",
-            lambda: Reconciler(
-                store=store,
-                broker=broker,
-                clock=self.clock,
-                tolerance=self.settings.risk.reconcile_tolerance,
-                manual_strategy_id=strategy_ids[MANUAL],
-            ),
-            depends_on=["order_manager"],
-            mailbox_size=size,
-        )
-        strategy_refs = {}
-        for name in STRATEGY_CLASSES:
-            strategy_refs[name] = sup.add(
-                f"strategy.{name}",
-                _strategy_factory(self, name, ModelStore(store)),
-                mailbox_size=size,
-            )
-
-        def risk_supervisor() -> RiskSupervisor:
-            deps = CycleDeps(
-                clock=self.clock,
-                calendar=calendar,
-                journal=CycleJournal(store),
-                signals=SignalStore(store),
-                pending=PendingStore(store),
-                state=SystemState(store),
-                data_feed=sup.ref("data_feed"),
-                kill_switches=sup.ref("kill_switches"),
-                order_manager=sup.ref("order_manager"),
-                reconciler=sup.ref("reconciler"),
-                strategies=strategy_refs,
-                strategy_ids=strategy_ids,
-                events=events,
-                metrics=self.metrics,
-            )
-            return RiskSupervisor(
-                deps,
-                strategies=self.settings.strategies,
-                risk=self.settings.risk.rules,
-                publish=self._publish,
-            )
-
-        sup.add(
-            "risk_supervisor",
-            risk_supervisor,
-            depends_on=[
-                "kill_switches",
-                "data_feed",
-                "order_manager",
-                "reconciler",
-                *(f"strategy.{n}" for n in STRATEGY_CLASSES),
-            ],
-            mailbox_size=size,
-        )
+        self.supervisor = sup
         return sup
 
     def _build_broker(
@@ -711,19 +617,6 @@ class Daemon:
         table.register("funnel", funnel, "Signal funnel of a run (args: run; default the last).")
         table.register("signals", signals_cmd, "Signals of a run (args: run; default the last).")
         return table
-
-
-def _strategy_factory(daemon: Daemon, name: str, models: ModelStore) -> Any:
-    def build() -> StrategyActor:
-        return StrategyActor(
-            name,
-            getattr(daemon.settings.strategies, name),
-            clock=daemon.clock,
-            models=models,
-            metrics=daemon.metrics,
-        )
-
-    return build
 
 
 async def _ask_or_error(sup: Supervisor, name: str) -> Any:

@@ -24,6 +24,7 @@ import pandas as pd
 import structlog
 
 from actors.data_feed.indicators import compute_indicators
+from actors.data_feed.market import PrecomputedMarket, select_columns
 from actors.data_feed.panel import BarPanel
 from actors.data_feed.params import DataParams
 from actors.data_feed.providers import BarProvider
@@ -56,8 +57,10 @@ class DataFeed(Actor):
         calendar: ExchangeCalendar,
         *,
         metrics: Metrics | None = None,
+        market: PrecomputedMarket | None = None,
     ) -> None:
         self._params = params
+        self._market = market
         self._provider = provider
         self._calendar = calendar
         self._metrics = metrics
@@ -94,6 +97,8 @@ class DataFeed(Actor):
         symbols = list(self._universe.symbols)
         last_session = self._calendar.previous_session(msg.asof)
         window = self._calendar.sessions_back(last_session, self._params.history_days)
+        if self._market is not None:
+            return await self._from_market(msg, symbols, last_session, window, started)
         try:
             frame = await self._provider.fetch(symbols, window[0], window[-1])
             vix_series = await self._provider.volatility_index(window[0], window[-1])
@@ -134,6 +139,45 @@ class DataFeed(Actor):
             volatility_index=vix,
             rejected=report.rejected,
             provider=self._provider.name,
+        )
+
+    async def _from_market(
+        self,
+        msg: FetchSnapshot,
+        symbols: list[str],
+        last_session: dt.date,
+        window: list[dt.date],
+        started: float,
+    ) -> MarketSnapshot | DataUnavailable:
+        """A backtest's snapshot: a slice of the precomputed market, validated like live."""
+        market = self._market
+        assert market is not None
+        panel, indicators = market.window(msg.asof, self._params.history_days)
+        report = validate(
+            panel,
+            universe=symbols,
+            asof=msg.asof,
+            expected_last_session=last_session,
+            sessions=window,
+            min_bars=MIN_BARS,
+            params=self._params.validation,
+        )
+        valid = panel.select(report.valid_symbols) if report.valid_symbols else BarPanel.empty()
+        self._observe(report, valid, time.perf_counter() - started)
+        if report.halt:
+            return self._unavailable(
+                msg, report.halt_reason or "data validation halted the cycle", report.rejected
+            )
+        return MarketSnapshot(
+            run_id=msg.run_id,
+            asof=msg.asof,
+            panel=valid,
+            indicators=select_columns(indicators, panel, report.valid_symbols)
+            if report.valid_symbols
+            else {},
+            volatility_index=_last_value(market.volatility_index, last_session),
+            rejected=report.rejected,
+            provider=market.provider,
         )
 
     def _unavailable(
