@@ -55,6 +55,7 @@ def build_graph(
     on_escalate: EscalationHook | None = None,
     market: PrecomputedMarket | None = None,
     events: EventLog | None = None,
+    write_events: bool = True,
     supervisor_clock: Clock | None = None,
 ) -> Supervisor:
     """Register every actor on a new supervisor; factories read ``settings()`` at (re)start."""
@@ -73,7 +74,10 @@ def build_graph(
         on_event=on_event,
         on_escalate=on_escalate,
     )
-    events = events if events is not None else EventLog(d.events_dir)
+    if not write_events:
+        events = None
+    elif events is None:
+        events = EventLog(d.events_dir)
     size = d.mailbox_size
     sup.add(
         "kill_switches",

@@ -94,6 +94,7 @@ class Store:
         self._tx_owner: asyncio.Task[Any] | None = None
         self._closed = False
         self._prepared = False
+        self._scratch = False
 
     # ------------------------------------------------------------ lifecycle
 
@@ -105,8 +106,13 @@ class Store:
         lock: bool = True,
         readonly: bool = False,
         migrations: Sequence[str] | None = None,
+        scratch: bool = False,
     ) -> Store:
         """Open (creating and migrating if needed) the database at ``path``.
+
+        ``scratch=True`` is for disposable databases (a backtest's output): no
+        fsync at all (``synchronous=OFF``, ``durable`` writes included). Never
+        for the daemon's state.
 
         ``migrations`` defaults to ``schema.MIGRATIONS``; step *n* (1-based) brings
         the database to ``user_version`` *n*.
@@ -142,8 +148,11 @@ class Store:
             raise
         conn.row_factory = sqlite3.Row
         store = cls(path, conn, file_lock)
+        store._scratch = scratch
         try:
             await store._prepare(readonly=readonly, migrations=steps)
+            if scratch:
+                await store._conn.execute("PRAGMA synchronous = OFF")
         except BaseException:
             await store.close()
             raise
@@ -262,10 +271,13 @@ class Store:
     async def transaction(self, *, durable: bool = False) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction (``BEGIN IMMEDIATE``); ``durable`` syncs it to disk (FULL).
 
+        A scratch store ignores ``durable``: nothing in it must survive a crash.
+
         Not re-entrant: opening a transaction inside one in the same task raises
         ``StoreError`` (it would otherwise wait for itself forever).
         """
         self._ensure_open()
+        durable = durable and not self._scratch
         me = asyncio.current_task()
         if me is not None and me is self._tx_owner:
             raise StoreError("a transaction is already open in this task; they do not nest")
