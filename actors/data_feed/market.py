@@ -9,6 +9,7 @@ copies: a 10-year backtest does not recompute a 300-day window every day.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ from actors.data_feed.panel import BarPanel, FloatArray
 from actors.data_feed.providers import BarProvider
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, eq=False)
 class PrecomputedMarket:
     panel: BarPanel
     indicators: dict[str, FloatArray]
@@ -54,15 +55,20 @@ class PrecomputedMarket:
 
     def price(self, symbol: str, session: dt.date, field: str) -> float | None:
         """The open or close of ``symbol`` on ``session`` (None when there is no bar)."""
-        row = int(self.panel.dates.searchsorted(pd.Timestamp(session), side="left"))
-        if row >= len(self.panel.dates) or self.panel.dates[row] != pd.Timestamp(session):
-            return None
-        try:
-            col = self.panel.column(symbol)
-        except ValueError:
+        row = self._rows.get(session)
+        col = self._cols.get(symbol)
+        if row is None or col is None:
             return None
         value = float(getattr(self.panel, field)[row, col])
         return value if np.isfinite(value) else None
+
+    @functools.cached_property
+    def _rows(self) -> dict[dt.date, int]:
+        return {ts.date(): i for i, ts in enumerate(self.panel.dates)}
+
+    @functools.cached_property
+    def _cols(self) -> dict[str, int]:
+        return {s: i for i, s in enumerate(self.panel.symbols)}
 
 
 def select_columns(

@@ -24,11 +24,12 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
 from daemon.errors import StoreCorruptError, StoreError, StoreLockedError, StoreVersionError
+from daemon.store.direct import DirectConnection
 from daemon.store.schema import MIGRATIONS
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -133,7 +134,12 @@ class Store:
         try:
             _check_header(path)
             uri = path.absolute().as_uri() + ("?mode=ro" if readonly else "")
-            conn = await _connect(uri)
+            # A scratch store runs its SQL on the calling thread (daemon/store/direct.py).
+            conn = (
+                cast(aiosqlite.Connection, DirectConnection(uri))
+                if scratch
+                else await _connect(uri)
+            )
         except StoreError:
             if file_lock:
                 file_lock.release()
@@ -246,7 +252,8 @@ class Store:
                     await self._conn.execute("PRAGMA optimize")
             await self._conn.close()
         finally:
-            _join_worker(self._conn)
+            if not self._scratch:  # a scratch store's connection has no worker thread
+                _join_worker(self._conn)
             if self._lock:
                 self._lock.release()
 
