@@ -1,7 +1,8 @@
 """``tradingd``: run the daemon, or check its configuration.
 
 Exit codes: 0 success; 1 a cycle run with ``--once`` did not complete, or a
-fatal runtime error (the store, the socket); 2 usage; 78 (EX_CONFIG) a bad
+fatal runtime error (the store, the socket), or a refused ``restore`` (the daemon
+is running, the backup is damaged); 2 usage; 78 (EX_CONFIG) a bad
 configuration, named in one line on stderr.
 """
 
@@ -32,6 +33,22 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="run one cycle now, then exit")
     run.add_argument("--asof", type=_date, help="with --once: the session to run (YYYY-MM-DD)")
 
+    bt = sub.add_parser("backtest", help="replay history through the same actors")
+    bt.add_argument("--from", dest="start", type=_date, required=True, metavar="DATE")
+    bt.add_argument("--to", dest="end", type=_date, required=True, metavar="DATE")
+    bt.add_argument("--config", type=Path, help="TOML file (default: $TRADINGD_CONFIG)")
+    bt.add_argument("--provider", choices=("synthetic", "csv", "alpaca", "alphavantage"))
+    bt.add_argument("--csv", type=Path, help="with --provider csv: a CSV file or folder")
+    bt.add_argument("--universe", help="SYMBOL,SYMBOL,... or a CSV file with a symbol column")
+    bt.add_argument("--strategies", help="only these strategies: name,name,...")
+    bt.add_argument("--capital", type=float, help="total capital, split across the strategies")
+    bt.add_argument("--out", type=Path, required=True, help="output directory (must be new)")
+
+    # [backup]
+    restore = sub.add_parser("restore", help="put a backup in place of the state database")
+    restore.add_argument("file", type=Path, metavar="FILE", help="a tradingd-*.db backup")
+    restore.add_argument("--config", type=Path, help="TOML file (default: $TRADINGD_CONFIG)")
+
     check = sub.add_parser("check-config", help="print the effective config and warnings")
     check.add_argument("--config", type=Path, help="TOML file (default: $TRADINGD_CONFIG)")
     return parser
@@ -56,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     if command == "check-config":
         print(render_check_config(settings))
         return 0
+    if command == "backtest":
+        return _backtest(settings, args)
+    if command == "restore":
+        return _restore(settings, args.file)
     return _run(
         settings,
         config_path,
@@ -87,6 +108,59 @@ def _run(settings: Settings, config_path: Path | None, *, once: bool, asof: dt.d
         return 1
     except KeyboardInterrupt:
         return 0
+
+
+def _backtest(settings: Settings, args: argparse.Namespace) -> int:
+    from daemon.backtest import apply_overrides, run_backtest, write_report
+    from daemon.logging import configure_logging
+
+    configure_logging(level="warning", json=False, stream=sys.stderr)
+    try:
+        if args.csv is not None:
+            csv_params = settings.data.csv.model_copy(update={"path": args.csv})
+            settings = settings.model_copy(
+                update={"data": settings.data.model_copy(update={"csv": csv_params})}
+            )
+        settings = apply_overrides(
+            settings,
+            provider=args.provider,
+            universe=args.universe,
+            strategies=args.strategies,
+            capital=args.capital,
+        )
+        result = anyio.run(
+            lambda: run_backtest(
+                settings, start=args.start, end=args.end, out=args.out, progress=sys.stderr
+            )
+        )
+        summary = anyio.run(lambda: write_report(result))
+    except ConfigError as exc:
+        print(f"tradingd: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except FatalError as exc:
+        print(f"tradingd: {exc}", file=sys.stderr)
+        return 1
+    print(summary)
+    return 0
+
+
+def _restore(settings: Settings, backup: Path) -> int:
+    """[backup] ``tradingd restore FILE``: refused (exit 1) while the daemon runs."""
+    from daemon.backup import restore
+    from daemon.errors import StoreError
+    from daemon.logging import configure_logging
+
+    configure_logging(level="warning", json=False, stream=sys.stderr)
+    db_path = settings.daemon.db_path
+    try:
+        previous = anyio.run(restore, backup, db_path)
+    except StoreError as exc:
+        print(f"tradingd: restore: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored {backup} to {db_path}")
+    if previous is not None:
+        print(f"the previous database is kept at {previous}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -290,3 +290,156 @@ class _Progress:
 
 
 __all__ = ["BacktestResult", "apply_overrides", "run_backtest"]
+
+
+async def write_report(result: BacktestResult) -> str:
+    """Write ``report.html`` (chart, metrics, funnel totals); return the summary table."""
+    store = await Store.open(result.out / "backtest.db", lock=False, readonly=True)
+    try:
+        fills = [
+            dict(r)
+            for r in await store.fetchall(
+                "SELECT s.name AS strategy, t.symbol, t.action, t.shares, t.exec_price,"
+                " t.commission_cost, t.slippage_cost, substr(t.executed_at, 1, 10) AS executed"
+                " FROM trades t JOIN strategies s ON s.id = t.strategy_id ORDER BY t.id"
+            )
+        ]
+        funnel = [
+            dict(r)
+            for r in await store.fetchall(
+                "SELECT strategy_name AS strategy, SUM(raw_signals_count) AS raw,"
+                " SUM(after_regime_count) AS after_regime,"
+                " SUM(after_correlation_count) AS after_correlation,"
+                " SUM(after_risk_count) AS after_risk, SUM(executed_count) AS executed"
+                " FROM signal_funnel GROUP BY strategy_name ORDER BY strategy_name"
+            )
+        ]
+    finally:
+        await store.close()
+
+    def render() -> str:
+        return _render_report(result, fills, funnel)
+
+    return await anyio.to_thread.run_sync(render)
+
+
+def _render_report(
+    result: BacktestResult, fills: list[dict[str, Any]], funnel: list[dict[str, Any]]
+) -> str:
+    import base64
+    import html
+
+    import pandas as pd
+
+    from actors.reports.charts import equity_chart_png
+    from actors.reports.performance import FillRecord, closed_trades_from_fills, summarize
+
+    equity = pd.Series(
+        [e for _, e, _ in result.equity], index=pd.to_datetime([d for d, _, _ in result.equity])
+    )
+    trades = closed_trades_from_fills([FillRecord.from_mapping(f) for f in fills])
+    portfolio = summarize(equity, trades, sessions=result.sessions)
+    per_strategy = {
+        name: summarize(equity, [t for t in trades if t.strategy == name], sessions=result.sessions)
+        for name in sorted({t.strategy for t in trades})
+    }
+    png = equity_chart_png(equity, title="Backtest equity")
+    stats = portfolio.as_dict()
+
+    def pct(v: Any) -> str:
+        return "n/a" if v is None else f"{v:+.2%}"
+
+    def num(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+
+    lines = [
+        f"backtest {result.sessions[0]} .. {result.sessions[-1]}: {len(result.sessions)} sessions"
+        f" in {result.seconds:.1f} s ({result.sessions_per_second:.0f} sessions/s,"
+        f" data {result.load_seconds:.1f} s)",
+        "",
+        f"{'metric':<22}{'value':>14}",
+        f"{'-' * 36}",
+    ]
+    rows = [
+        ("total return", pct(stats.get("total_return"))),
+        ("annualized return", pct(stats.get("annualized_return"))),
+        ("sharpe", num(stats.get("sharpe_ratio"))),
+        ("sortino", num(stats.get("sortino_ratio"))),
+        ("max drawdown", pct(stats.get("max_drawdown"))),
+        ("calmar", num(stats.get("calmar_ratio"))),
+        ("closed trades", str(len(trades))),
+        ("win rate", pct(stats.get("win_rate"))),
+        ("profit factor", num(stats.get("profit_factor"))),
+    ]
+    lines += [f"{k:<22}{v:>14}" for k, v in rows]
+    lines += ["", f"{'strategy':<20}{'raw':>7}{'regime':>8}{'corr':>7}{'risk':>7}{'exec':>7}"]
+    for f in funnel:
+        lines.append(
+            f"{f['strategy']:<20}{f['raw']:>7}{f['after_regime']:>8}{f['after_correlation']:>7}"
+            f"{f['after_risk']:>7}{f['executed']:>7}"
+        )
+    lines += ["", f"written: {result.out}/report.html, trades.csv, equity.csv, backtest.db"]
+    summary = "\n".join(lines)
+
+    esc = html.escape
+    cell = 'style="padding:4px 10px;border-bottom:1px solid #ddd;text-align:right"'
+    head = 'style="padding:4px 10px;border-bottom:2px solid #333;text-align:right"'
+
+    def table(headers: list[str], body: list[list[str]]) -> str:
+        out = ['<table style="border-collapse:collapse;margin:8px 0 20px">', "<tr>"]
+        out += [f"<th {head}>{esc(h)}</th>" for h in headers]
+        out.append("</tr>")
+        for row in body:
+            out.append("<tr>" + "".join(f"<td {cell}>{esc(str(c))}</td>" for c in row) + "</tr>")
+        out.append("</table>")
+        return "".join(out)
+
+    strat_rows = [
+        [
+            name,
+            str(sum(1 for t in trades if t.strategy == name)),
+            pct(s.as_dict().get("win_rate")),
+            num(s.as_dict().get("profit_factor")),
+            num(s.as_dict().get("average_win")),
+            num(s.as_dict().get("average_loss")),
+            num(s.as_dict().get("average_holding_sessions")),
+        ]
+        for name, s in per_strategy.items()
+    ]
+    doc = f"""<!doctype html><html><head><meta charset="utf-8">
+<title>tradingd backtest {result.sessions[0]} .. {result.sessions[-1]}</title></head>
+<body style="font-family:Helvetica,Arial,sans-serif;max-width:980px;margin:20px auto;color:#222">
+<h1 style="font-size:22px">Backtest {result.sessions[0]} .. {result.sessions[-1]}</h1>
+<p>{len(result.sessions)} sessions, {len(trades)} closed trades,
+{result.sessions_per_second:.0f} sessions/s.</p>
+<img alt="equity and drawdown" src="data:image/png;base64,{base64.b64encode(png).decode()}">
+<h2 style="font-size:18px">Portfolio</h2>
+{table(["metric", "value"], [[k, v] for k, v in rows])}
+<h2 style="font-size:18px">Per strategy (closed trades)</h2>
+{
+        table(
+            ["strategy", "trades", "win rate", "profit factor", "avg win", "avg loss", "avg hold"],
+            strat_rows,
+        )
+    }
+<h2 style="font-size:18px">Signal funnel totals</h2>
+{
+        table(
+            ["strategy", "raw", "after regime", "after correlation", "after risk", "executed"],
+            [
+                [
+                    f["strategy"],
+                    f["raw"],
+                    f["after_regime"],
+                    f["after_correlation"],
+                    f["after_risk"],
+                    f["executed"],
+                ]
+                for f in funnel
+            ],
+        )
+    }
+</body></html>
+"""
+    (result.out / "report.html").write_text(doc)
+    return summary

@@ -1,0 +1,1 @@
+"""Performance reports: statistics over the equity curve and closed trades, and charts."""
