@@ -109,10 +109,10 @@ def test_no_look_ahead_changing_the_future_changes_nothing_before(tmp_path: Path
             d, *vals = line.split(",")
             if dt.date.fromisoformat(d) > cut:
                 o, h, lo, c, v = (float(x) for x in vals)
-                line = ",".join(
-                    [d, str(o * 1.7), str(h * 1.9), str(lo * 1.5), str(c * 1.6), str(v * 3)]
-                )
-            out.append(line)
+                changed = [o * 1.7, h * 1.9, lo * 1.5, c * 1.6, v * 3]
+                out.append(",".join([d, *(str(x) for x in changed)]))
+            else:
+                out.append(line)
         path.write_text("\n".join(out) + "\n")
     runs = []
     for name in ("a", "b"):
@@ -222,7 +222,7 @@ def test_cli_on_a_csv_folder(tmp_path: Path) -> None:
             ",".join(SYMBOLS),
             "--out",
             str(out),
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -250,7 +250,7 @@ def test_cli_bad_strategy_names_the_option(tmp_path: Path) -> None:
             "nosuch",
             "--out",
             str(tmp_path / "x"),
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         timeout=120,
