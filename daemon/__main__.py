@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument("file", type=Path, metavar="FILE", help="a tradingd-*.db backup")
     restore.add_argument("--config", type=Path, help="TOML file (default: $TRADINGD_CONFIG)")
 
+    rp = sub.add_parser("replay", help="re-run a past live session and show what differs")
+    rp.add_argument("date", type=_date, metavar="DATE")
+    rp.add_argument("--config", type=Path, help="TOML file (default: $TRADINGD_CONFIG)")
+    rp.add_argument("--json", action="store_true", help="print the raw result")
+
     check = sub.add_parser("check-config", help="print the effective config and warnings")
     check.add_argument("--config", type=Path, help="TOML file (default: $TRADINGD_CONFIG)")
     return parser
@@ -75,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command == "backtest":
         return _backtest(settings, args)
+    if command == "replay":
+        return _replay(settings, args.date, as_json=args.json)
     if command == "restore":
         return _restore(settings, args.file)
     return _run(
@@ -108,6 +115,24 @@ def _run(settings: Settings, config_path: Path | None, *, once: bool, asof: dt.d
         return 1
     except KeyboardInterrupt:
         return 0
+
+
+def _replay(settings: Settings, day: dt.date, *, as_json: bool) -> int:
+    """``tradingd replay DATE``: 0 when the replay matches live, 1 when it differs."""
+    import json
+
+    from daemon.errors import Refusal
+    from daemon.logging import configure_logging
+    from daemon.replay import render, replay
+
+    configure_logging(level="warning", json=False, stream=sys.stderr)
+    try:
+        result = anyio.run(lambda: replay(settings, day))
+    except Refusal as exc:
+        print(f"tradingd: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2) if as_json else render(result))
+    return 0 if result["matches"] else 1
 
 
 def _backtest(settings: Settings, args: argparse.Namespace) -> int:

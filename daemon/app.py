@@ -54,6 +54,7 @@ from actors.risk import switches
 from actors.risk.supervisor import PlanCycle, WaitCycle
 from actors.strategies.registry import STRATEGY_CLASSES
 from daemon import __version__
+from daemon.backup import backup_command, daily_backups
 from daemon.calendar import ExchangeCalendar
 from daemon.clock import Clock, WallClock
 from daemon.config import Settings, alpaca_key_mismatch, load_settings
@@ -74,7 +75,7 @@ from daemon.systemd import SystemdNotifier
 log = structlog.get_logger()
 
 #: Changing these needs a restart: they are bound or opened once at start.
-RESTART_ONLY = ("daemon", "metrics", "control", "schedule", "data", "broker")
+RESTART_ONLY = ("daemon", "metrics", "control", "schedule", "data", "broker", "backup")
 
 
 class Daemon:
@@ -163,6 +164,8 @@ class Daemon:
                     await tg.start(self._scoped, scheduler_scope, self.scheduler.run)
                 tg.start_soon(watch_event_loop_lag, self.metrics)
                 tg.start_soon(self._watchdog_loop, supervisor)
+                if cfg.backup.enabled and not once:  # [backup]: the daily backup task
+                    tg.start_soon(daily_backups, store, cfg, self.clock)
                 await tg.start(self._signal_loop)
                 for switch in await supervisor.ref("kill_switches").ask(GetKillSwitches()):
                     self.metrics.kill_switch_active.labels(switch=switch.name).set(1)
@@ -616,6 +619,12 @@ class Daemon:
         table.register("reload", reload, "Reload the configuration (as SIGHUP does).")
         table.register("funnel", funnel, "Signal funnel of a run (args: run; default the last).")
         table.register("signals", signals_cmd, "Signals of a run (args: run; default the last).")
+        table.register(  # [backup]
+            "backup",
+            backup_command(self.store, lambda: self.settings, self.clock),
+            "Back up the state database now; the file and its size.",
+            timeout_s=600,
+        )
         return table
 
 

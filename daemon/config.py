@@ -306,6 +306,30 @@ class NotifySettings(_Section):
         return value
 
 
+# --- [backup] (daemon/backup.py) ----------------------------------------------------------
+
+
+class BackupSettings(_Section):
+    """Daily backups of the state database and the retention of backups and event files."""
+
+    enabled: bool = True
+    retention_days: int = Field(default=90, ge=1, description="backups and event files")
+    dir: Path = Field(
+        default=DEFAULT_STATE_DIR / "backups", description="default: <daemon.state_dir>/backups"
+    )
+    at: dt.time = Field(default=dt.time(17, 0), description="local time of schedule.timezone")
+
+    @field_validator("at")
+    @classmethod
+    def _local_time(cls, value: dt.time) -> dt.time:
+        if value.tzinfo is not None:
+            raise ValueError("must be a local time without offset; set schedule.timezone")
+        return value
+
+
+# --- end [backup] ---------------------------------------------------------------------------
+
+
 class SecretSettings(_Section):
     """Credentials: from the environment or systemd credentials, never from the file."""
 
@@ -327,7 +351,25 @@ class Settings(_Section):
     broker: BrokerSettings = BrokerSettings()
     risk: RiskSettings = RiskSettings()
     notify: NotifySettings = NotifySettings()
+    backup: BackupSettings = BackupSettings()
     secrets: SecretSettings = SecretSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backup_dir_follows_state_dir(cls, data: Any) -> Any:
+        """``backup.dir`` defaults to ``<daemon.state_dir>/backups``, as run_dir does."""
+        if not isinstance(data, dict):
+            return data
+        backup = data.get("backup", {})
+        if not isinstance(backup, dict) or "dir" in backup:
+            return data  # set explicitly, or a wrong type that validation reports
+        daemon = data.get("daemon", {})
+        state_dir = daemon.get("state_dir") if isinstance(daemon, dict) else None
+        if isinstance(daemon, DaemonSettings):
+            state_dir = daemon.state_dir
+        if not isinstance(state_dir, str | Path):
+            state_dir = DEFAULT_STATE_DIR
+        return {**data, "backup": {**backup, "dir": Path(state_dir) / "backups"}}
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:

@@ -10,6 +10,7 @@ Subcommand -> request (``cmd`` is the subcommand's own name)::
     run-cycle [--asof YYYY-MM-DD]      {"asof": "..."} (or {} without --asof)
     halt REASON...                     {"reason": "the words joined"}
     disable STRATEGY / enable STRATEGY {"strategy": "..."}
+    backup                             {} (the backup file and its size)
     call CMD [key=value | key:=json ...]   any other command, e.g. positions
 
 Exit codes: 0 ok; 1 the daemon answered with an error; 2 usage; 3 the daemon is
@@ -356,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("signals", "the signals of a run (default: the last)").add_argument(
         "run", nargs="?", metavar="RUN", help="a run id"
     )
+    add("backup", "back up the state database now and print the file (big ones: --timeout)")
     call = add("call", "send any command, e.g. `tradectl call positions`")
     call.add_argument("cmd", type=_non_empty, metavar="CMD")
     call.add_argument(

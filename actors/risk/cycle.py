@@ -122,6 +122,7 @@ class Outcome:
     rejections: list[dict[str, Any]] = field(default_factory=list)
     regime: str | None = None
     notes: list[str] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
 
 
 class Cycle:
@@ -285,6 +286,7 @@ class Cycle:
             )
             decided[ans.strategy] = decisions
             outcome.raw[ans.strategy] = len(ans.signals)
+            outcome.signals.extend(dec.signal for dec in decisions)  # what is persisted
             outcome.funnel[ans.strategy] = funnel.as_counts()
             for dec in decisions:
                 if dec.accepted and not (

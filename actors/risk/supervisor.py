@@ -144,6 +144,15 @@ class RiskSupervisor(Actor):
                 for i in outcome.intents
             ],
             "rejections": outcome.rejections,
+            "signals": [
+                {
+                    "strategy": sig.strategy,
+                    "symbol": sig.symbol,
+                    "action": str(sig.action),
+                    "shares": sig.shares,
+                }
+                for sig in outcome.signals
+            ],
         }
 
     @handles(GetStatus)
