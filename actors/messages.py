@@ -255,6 +255,7 @@ class CycleCompleted:
     reason: str
     raw_signals: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)  # regime, heat, equity, daily P&L
 
 
 # ---------------------------------------------------------------- orders

@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument("file", type=Path, metavar="FILE", help="a tradingd-*.db backup")
     restore.add_argument("--config", type=Path, help="TOML file (default: $TRADINGD_CONFIG)")
 
+    rep = sub.add_parser("report", help="write the digest of past sessions as HTML and PNG")
+    rep.add_argument("--out", type=Path, required=True, help="output directory")
+    rep.add_argument("--from", dest="start", type=_date, metavar="DATE")
+    rep.add_argument("--to", dest="end", type=_date, metavar="DATE")
+    rep.add_argument("--config", type=Path, help="TOML file (default: $TRADINGD_CONFIG)")
+
     rp = sub.add_parser("replay", help="re-run a past live session and show what differs")
     rp.add_argument("date", type=_date, metavar="DATE")
     rp.add_argument("--config", type=Path, help="TOML file (default: $TRADINGD_CONFIG)")
@@ -82,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         return _backtest(settings, args)
     if command == "replay":
         return _replay(settings, args.date, as_json=args.json)
+    if command == "report":
+        return _report(settings, args.out, args.start, args.end)
     if command == "restore":
         return _restore(settings, args.file)
     return _run(
@@ -115,6 +123,23 @@ def _run(settings: Settings, config_path: Path | None, *, once: bool, asof: dt.d
         return 1
     except KeyboardInterrupt:
         return 0
+
+
+def _report(settings: Settings, out: Path, start: dt.date | None, end: dt.date | None) -> int:
+    """``tradingd report``: one HTML digest (+ chart PNG) per completed session in range."""
+    from daemon.errors import Refusal
+    from daemon.logging import configure_logging
+    from daemon.reports import write_reports
+
+    configure_logging(level="warning", json=False, stream=sys.stderr)
+    try:
+        written = anyio.run(lambda: write_reports(settings, out, start, end))
+    except (Refusal, FatalError) as exc:
+        print(f"tradingd: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path)
+    return 0
 
 
 def _replay(settings: Settings, day: dt.date, *, as_json: bool) -> int:

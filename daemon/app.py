@@ -16,7 +16,9 @@ order, each with a shielded, time-limited ``on_stop``), exporter, store.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import functools
 import os
 import signal
 import time
@@ -50,6 +52,9 @@ from actors.messages import (
     StartCycle,
     TripKillSwitch,
 )
+from actors.notifier.actor import Flush, Notifier
+from actors.notifier.channels import Channel, EmailChannel, Message, WebhookChannel
+from actors.notifier.digest import render_digest
 from actors.risk import switches
 from actors.risk.supervisor import PlanCycle, WaitCycle
 from actors.strategies.registry import STRATEGY_CLASSES
@@ -59,10 +64,12 @@ from daemon.calendar import ExchangeCalendar
 from daemon.clock import Clock, WallClock
 from daemon.config import Settings, alpaca_key_mismatch, load_settings
 from daemon.control import CommandError, CommandTable, ControlServer
+from daemon.digest import digest_data, find_cycle
 from daemon.errors import ConfigError, FatalError, Refusal
 from daemon.graph import MANUAL, build_graph
 from daemon.logging import register_secret, set_level
 from daemon.metrics import Metrics, watch_event_loop_lag
+from daemon.replay import replay
 from daemon.scheduler import Scheduler, default_run_id
 from daemon.store import CycleJournal, Store
 from daemon.store.bars import BarCache
@@ -102,6 +109,7 @@ class Daemon:
         self.scheduler: Scheduler | None = None
         self.metrics_port: int | None = None
         self.broker: Broker | None = None
+        self._background: set[asyncio.Future[None]] = set()
         self._stop = anyio.Event()
         self._ready = anyio.Event()
         self._last_cycle: CycleCompleted | None = None
@@ -165,7 +173,15 @@ class Daemon:
                 tg.start_soon(watch_event_loop_lag, self.metrics)
                 tg.start_soon(self._watchdog_loop, supervisor)
                 if cfg.backup.enabled and not once:  # [backup]: the daily backup task
-                    tg.start_soon(daily_backups, store, cfg, self.clock)
+                    tg.start_soon(
+                        functools.partial(
+                            daily_backups,
+                            store,
+                            cfg,
+                            self.clock,
+                            on_outcome=lambda o: self.metrics.backups.labels(outcome=o).inc(),
+                        )
+                    )
                 await tg.start(self._signal_loop)
                 for switch in await supervisor.ref("kill_switches").ask(GetKillSwitches()):
                     self.metrics.kill_switch_active.labels(switch=switch.name).set(1)
@@ -218,6 +234,8 @@ class Daemon:
         run_id = default_run_id(day, CycleTrigger.START, self.clock.now())
         await risk.ask(StartCycle(run_id, day, CycleTrigger.START))
         result: CycleCompleted = await risk.ask(WaitCycle(run_id), timeout=3600)
+        # The digest is queued by now; deliver it before the process exits.
+        await self.supervisor.ref("notifier").ask(Flush(timeout_s=60.0), timeout=90)
         return 0 if result.status == "completed" else 1
 
     # ------------------------------------------------------------ the actor graph
@@ -248,6 +266,18 @@ class Daemon:
             publish=self._publish,
             on_event=self._on_supervisor_event,
             on_escalate=self._escalate,
+        )
+        channels = build_channels(self.settings)
+        sup.add(
+            "notifier",
+            lambda: Notifier(
+                channels=channels,
+                clock=self.clock,
+                store=store,
+                metrics=self.metrics,
+                digest_builder=lambda event: _digest_message(store, event),
+            ),
+            mailbox_size=self.settings.daemon.mailbox_size,
         )
         self.supervisor = sup
         return sup
@@ -299,7 +329,11 @@ class Daemon:
         )
 
     async def _publish(self, event: object) -> None:
-        """Events for the operator: metrics now; the notifier actor joins in issue 5."""
+        """Events for the operator: metrics, systemd STATUS, and the notifier (alerts, digest)."""
+        if self.supervisor is not None and isinstance(
+            event, KillSwitchTripped | KillSwitchCleared | CycleCompleted
+        ):
+            await self.supervisor.ref("notifier").tell(event)
         if isinstance(event, KillSwitchTripped):
             self.metrics.kill_switch_active.labels(switch=event.switch).set(1)
         elif isinstance(event, KillSwitchCleared):
@@ -314,6 +348,10 @@ class Daemon:
     def _on_supervisor_event(self, event: object) -> None:
         if isinstance(event, ActorCrashed):
             log.warning("actor_restarting", actor=event.actor, after=event.message_type)
+            if self.supervisor is not None and event.actor != "notifier":
+                task = asyncio.ensure_future(self.supervisor.ref("notifier").tell(event))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     async def _escalate(self, actor: str, error: BaseException) -> None:
         assert self.supervisor is not None
@@ -504,6 +542,7 @@ class Daemon:
             )
             return {"run_id": run_id, "signals": [{k: r[k] for k in keep} for r in rows]}
 
+        store = self.store
         orders = OrderStore(self.store)
         pending = PendingStore(self.store)
         manager = sup.ref("order_manager")
@@ -589,6 +628,32 @@ class Daemon:
         async def pending_cmd(_args: dict[str, Any]) -> dict[str, Any]:
             return {"pending": await pending.all()}
 
+        async def report(args: dict[str, Any]) -> dict[str, Any]:
+            day = _parse_date(args.get("date") or args.get("asof"))
+            try:
+                record = await find_cycle(store, asof=day)
+            except Refusal as exc:
+                raise CommandError(str(exc), arg="date") from exc
+            message = render_digest(await digest_data(store, record, chart=False))
+            return {"run_id": record.run_id, "subject": message.subject, "text": message.text}
+
+        async def replay_cmd(args: dict[str, Any]) -> dict[str, Any]:
+            day = _parse_date(args.get("date") or args.get("asof"))
+            if day is None:
+                raise CommandError("replay needs a date (YYYY-MM-DD)", arg="date")
+            try:
+                result: dict[str, Any] = await replay(self.settings, day)
+            except Refusal as exc:
+                raise CommandError(str(exc), arg="date") from exc
+            return result
+
+        table.register("report", report, "The digest of a session as text (args: date).")
+        table.register(
+            "replay",
+            replay_cmd,
+            "Re-run a past session; show where it differs from live (args: date).",
+            timeout_s=1800,
+        )
         table.register("positions", positions, "Open positions per strategy and open orders.")
         table.register(
             "why-no-trade", why_no_trade, "Why signals were not traded (args: strategy)."
@@ -646,6 +711,33 @@ def _parse_date(value: Any) -> dt.date | None:
         return dt.date.fromisoformat(str(value))
     except ValueError:
         raise CommandError(f"asof {value!r} is not a date (YYYY-MM-DD)", arg="asof") from None
+
+
+def build_channels(settings: Settings) -> list[Channel]:
+    """The notification channels ``[notify]`` configures (none: alerts go to the log only)."""
+    n = settings.notify
+    channels: list[Channel] = []
+    if n.smtp_host and n.mail_to and n.mail_from:
+        password = _secret(settings.secrets.smtp_password)
+        channels.append(
+            EmailChannel(
+                n.smtp_host,
+                n.smtp_port,
+                n.smtp_security,
+                n.smtp_user,
+                password,
+                n.mail_from,
+                n.mail_to,
+            )
+        )
+    if n.webhook_url:
+        channels.append(WebhookChannel(n.webhook_url, style=n.webhook_style))
+    return channels
+
+
+async def _digest_message(store: Store, event: CycleCompleted) -> Message:
+    """The daily digest of ``event``'s cycle, read from the store."""
+    return render_digest(await digest_data(store, await find_cycle(store, run_id=event.run_id)))
 
 
 def trading_session(clock: Clock, calendar: ExchangeCalendar) -> dt.date:

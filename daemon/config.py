@@ -291,6 +291,7 @@ class NotifySettings(_Section):
     mail_from: str | None = None
     mail_to: tuple[str, ...] = ()
     webhook_url: str | None = None
+    webhook_style: Literal["generic", "slack", "discord"] = "generic"
 
     @field_validator("mail_to", mode="before")
     @classmethod

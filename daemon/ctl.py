@@ -351,6 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--asof", type=_iso_date, metavar="YYYY-MM-DD", help="only this trading date"
     )
     add("pending", "signals waiting for heat or cash")
+    add("report", "the digest of a session as text").add_argument(
+        "--date", type=_iso_date, metavar="YYYY-MM-DD", help="the session (default: the last)"
+    )
+    add("replay", "re-run a past session and show where live differed").add_argument(
+        "date", type=_iso_date, metavar="YYYY-MM-DD"
+    )
     add("funnel", "the signal funnel of a run (default: the last)").add_argument(
         "run", nargs="?", metavar="RUN", help="a run id"
     )
@@ -409,6 +415,10 @@ def _to_request(
         return command, {"reason": " ".join(ns.reason)}
     if command == "flatten":
         return command, {} if ns.target is None else {"target": ns.target}
+    if command == "report":
+        return command, {} if ns.date is None else {"date": ns.date}
+    if command == "replay":
+        return command, {"date": ns.date}
     if command in ("plan", "orders"):
         return command, {} if ns.asof is None else {"asof": ns.asof}
     if command == "halt":

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 LABEL_ALLOWLIST = frozenset(
     {"actor", "outcome", "status", "strategy", "command", "reason", "switch", "stage", "regime"}
+    | {"channel"}
     | {"version", "python", "le", "quantile"}
 )
 
@@ -201,6 +202,15 @@ class Metrics:
             "tradingd_last_successful_reconciliation_timestamp_seconds",
             "Unix time of the last reconciliation that passed.",
             registry=r,
+        )
+        self.notifications = Counter(
+            "tradingd_notifications",
+            "Notifications by channel and outcome (sent, retried, failed, deduplicated, dropped).",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.backups = Counter(
+            "tradingd_backups", "Daily database backups by outcome.", ["outcome"], registry=r
         )
         self.kill_switch_active = Gauge(
             "tradingd_kill_switch_active",

@@ -123,6 +123,7 @@ class Outcome:
     regime: str | None = None
     notes: list[str] = field(default_factory=list)
     signals: list[Signal] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Cycle:
@@ -351,6 +352,17 @@ class Cycle:
         await d.reconciler.ask(Reconcile(msg.run_id, "END"), timeout=d.order_timeout_s)
 
         await self._observe(report, regime, book)
+        outcome.details = {
+            "regime": str(regime.regime),
+            "regime_source": regime.source,
+            "volatility_level": regime.level if math.isfinite(regime.level) else None,
+            "heat": book.exposure / book.portfolio_value if book.portfolio_value > 0 else None,
+            "heat_limit": regime.heat_limit,
+            "portfolio_value": report.broker_equity,
+            "cash": report.broker_cash,
+            "daily_pnl": pnl,
+            "reconciliation_passed": report.passed,
+        }
 
         # 11. automatic kill switches
         rejected = sum(1 for r in results if r.status is IntentStatus.REJECTED and not r.existing)

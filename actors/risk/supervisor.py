@@ -208,8 +208,16 @@ class RiskSupervisor(Actor):
         d = self._d
         await d.journal.finish(msg.run_id, str(outcome.status), outcome.reason, d.clock.now())
         done = CycleCompleted(
-            msg.run_id, msg.asof, outcome.status, outcome.reason, outcome.raw, elapsed
+            msg.run_id,
+            msg.asof,
+            outcome.status,
+            outcome.reason,
+            outcome.raw,
+            elapsed,
+            details=outcome.details,
         )
+        if outcome.details:
+            await d.state.set(f"cycle_details:{msg.run_id}", outcome.details, d.clock.now())
         log_fn = log.info if outcome.status is CycleStatus.COMPLETED else log.warning
         log_fn(
             "cycle_finished",

@@ -154,6 +154,16 @@ class BrokerStateStore:
             )
         return None if row is None else _snapshot(row)
 
+    async def equity_curve(self) -> list[tuple[dt.date, float]]:
+        """Equity at the END of each cycle, one point per session (the last cycle's)."""
+        rows = await self._store.fetchall(
+            "SELECT c.asof_date, b.equity FROM broker_state b JOIN cycles c"
+            " ON c.run_id = b.run_id WHERE b.kind = 'END' AND b.equity IS NOT NULL"
+            " ORDER BY b.id"
+        )
+        points = {dt.date.fromisoformat(r["asof_date"]): float(r["equity"]) for r in rows}
+        return sorted(points.items())
+
     async def history(self, limit: int = 20) -> list[BrokerSnapshot]:
         """The newest ``limit`` snapshots, newest first."""
         rows = await self._store.fetchall(

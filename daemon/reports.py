@@ -1,0 +1,63 @@
+"""``tradingd report --out DIR``: the digest of past sessions, from the store, as files."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import anyio
+
+from actors.notifier.digest import render_digest
+from daemon.config import Settings
+from daemon.digest import digest_data
+from daemon.errors import Refusal
+from daemon.store import CycleJournal, Store
+
+
+async def write_reports(
+    settings: Settings, out: Path, start: dt.date | None, end: dt.date | None
+) -> list[Path]:
+    """Write ``digest-<date>.html`` and ``equity-<date>.png`` per finished session in range.
+
+    Without a range, the last finished session. Reads a read-only view of the
+    state database, so it works while the daemon runs.
+    """
+    db = settings.daemon.db_path
+    if not await anyio.Path(db).exists():
+        raise Refusal(f"no state database at {db}")
+    store = await Store.open(db, lock=False, readonly=True)
+    try:
+        rows = await store.fetchall(
+            "SELECT run_id, asof_date FROM cycles WHERE status != 'running' ORDER BY started_at"
+        )
+        last_per_day: dict[str, str] = {}
+        for r in rows:
+            last_per_day[r["asof_date"]] = r["run_id"]
+        days = sorted(last_per_day)
+        if start is not None or end is not None:
+            lo = (start or dt.date.min).isoformat()
+            hi = (end or dt.date.max).isoformat()
+            days = [d for d in days if lo <= d <= hi]
+        elif days:
+            days = days[-1:]
+        if not days:
+            raise Refusal("no finished cycle in that range")
+        await anyio.Path(out).mkdir(parents=True, exist_ok=True)
+        journal = CycleJournal(store)
+        written: list[Path] = []
+        for day in days:
+            record = await journal.get(last_per_day[day])
+            assert record is not None
+            data = await digest_data(store, record)
+            message = render_digest(data)
+            html = (message.html or "").replace('src="cid:equity"', f'src="equity-{day}.png"')
+            html_path = out / f"digest-{day}.html"
+            await anyio.Path(html_path).write_text(html)
+            written.append(html_path)
+            if data.equity_png is not None:
+                png_path = out / f"equity-{day}.png"
+                await anyio.Path(png_path).write_bytes(data.equity_png)
+                written.append(png_path)
+        return written
+    finally:
+        await store.close()

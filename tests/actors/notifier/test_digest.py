@@ -1,0 +1,331 @@
+"""The daily digest: subject, aligned text, mail-client-safe HTML, the inline chart."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from actors.messages import CycleCompleted, CycleStatus
+from actors.notifier import DigestData, EmailChannel, minimal_digest, render_digest
+from actors.notifier.digest import render_text
+from tests.actors.notifier import SmtpSink, tiny_png
+
+ASOF = dt.date(2026, 11, 23)
+PNG = tiny_png(4, 3)
+
+
+def sample(**overrides: object) -> DigestData:
+    data = DigestData(
+        run_id="run-20261123",
+        asof=ASOF,
+        status="completed",
+        reason="3 orders filled",
+        funnel=[
+            {
+                "strategy": "momentum",
+                "raw": 12,
+                "after_regime": 9,
+                "after_correlation": 4,
+                "after_risk": 2,
+                "executed": 2,
+            },
+            {
+                "strategy": "mean_reversion",
+                "raw": 5,
+                "after_regime": 5,
+                "after_correlation": 3,
+                "after_risk": 1,
+                "executed": 1,
+            },
+        ],
+        why_no_trade=[
+            {
+                "strategy": "momentum",
+                "symbol": "NVDA",
+                "stage": "correlation",
+                "reason": "CORRELATION_TOO_HIGH",
+                "details": {"corr": 0.87, "with": "AMD"},
+            },
+            {
+                "strategy": "momentum",
+                "symbol": "AMD",
+                "stage": "correlation",
+                "reason": "CORRELATION_TOO_HIGH",
+                "details": {"corr": 0.91, "with": "NVDA"},
+            },
+            {
+                "strategy": "momentum",
+                "symbol": "TSLA",
+                "stage": "risk",
+                "reason": "HEAT_LIMIT",
+                "details": {},
+            },
+            {
+                "strategy": "mean_reversion",
+                "symbol": "KO",
+                "stage": "regime",
+                "reason": "REGIME_DISABLED",
+                "details": "crisis regime",
+            },
+        ],
+        trades=[
+            {
+                "strategy": "momentum",
+                "symbol": "AAPL",
+                "action": "BUY",
+                "shares": 10,
+                "exec_price": 190.25,
+                "slippage_cost": 0.95,
+                "commission_cost": 0.0,
+                "total_cost": 1903.45,
+            },
+            {
+                "strategy": "momentum",
+                "symbol": "MSFT",
+                "action": "BUY",
+                "shares": 4,
+                "exec_price": 410.5,
+                "slippage_cost": 0.82,
+                "commission_cost": 0.0,
+                "total_cost": 1642.82,
+            },
+            {
+                "strategy": "mean_reversion",
+                "symbol": "XOM",
+                "action": "SELL",
+                "shares": 7,
+                "exec_price": 112.1,
+                "slippage_cost": 0.39,
+                "commission_cost": 0.0,
+                "total_cost": 784.31,
+            },
+        ],
+        positions=[
+            {
+                "strategy": "momentum",
+                "symbol": "AAPL",
+                "shares": 10,
+                "avg_price": 190.25,
+                "last_price": 192.0,
+                "unrealized_pnl": 17.5,
+                "stop_price": 181.1,
+            },
+            {
+                "strategy": "trend",
+                "symbol": "JPM",
+                "shares": 5,
+                "avg_price": 201.0,
+                "last_price": 198.2,
+                "unrealized_pnl": -14.0,
+                "stop_price": None,
+            },
+        ],
+        portfolio_value=100_421.37,
+        daily_pnl=0.0042,
+        heat=0.31,
+        heat_limit=0.6,
+        regime="normal",
+        kill_switches=[],
+        reconciliation={"passed": True, "discrepancies": []},
+        performance={
+            "sharpe": 1.37,
+            "sortino": 2.05,
+            "calmar": 0.91,
+            "max_drawdown": -0.083,
+            "win_rate": 0.56,
+            "profit_factor": 1.6,
+        },
+        equity_png=PNG,
+    )
+    fields = {name: getattr(data, name) for name in DigestData.__dataclass_fields__}
+    fields.update(overrides)
+    return DigestData(**fields)
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+def test_subject_names_date_status_orders_and_pnl() -> None:
+    """The subject says the session, the status, the order count and the day's P&L."""
+    assert render_digest(sample()).subject == "tradingd 2026-11-23: completed, 3 orders, P&L +0.42%"
+    halted = sample(status="halted", trades=[], daily_pnl=None)
+    assert render_digest(halted).subject == "tradingd 2026-11-23: halted, 0 orders"
+
+
+async def test_digest_email_round_trip(smtp: SmtpSink) -> None:
+    """Sent through a real SMTP server, the digest parses into text, HTML and a PNG by cid."""
+    channel = EmailChannel(
+        "127.0.0.1", smtp.port, "none", None, None, "tradingd@example.test", ["ops@example.test"]
+    )
+    await channel.send(render_digest(sample()))
+    [mail] = smtp.messages
+    assert mail["Subject"] == "tradingd 2026-11-23: completed, 3 orders, P&L +0.42%"
+    plain = mail.get_body(preferencelist=("plain",))
+    html_part = mail.get_body(preferencelist=("html",))
+    assert plain is not None
+    assert html_part is not None
+    text = plain.get_content()
+    html = html_part.get_content()
+    assert "SIGNAL FUNNEL" in text
+    assert "CORRELATION_TOO_HIGH" in text
+    # The funnel table: one row per strategy, stage by stage.
+    for cells in (
+        ("momentum", "12", "9", "4", "2", "2"),
+        ("mean_reversion", "5", "5", "3", "1", "1"),
+    ):
+        pattern = r"<tr>" + "".join(rf"<td[^>]*>{c}</td>" for c in cells) + r"</tr>"
+        assert re.search(pattern, html), cells
+    for needle in (
+        "CORRELATION_TOO_HIGH",
+        "HEAT_LIMIT",
+        "REGIME_DISABLED",
+        "NVDA (corr=0.87, with=AMD)",
+        "$190.25",
+        "$1,903.45",
+        "XOM",
+        "+$17.50",
+        "-$14.00",
+        "$181.10",
+        "Sharpe ratio",
+        "1.37",
+        "Sortino ratio",
+        "Calmar ratio",
+        "Max drawdown",
+        "-8.30%",
+        "Win rate",
+        "56.00%",
+        "Profit factor",
+        "$100,421.37",
+        "31.00% of 60.00% limit",
+        "normal",
+        "passed",
+        'src="cid:equity"',
+    ):
+        assert needle in html, needle
+    [image] = [p for p in mail.walk() if p.get_content_type() == "image/png"]
+    assert image["Content-ID"] == "<equity>"
+    png = image.get_content()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert png == PNG
+
+
+def test_html_is_self_contained_with_inline_styles() -> None:
+    """No <style>, no stylesheet or script, no remote resource: mail clients show it as is."""
+    html = render_digest(sample()).html
+    assert html is not None
+    lowered = html.lower()
+    assert "<style" not in lowered
+    assert "<link" not in lowered
+    assert "<script" not in lowered
+    assert "http://" not in lowered
+    assert "https://" not in lowered
+    assert "class=" not in lowered
+    assert re.findall(r'src="([^"]+)"', html) == ["cid:equity"]
+    assert 'style="' in html
+
+
+def test_everything_is_html_escaped() -> None:
+    """Reasons, symbols and switch names cannot inject markup."""
+    evil = "<script>alert('x')</script>"
+    data = sample(
+        reason=evil,
+        why_no_trade=[
+            {"strategy": evil, "symbol": "A&B", "stage": "risk", "reason": evil, "details": {}}
+        ],
+        kill_switches=[{"switch": "<b>x</b>", "reason": evil, "since": None}],
+    )
+    html = render_digest(data).html
+    assert html is not None
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert "A&amp;B" in html
+    assert "&lt;b&gt;x&lt;/b&gt;" in html
+
+
+def test_why_no_trade_grouped_with_counts() -> None:
+    """Rejections are grouped per strategy with a count per reason and example symbols."""
+    text = render_text(sample())
+    section = text.split("WHY NO TRADE")[1].split("TRADES")[0]
+    momentum = section.split("momentum:")[1].split("mean_reversion:")[0]
+    line = next(row for row in momentum.splitlines() if "CORRELATION_TOO_HIGH" in row)
+    assert re.search(r"correlation\s+CORRELATION_TOO_HIGH\s+2\s+NVDA .*; AMD", line)
+    assert re.search(r"risk\s+HEAT_LIMIT\s+1\s+TSLA", momentum)
+    assert "REGIME_DISABLED" in section.split("mean_reversion:")[1]
+    assert "KO (crisis regime)" in section
+
+
+def test_text_tables_are_aligned() -> None:
+    """In the plain-text funnel, numbers are right-aligned in fixed columns."""
+    text = render_text(sample())
+    funnel = text.split("SIGNAL FUNNEL")[1].split("WHY NO TRADE")[0].strip().splitlines()[1:]
+    header, rule, *rows = funnel
+    assert header.split() == ["Strategy", "Raw", "Regime", "Correlation", "Risk", "Executed"]
+    assert set(rule.replace(" ", "")) == {"-"}
+    assert len({len(r) for r in [header, *rows] if r.strip()}) == 1
+    assert rows[-1].split() == ["Total", "17", "14", "7", "3", "3"]
+
+
+def test_active_kill_switches_are_highlighted() -> None:
+    """Active kill switches head the digest in a red box and make it critical."""
+    since = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)
+    data = sample(kill_switches=[{"switch": "daily_loss", "reason": "loss -2.4%", "since": since}])
+    message = render_digest(data)
+    assert message.severity == "critical"
+    assert "1 kill switch(es) ACTIVE" in message.subject
+    assert message.html is not None
+    box = message.html.split("Active kill switches")[0].rsplit("<div", 1)[1]
+    assert "border:2px solid #cf222e" in box
+    assert "daily_loss" in message.html
+    assert "since 2026-11-23 15:00 UTC" in message.html
+    assert "!! ACTIVE KILL SWITCHES" in message.text
+    assert message.text.index("ACTIVE KILL SWITCHES") < message.text.index("PORTFOLIO")
+
+
+def test_failed_reconciliation_is_shown_with_discrepancies() -> None:
+    """A failed reconciliation says FAILED and lists each discrepancy."""
+    data = sample(
+        reconciliation={
+            "passed": False,
+            "discrepancies": [{"kind": "position", "symbol": "AAPL", "local": 10, "broker": 12}],
+        }
+    )
+    message = render_digest(data)
+    assert message.severity == "critical"
+    assert message.html is not None
+    assert "FAILED: 1 discrepancy" in message.html
+    assert re.search(r">AAPL</td>.*>10.00</td>.*>12.00</td>.*>2.00</td>", message.html)
+
+
+def test_halted_cycle_without_data_renders() -> None:
+    """A cycle halted before any data still renders, with n/a and no chart."""
+    data = DigestData(run_id="r", asof=ASOF, status="halted", reason="kill switch active")
+    message = render_digest(data)
+    assert message.images == ()
+    assert message.severity == "warning"
+    assert message.html is not None
+    assert "cid:" not in message.html
+    assert "No trades this cycle." in message.html
+    assert "No open positions." in message.html
+    assert "not run this cycle" in message.html
+    assert "Portfolio value  n/a" in message.text
+
+
+def test_minimal_digest_from_event() -> None:
+    """Without a builder the event's raw signal counts still make a digest."""
+    event = CycleCompleted(
+        "run-1", ASOF, CycleStatus.FAILED, "data feed down", {"momentum": 3, "trend": 0}
+    )
+    message = minimal_digest(event)
+    assert message.kind == "digest"
+    assert message.key is None
+    assert message.subject == "tradingd 2026-11-23: failed, 0 orders"
+    assert message.severity == "critical"
+    assert "data feed down" in message.text
+    assert re.search(r"momentum\s+3\s+n/a", message.text)
