@@ -55,7 +55,7 @@ from actors.messages import (
 from actors.notifier.actor import Flush, Notifier
 from actors.notifier.channels import Channel, EmailChannel, Message, WebhookChannel
 from actors.notifier.digest import render_digest
-from actors.risk import switches
+from actors.risk import auto_switches, switches
 from actors.risk.supervisor import PlanCycle, WaitCycle
 from actors.strategies.registry import STRATEGY_CLASSES
 from daemon import __version__
@@ -73,6 +73,7 @@ from daemon.replay import replay
 from daemon.scheduler import Scheduler, default_run_id
 from daemon.store import CycleJournal, Store
 from daemon.store.bars import BarCache
+from daemon.store.broker_state import BrokerStateStore
 from daemon.store.orders import OrderStore
 from daemon.store.pending import PendingStore
 from daemon.store.signals import SignalStore
@@ -183,8 +184,7 @@ class Daemon:
                         )
                     )
                 await tg.start(self._signal_loop)
-                for switch in await supervisor.ref("kill_switches").ask(GetKillSwitches()):
-                    self.metrics.kill_switch_active.labels(switch=switch.name).set(1)
+                await self._seed_metrics(store, supervisor)
                 self.notifier.ready()
                 self.notifier.status("ready; waiting for the next cycle")
                 log.info(
@@ -364,6 +364,37 @@ class Daemon:
         )
 
     # ------------------------------------------------------------ watchdog, signals, reload
+
+    async def _seed_metrics(self, store: Store, supervisor: Supervisor) -> None:
+        """Labelled series at 0 (so `increase()` sees the first event) and facts from the store."""
+        m = self.metrics
+        for name in supervisor.names():
+            m.actor_restarts.labels(actor=name)
+        known = [
+            switches.HALT,
+            switches.ENTRIES_PAUSED,
+            switches.ENV_DISABLED,
+            switches.ACTOR_CRASH_LOOP,
+            *auto_switches.AUTO_SWITCHES,
+            *(switches.strategy_switch(n) for n in STRATEGY_CLASSES),
+        ]
+        for switch in known:
+            m.kill_switch_active.labels(switch=switch).set(0)
+        for switch in await supervisor.ref("kill_switches").ask(GetKillSwitches()):
+            m.kill_switch_active.labels(switch=switch.name).set(1)
+        for status in ("completed", "halted", "failed"):
+            m.cycles.labels(status=status)
+        for name in STRATEGY_CLASSES:
+            m.strategy_failures.labels(strategy=name)
+        for channel in build_channels(self.settings):
+            for outcome in ("sent", "retried", "failed", "deduplicated", "dropped"):
+                m.notifications.labels(channel=channel.name, outcome=outcome)
+        last = await CycleJournal(store).last(status="completed")
+        if last is not None and last.finished_at is not None:
+            m.last_cycle_success.set(last.finished_at.timestamp())
+        recon = await BrokerStateStore(store).latest("RECONCILIATION")
+        if recon is not None and recon.passed:
+            m.last_reconciliation_success.set(recon.taken_at.timestamp())
 
     async def _watchdog_loop(self, supervisor: Supervisor) -> None:
         interval = self.notifier.watchdog_interval

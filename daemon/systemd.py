@@ -3,9 +3,16 @@
 ``SystemdNotifier.from_env()`` reads ``NOTIFY_SOCKET``, ``WATCHDOG_USEC`` and
 ``WATCHDOG_PID`` once. Without ``NOTIFY_SOCKET`` (not started by systemd, or a
 ``Type=simple`` unit) every method is a cheap no-op. With it, each call sends one
-datagram of newline-separated ``KEY=VALUE`` lines, through systemd-python's
-``daemon.notify`` when that package is importable, otherwise through the small
-implementation below (AF_UNIX, SOCK_DGRAM, non-blocking ``sendto``).
+datagram of newline-separated ``KEY=VALUE`` lines through the small
+implementation below (AF_UNIX, SOCK_DGRAM, non-blocking ``sendto``), or through
+systemd-python's ``daemon.notify`` when explicitly asked for (``use_library=True``).
+
+The built-in sender is the default on purpose: libsystemd's ``sd_notify``
+blocks while the receiver's datagram queue is full, and these calls run on the
+event loop. A systemd that is slow to read would otherwise wedge the daemon
+(seen in a test that read its NOTIFY_SOCKET only now and then: after ten unread
+watchdog pings the whole loop stopped). A non-blocking send drops the message
+instead, which the watchdog tolerates.
 
 Notification never raises into the caller: a vanished socket or a full queue is
 logged once (until a later send succeeds) and reported as ``False``.
@@ -73,10 +80,9 @@ class SystemdNotifier:
 
     ``notify_socket`` is the raw ``NOTIFY_SOCKET`` value (a path, or ``@name`` for
     the abstract namespace); ``None`` disables the notifier. ``use_library``
-    chooses the transport: ``None`` uses systemd-python when it is importable and
-    reads the same ``NOTIFY_SOCKET`` from ``os.environ`` (the library only looks
-    there), ``False`` forces the built-in datagram sender, ``True`` requires the
-    library.
+    chooses the transport: ``None`` and ``False`` use the built-in non-blocking
+    datagram sender (see the module docstring for why), ``True`` requires
+    systemd-python (which reads ``NOTIFY_SOCKET`` from ``os.environ`` only).
     """
 
     def __init__(
@@ -113,7 +119,7 @@ class SystemdNotifier:
         )
 
     def _choose_library(self, use_library: bool | None) -> ModuleType | None:
-        if use_library is False or self._address is None:
+        if not use_library or self._address is None:
             return None
         library = _load_library()
         if library is None:

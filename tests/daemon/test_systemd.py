@@ -245,3 +245,13 @@ def test_library_path_sends_same_datagrams(
     assert _recv(sock) == "READY=1"
     assert _recv(sock) == "STATUS=via library"
     assert _recv(sock) == "WATCHDOG=1"
+
+
+def test_default_sender_never_blocks_on_a_full_queue(receiver: tuple[socket.socket, str]) -> None:
+    """With a receiver that never reads, sends return and report False once the queue is full."""
+    _sock, address = receiver
+    notifier = SystemdNotifier.from_env({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"})
+    assert not notifier.uses_library  # the library's sd_notify would block the event loop
+    results = [notifier.watchdog() for _ in range(200)]
+    assert results[0] is True
+    assert results[-1] is False
