@@ -240,6 +240,7 @@ class EventLog:
         self._directory = directory
         self._redactor = redactor if redactor is not None else RedactSecrets()
         self._lock = anyio.Lock()
+        self.write_failures = 0
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         directory.chmod(0o700)
 
@@ -257,7 +258,10 @@ class EventLog:
     async def write(self, run_id: str, event: EventType, at: datetime, **fields: Any) -> None:
         """Append ``{"ts", "run_id", "event_type", **fields}`` (secrets redacted) as one line.
 
-        ``at`` must be timezone-aware; it is written in UTC ISO 8601.
+        ``at`` must be timezone-aware; it is written in UTC ISO 8601. A failed
+        write (disk full, read-only) is logged and counted, never raised: the
+        store is the source of truth, and an event file must not be the reason
+        a cycle cannot report how it ended.
         """
         path = self.path_for(run_id)
         if at.tzinfo is None or at.utcoffset() is None:
@@ -273,7 +277,13 @@ class EventLog:
         }
         line = (_json.dumps(record, default=str) + "\n").encode()
         async with self._lock:
-            await anyio.to_thread.run_sync(_append, path, line)
+            try:
+                await anyio.to_thread.run_sync(_append, path, line)
+            except OSError as exc:
+                self.write_failures += 1
+                structlog.get_logger().warning(
+                    "event_file_write_failed", path=str(path), error=str(exc)
+                )
 
     def prune(self, older_than: datetime) -> int:
         """Delete event files last modified before ``older_than``; return how many."""

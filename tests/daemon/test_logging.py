@@ -316,3 +316,14 @@ def test_event_types_match_reference_names() -> None:
         "DATA_REJECTED",
     }
     assert all(e.value == e.name for e in EventType)
+
+
+async def test_event_write_failure_is_logged_not_raised(tmp_path: Path) -> None:
+    """A write the disk refuses is logged and counted; the caller carries on."""
+    log = EventLog(tmp_path / "events")
+    target = log.path_for("run1")
+    target.mkdir()  # a directory where the file should be: the append fails with OSError
+    with capture_logs() as logs:
+        await log.write("run1", EventType.CYCLE_COMPLETED, datetime.now(UTC), status="ok")
+    assert log.write_failures == 1
+    assert [e["event"] for e in logs] == ["event_file_write_failed"]
