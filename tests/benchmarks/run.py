@@ -1,7 +1,16 @@
 """`make bench`: run every benchmark, print one table, write bench-results/bench.json.
 
-Targets (issue 3) on 2 cores: indicators + all four strategies for 5,000
-symbols x 300 days under 1 s, the model fit reported on its own line.
+Each measurement runs in its own process (``python -m tests.benchmarks.bench_<name>``,
+one JSON line on stdout) so each peak RSS belongs to that measurement alone,
+and each has a timeout. Targets on 2 cores:
+
+- compute (issue 3): indicators + all four strategies, 5,000 symbols x 300 days < 1 s;
+- one daily cycle through ``tradingd run --once``: 36 symbols < 0.3 s and < 250 MB,
+  5,000 symbols < 1 s and < 600 MB (the cycle's own ``seconds``; peak RSS of the process);
+- a 10-year backtest of 500 symbols, all four strategies: < 15 s;
+- the peer (MA crossover alone, same bars): tradingd >= 7x faster than backtrader;
+- ``status`` over the control socket while a 5,000-symbol cycle runs: p99 < 20 ms;
+- start-up to READY=1: median of 5 < 2 s.
 """
 
 from __future__ import annotations
@@ -10,45 +19,179 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 SIZES = (36, 500, 5_000)
 TARGET_5000_S = 1.0
 
+Row = tuple[str, str, str, bool | None]  # benchmark, measured, target, met (None: no target)
 
-def run_size(symbols: int) -> dict[str, object]:
-    out = subprocess.run(
-        [sys.executable, "-m", "tests.benchmarks.bench_strategies", "--symbols", str(symbols)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=900,
-    )
-    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+
+def run_module(name: str, *args: str, timeout: float) -> dict[str, Any]:
+    """``python -m tests.benchmarks.<name> args``: its last stdout line as JSON, or an error."""
+    started = time.perf_counter()
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", f"tests.benchmarks.{name}", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:g} s"}
+    elapsed = time.perf_counter() - started
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
+        return {"error": f"exit {out.returncode}: {' | '.join(tail)}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    result["bench_process_s"] = elapsed
+    print(f"  {name} {' '.join(args)}: {elapsed:.1f} s", file=sys.stderr, flush=True)
     return result
 
 
+def verdict(ok: bool | None) -> str:
+    return "-" if ok is None else ("met" if ok else "MISSED")
+
+
+def compute_rows(r: dict[str, Any]) -> list[Row]:
+    measured = (
+        f"bars {r['bars_s']:.3f} s, indicators {r['indicators_s']:.3f} s,"
+        f" strategies {r['strategies_s']:.3f} s = {r['cycle_compute_s']:.3f} s;"
+        f" {r['peak_rss_mb']:.0f} MB"
+    )
+    ok = r["cycle_compute_s"] < TARGET_5000_S if r["symbols"] == 5_000 else None
+    target = f"< {TARGET_5000_S:g} s" if ok is not None else "-"
+    rows: list[Row] = [(f"compute {r['symbols']} sym x {r['days']} d", measured, target, ok)]
+    rows.append(
+        (
+            f"  ML fit {r['symbols']} sym",
+            f"{r['ml_fit_s']:.3f} s on {r['ml_fit_rows']} rows",
+            "-",
+            None,
+        )
+    )
+    return rows
+
+
+def cycle_rows(r: dict[str, Any]) -> list[Row]:
+    n = r["symbols"]
+    limits = {36: (0.3, 250.0), 5_000: (1.0, 600.0)}.get(n)
+    measured = (
+        f"cycle {r['cycle_s']:.3f} s ({r['cycle_status']}, {r['orders']} orders);"
+        f" process {r['process_wall_s']:.2f} s, peak {r['peak_rss_mb']:.0f} MB"
+    )
+    if limits is None:
+        return [(f"cycle {n} sym (run --once)", measured, "-", None)]
+    secs, mb = limits
+    return [
+        (f"cycle {n} sym: cycle time", measured, f"< {secs:g} s", r["cycle_s"] < secs),
+        (f"cycle {n} sym: peak RSS", f"{r['peak_rss_mb']:.0f} MB", f"< {mb:g} MB",
+         r["peak_rss_mb"] < mb),
+    ]  # fmt: skip
+
+
+def backtest_rows(r: dict[str, Any]) -> list[Row]:
+    measured = (
+        f"{r['wall_s']:.1f} s ({r['sessions']} sessions, {r['sessions_per_s']:.1f} sessions/s;"
+        f" load {r['load_s']:.1f} s, replay {r['replay_s']:.1f} s); {r['trades']} fills;"
+        f" {r['peak_rss_mb']:.0f} MB"
+    )
+    return [(f"backtest 10 y x {r['symbols']} sym, 4 strategies", measured, "< 15 s",
+             r["wall_s"] < 15.0)]  # fmt: skip
+
+
+def peer_rows(r: dict[str, Any]) -> list[Row]:
+    td, btr = r["tradingd"], r["backtrader"]
+    return [
+        (
+            f"peer: tradingd ma_crossover {r['symbols']} sym",
+            f"{td['wall_s']:.1f} s (load {td['load_s']:.1f}, replay {td['replay_s']:.1f});"
+            f" {td['fills']} fills",
+            "-",
+            None,
+        ),
+        (
+            f"peer: backtrader ma_crossover {r['symbols']} sym",
+            f"{btr['wall_s']:.1f} s ({btr['bars_per_s']:.0f} bars/s); {btr['orders']} orders",
+            "-",
+            None,
+        ),
+        (
+            "peer: backtrader / tradingd",
+            f"{r['ratio']:.2f}x (process peak {r['peak_rss_mb']:.0f} MB)",
+            ">= 7x",
+            r["ratio"] >= 7.0,
+        ),
+    ]
+
+
+def control_rows(r: dict[str, Any]) -> list[Row]:
+    measured = (
+        f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.0f} ms over"
+        f" {r['requests_overlapping']} requests ({r['saw_running']} saw cycle.running,"
+        f" {r['errors']} errors, {r['cycles']} cycle(s)); idle p99 {r['idle_p99_ms']:.1f} ms;"
+        f" {r.get('over_20ms', '?')} >= 20 ms; parts timed out {r.get('parts_timed_out', {})}"
+    )
+    return [(f"status during {r['symbols']}-sym cycle", measured, "p99 < 20 ms",
+             r["p99_ms"] < 20.0)]  # fmt: skip
+
+
+def startup_rows(r: dict[str, Any]) -> list[Row]:
+    runs = ", ".join(f"{x:.2f}" for x in r["all_s"])
+    return [("start-up to READY=1", f"median {r['median_s']:.2f} s ({runs})", "< 2 s",
+             r["median_s"] < 2.0)]  # fmt: skip
+
+
 def main() -> int:
-    rows = [run_size(n) for n in SIZES]
+    plan: list[tuple[str, str, list[str], float, Callable[[dict[str, Any]], list[Row]]]] = [
+        *[
+            (f"compute_{n}", "bench_strategies", ["--symbols", str(n)], 900, compute_rows)
+            for n in SIZES
+        ],
+        *[(f"cycle_{n}", "bench_cycle", ["--symbols", str(n)], 900, cycle_rows) for n in SIZES],
+        ("startup", "bench_startup", ["--runs", "5"], 900, startup_rows),
+        ("control", "bench_control", ["--symbols", "5000", "--requests", "1000"], 1200,
+         control_rows),
+        ("backtest", "bench_backtest", ["--symbols", "500"], 2400, backtest_rows),
+        ("peer", "bench_peer", ["--symbols", "500"], 3600, peer_rows),
+    ]  # fmt: skip
+    results: dict[str, Any] = {}
+    rows: list[Row] = []
+    for key, module, args, timeout, to_rows in plan:
+        r = run_module(module, *args, timeout=timeout)
+        results[key] = r
+        if "error" in r:
+            rows.append((key, f"ERROR {r['error']}"[:160], "-", False))
+        else:
+            rows.extend(to_rows(r))
+
+    widths = [max(len(str(row[i])) for row in [*rows, ("benchmark", "measured", "target", "")])
+              for i in range(3)]  # fmt: skip
     header = (
-        f"{'symbols':>8} {'bars s':>8} {'indic s':>8} {'strat s':>8} {'cycle s':>8}"
-        f" {'ML fit s':>9} {'fit rows':>9} {'peak MB':>8}  target"
+        f"{'benchmark':<{widths[0]}}  {'measured':<{widths[1]}}  {'target':<{widths[2]}}  result"
     )
     print(header)
     print("-" * len(header))
-    for r in rows:
-        target = ""
-        if r["symbols"] == 5_000:
-            ok = float(r["cycle_compute_s"]) < TARGET_5000_S  # type: ignore[arg-type]
-            target = f"< {TARGET_5000_S:g} s {'met' if ok else 'MISSED'}"
-        print(
-            f"{r['symbols']:>8} {r['bars_s']:>8.3f} {r['indicators_s']:>8.3f}"
-            f" {r['strategies_s']:>8.3f} {r['cycle_compute_s']:>8.3f} {r['ml_fit_s']:>9.3f}"
-            f" {r['ml_fit_rows']:>9} {r['peak_rss_mb']:>8.0f}  {target}"
-        )
+    table = []
+    for name, measured, target, ok in rows:
+        print(f"{name:<{widths[0]}}  {measured:<{widths[1]}}  {target:<{widths[2]}}  {verdict(ok)}")
+        table.append({"benchmark": name, "measured": measured, "target": target,
+                      "result": verdict(ok)})  # fmt: skip
     out_dir = Path(os.environ.get("BENCH_OUT", "bench-results"))
     out_dir.mkdir(exist_ok=True)
-    (out_dir / "bench.json").write_text(json.dumps({"strategies": rows}, indent=2))
+    payload = {
+        "strategies": [results[f"compute_{n}"] for n in SIZES],  # the issue-3 rows, as before
+        "table": table,
+        "results": results,
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+    }
+    (out_dir / "bench.json").write_text(json.dumps(payload, indent=2))
     print(f"\nwritten: {out_dir / 'bench.json'}")
     return 0
 
