@@ -465,9 +465,15 @@ class Daemon:
             return {"pong": True, "version": __version__}
 
         async def status(_args: dict[str, Any]) -> dict[str, Any]:
-            strategies = {}
-            for name in STRATEGY_CLASSES:
-                strategies[name] = await _ask_or_error(sup, f"strategy.{name}")
+            names = list(STRATEGY_CLASSES)
+            answers = await asyncio.gather(
+                *(_ask_or_error(sup, f"strategy.{n}") for n in names),
+                _ask_or_error(sup, "risk_supervisor"),
+                _ask_or_error(sup, "kill_switches"),
+                _ask_or_error(sup, "data_feed"),
+            )
+            strategies = dict(zip(names, answers[: len(names)], strict=True))
+            cycle, kill_switches, data = answers[len(names) :]
             next_run = self.scheduler.next_run() if self.scheduler else None
             return {
                 "version": __version__,
@@ -475,9 +481,9 @@ class Daemon:
                 "uptime_s": round(time.monotonic() - self.started_monotonic, 1),
                 "now": self.clock.now().isoformat(),
                 "next_cycle": next_run.isoformat() if next_run else None,
-                "cycle": await _ask_or_error(sup, "risk_supervisor"),
-                "kill_switches": await _ask_or_error(sup, "kill_switches"),
-                "data": await _ask_or_error(sup, "data_feed"),
+                "cycle": cycle,
+                "kill_switches": kill_switches,
+                "data": data,
                 "strategies": strategies,
                 "actors": sup.status(),
                 "metrics_port": self.metrics_port,
@@ -725,6 +731,15 @@ class Daemon:
 
 
 async def _ask_or_error(sup: Supervisor, name: str) -> Any:
+    """An actor's part of ``status``, without waiting behind a long handler.
+
+    An actor busy with a message (fetching data, fitting a model) is reported
+    as busy from the supervisor's own bookkeeping instead of being asked: its
+    mailbox would make ``status`` wait for the whole handler.
+    """
+    cell = sup.cell(name)
+    if cell.current_message is not None:
+        return {"busy_with": cell.current_message}
     try:
         return await sup.ref(name).ask(GetStatus(), timeout=2.0)
     except Exception as exc:  # status must answer even when one actor cannot

@@ -100,7 +100,8 @@ def apply_overrides(
         data = data.model_copy(update={"provider": provider})
     if universe is not None:
         path = Path(universe)
-        if path.suffix == ".csv" or path.exists():
+        # A long symbol list is not a path (and stat() would fail: name too long).
+        if "," not in universe and (path.suffix == ".csv" or path.is_file()):
             uni = UniverseParams(mode="csv", file=path)
         else:
             symbols = tuple(s.strip().upper() for s in universe.split(",") if s.strip())

@@ -123,16 +123,12 @@ class SystemdNotifier:
             return None
         library = _load_library()
         if library is None:
-            if use_library:
-                raise ImportError("use_library=True but systemd-python is not importable")
-            return None
+            raise ImportError("use_library=True but systemd-python is not importable")
         if os.environ.get("NOTIFY_SOCKET") != self._raw_socket:
-            if use_library:
-                raise ValueError(
-                    "use_library=True but os.environ['NOTIFY_SOCKET'] differs from "
-                    f"{self._raw_socket!r}; systemd-python only reads os.environ"
-                )
-            return None
+            raise ValueError(
+                "use_library=True but os.environ['NOTIFY_SOCKET'] differs from "
+                f"{self._raw_socket!r}; systemd-python only reads os.environ"
+            )
         return library
 
     @property

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter, StrMethodFormatter
 
 from actors.reports.performance import drawdown_series
+
+if TYPE_CHECKING:  # matplotlib costs ~0.4 s to import: loaded on the first chart
+    from matplotlib.figure import Figure
 
 DPI = 100
 MIN_WIDTH_PX = 300
@@ -49,6 +48,9 @@ def equity_chart_png(
         raise ValueError(
             f"chart must be at least {MIN_WIDTH_PX}x{MIN_HEIGHT_PX} px, got {width_px}x{height_px}"
         )
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, facecolor="white")
     FigureCanvasAgg(fig)  # attaches the Agg canvas to the figure: no pyplot, no backend switch
     if len(equity) < 2:
@@ -75,6 +77,9 @@ def _x_values(index: pd.Index) -> tuple[npt.NDArray[Any], bool]:
 
 
 def _draw_curves(fig: Figure, equity: pd.Series, title: str, *, max_date_ticks: int) -> None:
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.ticker import PercentFormatter, StrMethodFormatter
+
     drawdown = drawdown_series(equity).to_numpy() * 100.0
     values = equity.to_numpy(dtype=np.float64)
     x, is_dates = _x_values(equity.index)

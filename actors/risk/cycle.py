@@ -646,16 +646,15 @@ def _went_through(result: OrderResult) -> bool:
 
 
 def _last_prices(snap: MarketSnapshot) -> dict[str, float]:
+    """Each symbol's last finite close (vectorised: one pass over the panel)."""
     close = snap.panel.close
-    out: dict[str, float] = {}
     if close.shape[0] == 0:
-        return out
-    for col, symbol in enumerate(snap.panel.symbols):
-        column = close[:, col]
-        finite = np.flatnonzero(np.isfinite(column))
-        if finite.size:
-            out[symbol] = float(column[finite[-1]])
-    return out
+        return {}
+    finite = np.isfinite(close)
+    has = [bool(x) for x in np.any(finite, axis=0).reshape(-1)]
+    last_row = close.shape[0] - 1 - np.argmax(finite[::-1], axis=0)
+    values = close[last_row, np.arange(close.shape[1])]
+    return {s: float(v) for s, v, ok in zip(snap.panel.symbols, values, has, strict=True) if ok}
 
 
 def _intent(dec: pipeline.Decision, snap: MarketSnapshot) -> OrderIntentSpec:

@@ -35,18 +35,18 @@ import datetime as dt
 import pickle
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 from actors.data_feed.panel import FloatArray
 from actors.messages import Signal
 from actors.strategies.base import Strategy, StrategyContext
 from actors.strategies.params import MlMomentumParams
+
+if TYPE_CHECKING:  # sklearn costs ~1.2 s to import: loaded on the first fit or load
+    from sklearn.pipeline import Pipeline
 
 FEATURES: tuple[str, ...] = (
     "ret1",
@@ -147,6 +147,8 @@ class MlMomentum(Strategy):
             pipeline = pickle.loads(state.pickled)  # noqa: S301
         except Exception as exc:  # any unpickling failure means "no usable model"
             raise ValueError(f"model state does not unpickle: {type(exc).__name__}: {exc}") from exc
+        from sklearn.pipeline import Pipeline
+
         if not isinstance(pipeline, Pipeline) or not hasattr(pipeline, "predict_proba"):
             raise ValueError(f"model state holds a {type(pipeline).__name__}, not a Pipeline")
         self._pipeline = pipeline
@@ -294,6 +296,10 @@ class MlMomentum(Strategy):
                 n_rows=n,
                 max_label_index=max_label,
             )
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+
         pipeline = Pipeline(
             [
                 ("scale", StandardScaler()),
