@@ -31,6 +31,7 @@ import structlog
 from anyio.abc import TaskStatus
 
 from actors.brokers.base import Broker
+from actors.brokers.instrumented import InstrumentedBroker
 from actors.brokers.prices import ProviderPriceSource
 from actors.brokers.sim import SimBroker
 from actors.data_feed.providers import BarProvider, make_provider
@@ -252,7 +253,7 @@ class Daemon:
             cache=BarCache(store),
             sessions_fn=calendar.sessions_between,
         )
-        broker = self._build_broker(store, calendar, provider)
+        broker = InstrumentedBroker(self._build_broker(store, calendar, provider), self.metrics)
         self.broker = broker
         sup = build_graph(
             settings=lambda: self.settings,
@@ -471,9 +472,10 @@ class Daemon:
                 _ask_or_error(sup, "risk_supervisor"),
                 _ask_or_error(sup, "kill_switches"),
                 _ask_or_error(sup, "data_feed"),
+                _ask_or_error(sup, "notifier"),
             )
             strategies = dict(zip(names, answers[: len(names)], strict=True))
-            cycle, kill_switches, data = answers[len(names) :]
+            cycle, kill_switches, data, notifications = answers[len(names) :]
             next_run = self.scheduler.next_run() if self.scheduler else None
             return {
                 "version": __version__,
@@ -484,6 +486,7 @@ class Daemon:
                 "cycle": cycle,
                 "kill_switches": kill_switches,
                 "data": data,
+                "notifications": notifications,
                 "strategies": strategies,
                 "actors": sup.status(),
                 "metrics_port": self.metrics_port,

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 LABEL_ALLOWLIST = frozenset(
     {"actor", "outcome", "status", "strategy", "command", "reason", "switch", "stage", "regime"}
-    | {"channel"}
+    | {"channel", "method", "error"}
     | {"version", "python", "le", "quantile"}
 )
 
@@ -201,6 +201,24 @@ class Metrics:
         self.last_reconciliation_success = Gauge(
             "tradingd_last_successful_reconciliation_timestamp_seconds",
             "Unix time of the last reconciliation that passed.",
+            registry=r,
+        )
+        self.broker_seconds = Histogram(
+            "tradingd_broker_request_duration_seconds",
+            "Latency of broker calls, by method.",
+            ["method"],
+            buckets=HANDLER_BUCKETS,
+            registry=r,
+        )
+        self.broker_errors = Counter(
+            "tradingd_broker_request_errors",
+            "Broker calls that raised, by method and error class.",
+            ["method", "error"],
+            registry=r,
+        )
+        self.broker_rate_limit_remaining = Gauge(
+            "tradingd_broker_rate_limit_remaining",
+            "Requests left in the broker's rate-limit window (Alpaca's X-Ratelimit-Remaining).",
             registry=r,
         )
         self.notifications = Counter(

@@ -1,0 +1,69 @@
+"""A ``Broker`` wrapper that measures every call: latency, errors by class, rate-limit headroom.
+
+Labels are bounded: the broker's name, the method (a fixed set) and the error
+class; never symbols or order ids.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from actors.brokers.base import (
+    Broker,
+    BrokerAccount,
+    BrokerOrder,
+    BrokerPosition,
+    MarketClock,
+    OrderRequest,
+)
+from daemon.metrics import Metrics
+
+T = TypeVar("T")
+
+
+class InstrumentedBroker:
+    """Delegates to ``inner`` and records ``tradingd_broker_request_*`` metrics."""
+
+    def __init__(self, inner: Broker, metrics: Metrics) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self._m = metrics
+
+    async def _call(self, method: str, fn: Callable[[], Awaitable[T]]) -> T:
+        started = time.perf_counter()
+        try:
+            result = await fn()
+        except Exception as exc:
+            self._m.broker_errors.labels(method=method, error=type(exc).__name__).inc()
+            raise
+        finally:
+            self._m.broker_seconds.labels(method=method).observe(time.perf_counter() - started)
+            remaining: Any = getattr(self.inner, "rate_limit_remaining", None)
+            if isinstance(remaining, int | float):
+                self._m.broker_rate_limit_remaining.set(remaining)
+        return result
+
+    async def account(self) -> BrokerAccount:
+        return await self._call("account", self.inner.account)
+
+    async def positions(self) -> list[BrokerPosition]:
+        return await self._call("positions", self.inner.positions)
+
+    async def order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
+        return await self._call(
+            "order_by_client_id", lambda: self.inner.order_by_client_id(client_order_id)
+        )
+
+    async def submit(self, request: OrderRequest) -> BrokerOrder:
+        return await self._call("submit", lambda: self.inner.submit(request))
+
+    async def cancel(self, client_order_id: str) -> None:
+        await self._call("cancel", lambda: self.inner.cancel(client_order_id))
+
+    async def clock(self) -> MarketClock:
+        return await self._call("clock", self.inner.clock)
+
+    async def close(self) -> None:
+        await self.inner.close()

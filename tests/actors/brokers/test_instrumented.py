@@ -1,0 +1,75 @@
+"""Broker calls are measured: latency per method, errors by class, rate-limit headroom."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from actors.brokers.base import (
+    BrokerAccount,
+    BrokerOrder,
+    BrokerPosition,
+    BrokerUnavailable,
+    MarketClock,
+    OrderRequest,
+)
+from actors.brokers.instrumented import InstrumentedBroker
+from daemon.metrics import Metrics
+
+
+class FlakyBroker:
+    name = "flaky"
+    rate_limit_remaining = 187
+
+    def __init__(self) -> None:
+        self.fail = False
+
+    async def account(self) -> BrokerAccount:
+        if self.fail:
+            raise BrokerUnavailable("HTTP 503")
+        return BrokerAccount(cash=1.0, equity=1.0, last_equity=1.0, buying_power=1.0)
+
+    async def positions(self) -> list[BrokerPosition]:
+        return []
+
+    async def order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
+        return None
+
+    async def submit(self, request: OrderRequest) -> BrokerOrder:
+        raise BrokerUnavailable("429")
+
+    async def cancel(self, client_order_id: str) -> None:
+        return None
+
+    async def clock(self) -> MarketClock:
+        now = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
+        return MarketClock(now, False, now, now)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_latency_errors_and_headroom_are_recorded() -> None:
+    """A good and a failing call are timed; the failure is counted by class; headroom set."""
+    metrics = Metrics()
+    inner = FlakyBroker()
+    broker = InstrumentedBroker(inner, metrics)
+    assert (await broker.account()).cash == 1.0
+    inner.fail = True
+    with pytest.raises(BrokerUnavailable):
+        await broker.account()
+    r = metrics.registry
+    assert (
+        r.get_sample_value("tradingd_broker_request_duration_seconds_count", {"method": "account"})
+        == 2
+    )
+    assert (
+        r.get_sample_value(
+            "tradingd_broker_request_errors_total",
+            {"method": "account", "error": "BrokerUnavailable"},
+        )
+        == 1
+    )
+    assert r.get_sample_value("tradingd_broker_rate_limit_remaining") == 187
+    assert broker.name == "flaky"
