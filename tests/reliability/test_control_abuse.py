@@ -195,10 +195,16 @@ try:
 except PermissionError:
     print("EACCES")
     sys.exit(0)
-s.sendall(b'{"cmd": "ping"}\\n')
+try:
+    s.sendall(b'{"cmd": "ping"}\\n')
+except (BrokenPipeError, ConnectionResetError):
+    pass  # a refused peer is answered and closed at once; the refusal is waiting to be read
 data = b""
 while not data.endswith(b"\\n"):
-    chunk = s.recv(4096)
+    try:
+        chunk = s.recv(4096)
+    except ConnectionResetError:
+        break
     if not chunk:
         break
     data += chunk
