@@ -613,6 +613,8 @@ async def test_supplementary_group_member_is_allowed(sock_path: Path) -> None:
     """A foreign uid whose supplementary groups include the socket's group may connect."""
     found = _supplementary_member()
     if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI needs a user with a supplementary group (as Debian's base image has)")
         pytest.skip("no user with a supplementary group on this machine")
     group, user = found
     server = ControlServer(
@@ -687,6 +689,8 @@ async def test_real_foreign_user_is_refused(short_dir: Path, sock_path: Path) ->
             pytest.fail("CI runs as root so this test can setuid to nobody")
         pytest.skip("needs root to run a child as nobody (outside CI)")
     if not SYSTEM_PYTHON.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{SYSTEM_PYTHON} is needed to run a child as nobody")
         pytest.skip(f"{SYSTEM_PYTHON} (readable by nobody) is missing")
     short_dir.chmod(0o711)
     with capture_logs() as logs:
