@@ -40,6 +40,7 @@ from daemon.errors import ConfigError
 from daemon.graph import MANUAL, build_graph
 from daemon.metrics import Metrics
 from daemon.store import Store
+from daemon.store.orders import OrderStore
 from daemon.store.signals import SignalStore
 
 #: Where in a session the backtest stands when it runs the cycle / marks the close.
@@ -228,12 +229,7 @@ async def run_backtest(
 
 
 async def _write_csvs(store: Store, result: BacktestResult) -> None:
-    rows = await store.fetchall(
-        "SELECT t.run_id, substr(t.executed_at, 1, 10) AS date, s.name AS strategy, t.symbol,"
-        " t.action, t.shares, t.requested_price, t.exec_price, t.slippage_cost,"
-        " t.commission_cost, t.total_cost, t.notional, t.intent_id"
-        " FROM trades t JOIN strategies s ON s.id = t.strategy_id ORDER BY t.id"
-    )
+    rows = await OrderStore(store).trade_ledger()
     columns = [
         "run_id", "date", "strategy", "symbol", "action", "shares", "requested_price",
         "exec_price", "slippage_cost", "commission_cost", "total_cost", "notional", "intent_id",
@@ -297,24 +293,8 @@ async def write_report(result: BacktestResult) -> str:
     """Write ``report.html`` (chart, metrics, funnel totals); return the summary table."""
     store = await Store.open(result.out / "backtest.db", lock=False, readonly=True)
     try:
-        fills = [
-            dict(r)
-            for r in await store.fetchall(
-                "SELECT s.name AS strategy, t.symbol, t.action, t.shares, t.exec_price,"
-                " t.commission_cost, t.slippage_cost, substr(t.executed_at, 1, 10) AS executed"
-                " FROM trades t JOIN strategies s ON s.id = t.strategy_id ORDER BY t.id"
-            )
-        ]
-        funnel = [
-            dict(r)
-            for r in await store.fetchall(
-                "SELECT strategy_name AS strategy, SUM(raw_signals_count) AS raw,"
-                " SUM(after_regime_count) AS after_regime,"
-                " SUM(after_correlation_count) AS after_correlation,"
-                " SUM(after_risk_count) AS after_risk, SUM(executed_count) AS executed"
-                " FROM signal_funnel GROUP BY strategy_name ORDER BY strategy_name"
-            )
-        ]
+        fills = await OrderStore(store).fills()
+        funnel = await SignalStore(store).funnel_totals()
     finally:
         await store.close()
 

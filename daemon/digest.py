@@ -60,17 +60,13 @@ async def digest_data(store: Store, record: CycleRecord, *, chart: bool = True) 
     states = BrokerStateStore(store)
     recon = await states.latest("RECONCILIATION")
     curve = [(d, e) for d, e in await states.equity_curve() if d <= record.asof]
-    all_fills = await store.fetchall(
-        "SELECT s.name AS strategy, t.symbol, t.action, t.shares, t.exec_price,"
-        " t.commission_cost, t.slippage_cost, t.executed_at FROM trades t"
-        " JOIN strategies s ON s.id = t.strategy_id ORDER BY t.id"
-    )
+    all_fills = await orders.fills()
     equity = pd.Series(
         [e for _, e in curve], index=pd.to_datetime([d for d, _ in curve]), dtype=float
     )
 
     def compute() -> tuple[dict[str, Any], bytes | None]:
-        closed = closed_trades_from_fills([FillRecord.from_mapping(dict(r)) for r in all_fills])
+        closed = closed_trades_from_fills([FillRecord.from_mapping(r) for r in all_fills])
         perf = summarize(equity, closed).as_dict()
         png = equity_chart_png(equity, title="Equity (end of each cycle)") if chart else None
         return perf, png

@@ -38,6 +38,7 @@ from daemon.metrics import Metrics
 from daemon.store import CycleJournal, Store
 from daemon.store.bars import BarCache
 from daemon.store.broker_state import BrokerStateStore
+from daemon.store.orders import OrderStore
 from daemon.store.rewind import rewind_to
 from daemon.store.signals import SignalStore
 
@@ -65,7 +66,7 @@ async def replay(
                 raise Refusal(f"no live cycle was recorded for {day}")
             run = runs[-1]
             live_signals = await _signals(live, run.run_id)
-            live_orders = await _orders(live, day)
+            live_orders = await OrderStore(live).intent_sizes(day)
             await live.backup_to(copy)
         finally:
             await live.close()
@@ -157,15 +158,6 @@ async def _replay_on_copy(
 async def _signals(store: Store, run_id: str) -> dict[Key, int]:
     rows = await SignalStore(store).signals_for_run(run_id)
     return {(r["strategy"], r["symbol"], r["signal_type"]): int(r["shares"] or 0) for r in rows}
-
-
-async def _orders(store: Store, day: dt.date) -> dict[Key, int]:
-    rows = await store.fetchall(
-        "SELECT strategy, symbol, side, target_qty FROM order_intents"
-        " WHERE asof_date = ? AND intent_kind IN ('ENTRY', 'EXIT', 'STOP')",
-        (day.isoformat(),),
-    )
-    return {(r["strategy"], r["symbol"], r["side"]): int(r["target_qty"]) for r in rows}
 
 
 def _diff(live: dict[Key, int], replayed: dict[Key, int]) -> dict[str, list[dict[str, Any]]]:

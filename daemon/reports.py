@@ -27,23 +27,17 @@ async def write_reports(
         raise Refusal(f"no state database at {db}")
     store = await Store.open(db, lock=False, readonly=True)
     try:
-        rows = await store.fetchall(
-            "SELECT run_id, asof_date FROM cycles WHERE status != 'running' ORDER BY started_at"
-        )
-        last_per_day: dict[str, str] = {}
-        for r in rows:
-            last_per_day[r["asof_date"]] = r["run_id"]
+        journal = CycleJournal(store)
+        last_per_day = await journal.last_finished_per_day()
         days = sorted(last_per_day)
         if start is not None or end is not None:
-            lo = (start or dt.date.min).isoformat()
-            hi = (end or dt.date.max).isoformat()
+            lo, hi = start or dt.date.min, end or dt.date.max
             days = [d for d in days if lo <= d <= hi]
         elif days:
             days = days[-1:]
         if not days:
             raise Refusal("no finished cycle in that range")
         await anyio.Path(out).mkdir(parents=True, exist_ok=True)
-        journal = CycleJournal(store)
         written: list[Path] = []
         for day in days:
             record = await journal.get(last_per_day[day])

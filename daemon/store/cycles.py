@@ -101,6 +101,13 @@ class CycleJournal:
         )
         return row is not None
 
+    async def last_finished_per_day(self) -> dict[dt.date, str]:
+        """Session -> run id of its last finished (not running) cycle."""
+        rows = await self._store.fetchall(
+            "SELECT run_id, asof_date FROM cycles WHERE status != 'running' ORDER BY started_at"
+        )
+        return {dt.date.fromisoformat(r["asof_date"]): r["run_id"] for r in rows}
+
     async def unfinished(self) -> list[CycleRecord]:
         """Cycles a crash interrupted (status still 'running')."""
         rows = await self._store.fetchall(

@@ -474,6 +474,34 @@ class OrderStore:
         )
         return baseline + (float(row[0]) if row is not None else 0.0)
 
+    async def fills(self) -> list[dict[str, Any]]:
+        """Every trade as a fill for the performance report (``executed`` is the date)."""
+        rows = await self._store.fetchall(
+            "SELECT s.name AS strategy, t.symbol, t.action, t.shares, t.exec_price,"
+            " t.commission_cost, t.slippage_cost, substr(t.executed_at, 1, 10) AS executed"
+            " FROM trades t JOIN strategies s ON s.id = t.strategy_id ORDER BY t.id"
+        )
+        return [dict(r) for r in rows]
+
+    async def trade_ledger(self) -> list[dict[str, Any]]:
+        """Every trade with its date, strategy name and intent (the backtest's trades.csv)."""
+        rows = await self._store.fetchall(
+            "SELECT t.run_id, substr(t.executed_at, 1, 10) AS date, s.name AS strategy,"
+            " t.symbol, t.action, t.shares, t.requested_price, t.exec_price, t.slippage_cost,"
+            " t.commission_cost, t.total_cost, t.notional, t.intent_id"
+            " FROM trades t JOIN strategies s ON s.id = t.strategy_id ORDER BY t.id"
+        )
+        return [dict(r) for r in rows]
+
+    async def intent_sizes(self, asof: dt.date) -> dict[tuple[str, str, str], int]:
+        """(strategy, symbol, side) -> qty of the cycle's own intents on ``asof`` (not flatten)."""
+        rows = await self._store.fetchall(
+            "SELECT strategy, symbol, side, target_qty FROM order_intents"
+            " WHERE asof_date = ? AND intent_kind IN ('ENTRY', 'EXIT', 'STOP')",
+            (asof.isoformat(),),
+        )
+        return {(r["strategy"], r["symbol"], r["side"]): int(r["target_qty"]) for r in rows}
+
     async def trades_for(self, run_id: str) -> list[dict[str, Any]]:
         rows = await self._store.fetchall(
             "SELECT t.*, s.name AS strategy FROM trades t JOIN strategies s"

@@ -160,6 +160,17 @@ class SignalStore:
             for r in rows
         ]
 
+    async def funnel_totals(self) -> list[dict[str, Any]]:
+        """Funnel counts summed over every run, per strategy (a backtest's report)."""
+        rows = await self._store.fetchall(
+            "SELECT strategy_name AS strategy, SUM(raw_signals_count) AS raw,"
+            " SUM(after_regime_count) AS after_regime,"
+            " SUM(after_correlation_count) AS after_correlation,"
+            " SUM(after_risk_count) AS after_risk, SUM(executed_count) AS executed"
+            " FROM signal_funnel GROUP BY strategy_name ORDER BY strategy_name"
+        )
+        return [dict(r) for r in rows]
+
     async def log_rejection(
         self,
         run_id: str,
