@@ -8,17 +8,13 @@ at most once (one POST, one order per client order id), the database passes
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import random
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
-import textwrap
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -26,9 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.data_feed.params import DEFAULT_UNIVERSE
-from actors.data_feed.providers.synthetic import SyntheticProvider
-from daemon.calendar import ExchangeCalendar
+from tests.fakes.alpaca_daemon import alpaca_workdir, priced_fake
 from tests.fakes.alpaca_trading_server import FakeAlpacaTradingServer
 
 SESSIONS = ("2026-11-17", "2026-11-18", "2026-11-19", "2026-11-20", "2026-11-23")
@@ -38,38 +32,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def fake() -> Iterator[FakeAlpacaTradingServer]:
-    calendar = ExchangeCalendar("XNYS")
-    last = calendar.previous_session(dt.date.fromisoformat(SESSIONS[0]))
-    bars = SyntheticProvider().generate(list(DEFAULT_UNIVERSE), last, last)
-    prices = {str(r.symbol): float(r.close) for r in bars.itertuples()}
-    with FakeAlpacaTradingServer(prices=prices, fill_mode="immediate") as server:
+    with priced_fake(SESSIONS[0], fill_mode="immediate") as server:
         yield server
 
 
 @pytest.fixture
 def workdir(fake: FakeAlpacaTradingServer) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="td-crash-", dir="/tmp"))
-    (path / "tradingd.toml").write_text(
-        textwrap.dedent(
-            f"""
-            [daemon]
-            state_dir = "{path / "state"}"
-            run_dir = "{path / "run"}"
-            log_json = true
-            [metrics]
-            port = 0
-            [schedule]
-            run_on_start = false
-            catch_up = false
-            [broker]
-            kind = "alpaca"
-            base_url = "{fake.url}"
-            timeout_s = 5.0
-            """
-        )
-    )
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with alpaca_workdir(fake, "td-crash-") as path:
+        yield path
 
 
 def start(workdir: Path, fake: FakeAlpacaTradingServer, asof: str) -> subprocess.Popen[str]:

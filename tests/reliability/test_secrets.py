@@ -11,15 +11,11 @@ reply or in the database file.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import textwrap
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -27,9 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.data_feed.params import DEFAULT_UNIVERSE
-from actors.data_feed.providers.synthetic import SyntheticProvider
-from daemon.calendar import ExchangeCalendar
+from tests.fakes.alpaca_daemon import alpaca_workdir, priced_fake
 from tests.fakes.alpaca_trading_server import FakeAlpacaTradingServer
 
 ASOF = "2026-11-23"
@@ -58,38 +52,14 @@ def leaks(text: str) -> list[str]:
 
 @pytest.fixture
 def fake() -> Iterator[FakeAlpacaTradingServer]:
-    calendar = ExchangeCalendar("XNYS")
-    last = calendar.previous_session(dt.date.fromisoformat(ASOF))
-    bars = SyntheticProvider().generate(list(DEFAULT_UNIVERSE), last, last)
-    prices = {str(s): float(c) for s, c in zip(bars["symbol"], bars["close"], strict=True)}
-    with FakeAlpacaTradingServer(KEY, SECRET, prices=prices) as server:
+    with priced_fake(ASOF, KEY, SECRET) as server:
         yield server
 
 
 @pytest.fixture
 def workdir(fake: FakeAlpacaTradingServer) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="td-sec-", dir="/tmp"))
-    (path / "tradingd.toml").write_text(
-        textwrap.dedent(
-            f"""
-            [daemon]
-            state_dir = "{path / "state"}"
-            run_dir = "{path / "run"}"
-            log_json = true
-            [metrics]
-            port = 0
-            [schedule]
-            run_on_start = false
-            catch_up = false
-            [broker]
-            kind = "alpaca"
-            base_url = "{fake.url}"
-            timeout_s = 5.0
-            """
-        )
-    )
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with alpaca_workdir(fake, "td-sec-") as path:
+        yield path
 
 
 def base_env() -> dict[str, str]:
