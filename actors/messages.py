@@ -141,11 +141,18 @@ class CycleTrigger(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class StartCycle:
-    """Run the daily cycle for the session ``asof``."""
+    """Run the daily cycle for the session ``asof``.
+
+    A trading date whose cycle completed is done: another ``StartCycle`` for it
+    is refused unless ``force``; a forced re-run sends exits and stop checks
+    only, never a second round of entries, unless ``allow_entries`` too.
+    """
 
     run_id: str
     asof: dt.date
     trigger: CycleTrigger = CycleTrigger.SCHEDULE
+    force: bool = False
+    allow_entries: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +173,23 @@ class SymbolRejected:
 
 
 @dataclass(frozen=True, slots=True)
+class LastPrice:
+    """A symbol's last good close and the session it is from."""
+
+    price: float
+    session: dt.date
+
+
+@dataclass(frozen=True, slots=True)
 class MarketSnapshot:
-    """Validated bars through the close of the session before ``asof``, with indicators."""
+    """Validated bars through the close of the session before ``asof``, with indicators.
+
+    ``panel`` holds only the symbols fit to trade on; ``last_prices`` holds the
+    last good close of *every* universe symbol that has one, rejected ones
+    included (bars removed as bad prints excluded), so an open position is
+    still checked against its stop when its symbol's data is bad today.
+    ``notes`` lists repairs the feed made (a bar removed as a bad print).
+    """
 
     run_id: str
     asof: dt.date
@@ -176,6 +198,9 @@ class MarketSnapshot:
     volatility_index: float | None
     rejected: tuple[SymbolRejected, ...] = ()
     provider: str = ""
+    last_prices: dict[str, LastPrice] = field(default_factory=dict)
+    volatility_index_date: dt.date | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +249,8 @@ class GenerateSignals:
 
     snapshot: MarketSnapshot
     positions: tuple[HeldPosition, ...] = ()
-    capital: float = 0.0
+    capital: float = 0.0  # the strategy's allocation: caps a position by cash
+    risk_capital: float = 0.0  # the base the risk per trade is a share of (0: ``capital``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +335,7 @@ class OrderIntentSpec:
     atr: float = 0.0
     signal_id: int | None = None
     reason: str = ""
+    stop_atr_multiple: float | None = None  # the entry's stop distance in ATRs (None: default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,6 +421,7 @@ class ReconciliationReport:
     at: dt.datetime
     error: str | None = None
     can_trade: bool = True  # the account's trading_blocked / account_blocked / suspended flags
+    broker_last_equity: float | None = None  # equity at the previous session's close
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ Errors say what the caller must do:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -168,5 +169,9 @@ class Broker(Protocol):
     async def cancel(self, client_order_id: str) -> None: ...
 
     async def clock(self) -> MarketClock: ...
+
+    async def closing_equity(self, sessions: Sequence[dt.date]) -> dict[dt.date, float]:
+        """Account equity at the close of each of ``sessions`` it can tell (others omitted)."""
+        ...
 
     async def close(self) -> None: ...

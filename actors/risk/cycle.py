@@ -86,6 +86,8 @@ log = structlog.get_logger()
 
 #: Kill switch tripped when the broker says the account may not trade.
 BROKER_BLOCKED = "broker_trading_blocked"
+#: What blocks entries in a forced re-run of a trading date whose cycle completed.
+DAY_ALREADY_TRADED = "day_already_traded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +139,15 @@ class Cycle:
         msg: StartCycle,
         *,
         plan: bool = False,
+        entries_blocked: str | None = None,
     ) -> None:
         self.d = deps
         self.params = strategies
         self.risk = risk
         self.msg = msg
         self.plan = plan
+        # Set for a forced re-run of a completed trading date: exits and stops only.
+        self.entries_blocked = entries_blocked
         self.started = time.perf_counter()
 
     # ------------------------------------------------------------ entry point
@@ -157,6 +162,8 @@ class Cycle:
         # 1. kill switches
         switches: list[SwitchView] = await d.kill_switches.ask(GetKillSwitches())
         blocking = entries_blocked(switches)
+        if self.entries_blocked is not None:
+            blocking = [*blocking, SwitchView(DAY_ALREADY_TRADED, self.entries_blocked, "cycle")]
 
         # 2. market data
         answer = await d.data_feed.ask(
