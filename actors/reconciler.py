@@ -21,12 +21,19 @@ state or the actor starts again with the broker reachable.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import structlog
 
 from actors.brokers.base import Broker, BrokerAccount, BrokerPosition
-from actors.messages import AdoptBrokerState, GetStatus, Reconcile, ReconciliationReport
+from actors.messages import (
+    AdoptBrokerState,
+    GetClosingEquity,
+    GetStatus,
+    Reconcile,
+    ReconciliationReport,
+)
 from actors.reconcile import compare
 from daemon.actor import Actor, handles
 from daemon.clock import Clock
@@ -186,8 +193,20 @@ class Reconciler(Actor):
                 can_trade=account.can_trade,
                 at=now,
                 error=missing,
+                broker_last_equity=account.last_equity,
             )
         )
+
+    @handles(GetClosingEquity)
+    async def closing_equity(self, msg: GetClosingEquity) -> dict[dt.date, float]:
+        """The account's equity at the close of ``msg.sessions``, as far as the broker knows."""
+        try:
+            return await self._broker.closing_equity(msg.sessions)
+        except FatalError:
+            raise
+        except TradingdError as exc:
+            log.warning("closing_equity_failed", error=_describe(exc))
+            return {}
 
     @handles(AdoptBrokerState)
     async def adopt(self, msg: AdoptBrokerState) -> ReconciliationReport:

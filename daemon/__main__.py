@@ -1,15 +1,28 @@
 """``tradingd``: run the daemon, or check its configuration.
 
-Exit codes: 0 success; 1 a cycle run with ``--once`` did not complete, or a
-fatal runtime error (the store, the socket), or a refused ``restore`` (the daemon
-is running, the backup is damaged); 2 usage; 78 (EX_CONFIG) a bad
-configuration, named in one line on stderr.
+``run --once`` runs the cycle of ``--asof`` (default: ``trading_date`` of now,
+see ``daemon.calendar``). A trading date whose cycle completed is done: the run
+places nothing, prints one line naming the completed run and when, and exits 0;
+``--force`` re-runs exits and stop checks only, ``--force --allow-entries`` a
+whole cycle.
+
+``TRADINGD_FAKE_NOW`` (an ISO 8601 instant with offset) starts the process's
+clock at that instant, running forward at real speed: a test and drill hook,
+logged as the warning ``fake_clock_in_use`` and refused (exit 78) for a
+live-money broker account.
+
+Exit codes: 0 success (a done date included); 1 a cycle run with ``--once`` did
+not complete, or a fatal runtime error (the store, the socket), or a refused
+``restore`` (the daemon is running, the backup is damaged); 2 usage; 78
+(EX_CONFIG) a bad configuration or ``TRADINGD_FAKE_NOW``, named in one line on
+stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +30,7 @@ import anyio
 import structlog
 
 from daemon import __version__
+from daemon.clock import FAKE_NOW_ENV, Clock, OffsetClock, WallClock, fake_now_from
 from daemon.config import EX_CONFIG, Settings, load_settings, render_check_config
 from daemon.errors import ConfigError, FatalError
 
@@ -31,7 +45,19 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon in the foreground (the default)")
     run.add_argument("--config", type=Path, help="TOML file (default: $TRADINGD_CONFIG)")
     run.add_argument("--once", action="store_true", help="run one cycle now, then exit")
-    run.add_argument("--asof", type=_date, help="with --once: the session to run (YYYY-MM-DD)")
+    run.add_argument(
+        "--asof", type=_date, help="with --once: the trading date to run (default: now's)"
+    )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="with --once: re-run a date whose cycle completed (exits and stop checks only)",
+    )
+    run.add_argument(
+        "--allow-entries",
+        action="store_true",
+        help="with --force: let the re-run place new entries too",
+    )
 
     bt = sub.add_parser("backtest", help="replay history through the same actors")
     bt.add_argument("--from", dest="start", type=_date, required=True, metavar="DATE")
@@ -73,11 +99,24 @@ def _date(text: str) -> dt.date:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     command = args.command or "run"
+    if command == "run":
+        if getattr(args, "allow_entries", False) and not args.force:
+            parser.error("--allow-entries needs --force (it only applies to a forced re-run)")
+        if (args.asof or args.force) and not args.once:
+            parser.error("--asof and --force need --once")
     config_path: Path | None = getattr(args, "config", None)
+    # The fake clock is not a setting: keep it out of what load_settings (and reload) sees.
+    environ = {k: v for k, v in os.environ.items() if k != FAKE_NOW_ENV}
     try:
-        settings = load_settings(config_path)
+        fake_now = fake_now_from(os.environ)
+    except ValueError as exc:
+        print(f"tradingd: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    try:
+        settings = load_settings(config_path, environ)
     except ConfigError as exc:
         print(f"tradingd: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -92,23 +131,50 @@ def main(argv: list[str] | None = None) -> int:
         return _report(settings, args.out, args.start, args.end)
     if command == "restore":
         return _restore(settings, args.file)
+    if fake_now is not None and settings.broker.live_trading:
+        print(
+            f"tradingd: {FAKE_NOW_ENV} is refused: the broker is a live-money account"
+            " (a fake clock is for tests and drills only)",
+            file=sys.stderr,
+        )
+        return EX_CONFIG
+    run = command == "run"
     return _run(
         settings,
         config_path,
+        environ,
+        fake_now,
         once=getattr(args, "once", False),
-        asof=args.asof if command == "run" else None,
+        asof=args.asof if run else None,
+        force=args.force if run else False,
+        allow_entries=args.allow_entries if run else False,
     )
 
 
-def _run(settings: Settings, config_path: Path | None, *, once: bool, asof: dt.date | None) -> int:
+def _run(
+    settings: Settings,
+    config_path: Path | None,
+    environ: dict[str, str],
+    fake_now: dt.datetime | None,
+    *,
+    once: bool,
+    asof: dt.date | None,
+    force: bool,
+    allow_entries: bool,
+) -> int:
     from daemon.app import Daemon  # imported here: check-config stays light
     from daemon.logging import configure_logging
 
     configure_logging(level=settings.daemon.log_level, json=settings.daemon.log_json)
     log = structlog.get_logger()
-    daemon = Daemon(settings, config_path=config_path)
+    clock: Clock = WallClock() if fake_now is None else OffsetClock.starting_at(fake_now)
+    if fake_now is not None:
+        log.warning("fake_clock_in_use", variable=FAKE_NOW_ENV, now=fake_now.isoformat())
+    daemon = Daemon(settings, config_path=config_path, environ=environ, clock=clock)
     try:
-        return anyio.run(lambda: daemon.run(once=once, asof=asof))
+        return anyio.run(
+            lambda: daemon.run(once=once, asof=asof, force=force, allow_entries=allow_entries)
+        )
     except FatalError as exc:
         log.critical("daemon_fatal", error_type=type(exc).__name__, error=str(exc))
         print(f"tradingd: {exc}", file=sys.stderr)

@@ -57,11 +57,11 @@ from actors.notifier.actor import Flush, Notifier
 from actors.notifier.channels import Channel, EmailChannel, Message, WebhookChannel
 from actors.notifier.digest import render_digest
 from actors.risk import auto_switches, switches
-from actors.risk.supervisor import PlanCycle, WaitCycle
+from actors.risk.supervisor import CycleAlreadyCompleted, PlanCycle, WaitCycle
 from actors.strategies.registry import STRATEGY_CLASSES
 from daemon import __version__
 from daemon.backup import backup_command, daily_backups
-from daemon.calendar import ExchangeCalendar
+from daemon.calendar import ExchangeCalendar, trading_date
 from daemon.clock import Clock, WallClock
 from daemon.config import Settings, alpaca_key_mismatch, load_settings
 from daemon.control import CommandError, CommandTable, ControlServer
@@ -130,9 +130,14 @@ class Daemon:
         *,
         once: bool = False,
         asof: dt.date | None = None,
+        force: bool = False,
+        allow_entries: bool = False,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> int:
-        """Run until SIGTERM/SIGINT (or, with ``once``, one cycle); the process exit code."""
+        """Run until SIGTERM/SIGINT (or, with ``once``, one cycle); the process exit code.
+
+        ``force`` and ``allow_entries`` are the once-cycle's (see ``StartCycle``).
+        """
         cfg = self.settings
         store = await Store.open(cfg.daemon.db_path)
         self.store = store
@@ -198,7 +203,9 @@ class Daemon:
                 self._ready.set()
                 task_status.started()
                 if once:
-                    exit_code = await self._run_once(calendar, asof)
+                    exit_code = await self._run_once(
+                        calendar, asof, force=force, allow_entries=allow_entries
+                    )
                 else:
                     await self._stop.wait()
                 self.notifier.stopping()
@@ -228,12 +235,27 @@ class Daemon:
         with scope:
             await fn(task_status=task_status)
 
-    async def _run_once(self, calendar: ExchangeCalendar, asof: dt.date | None) -> int:
+    async def _run_once(
+        self,
+        calendar: ExchangeCalendar,
+        asof: dt.date | None,
+        *,
+        force: bool = False,
+        allow_entries: bool = False,
+    ) -> int:
+        """One cycle for ``asof`` (default: the trading date now); a done date places nothing."""
         assert self.supervisor is not None
-        day = asof or trading_session(self.clock, calendar)
+        day = asof or trading_date(self.clock.now(), calendar)
         risk = self.supervisor.ref("risk_supervisor")
         run_id = default_run_id(day, CycleTrigger.START, self.clock.now())
-        await risk.ask(StartCycle(run_id, day, CycleTrigger.START))
+        start = StartCycle(run_id, day, CycleTrigger.START, force, allow_entries)
+        try:
+            await risk.ask(start)
+        except CycleAlreadyCompleted as exc:
+            # A done date is not an error: nothing to do, and the operator is told why.
+            log.info("cycle_refused", asof=str(day), completed_run=exc.run_id, reason=str(exc))
+            print(f"tradingd: {exc}", flush=True)
+            return 0
         result: CycleCompleted = await risk.ask(WaitCycle(run_id), timeout=3600)
         # The digest is queued by now; deliver it before the process exits.
         await self.supervisor.ref("notifier").ask(Flush(timeout_s=60.0), timeout=90)
@@ -495,13 +517,27 @@ class Daemon:
             }
 
         async def run_cycle(args: dict[str, Any]) -> dict[str, Any]:
-            day = _parse_date(args.get("asof")) or trading_session(self.clock, calendar)
+            day = _parse_date(args.get("asof")) or trading_date(self.clock.now(), calendar)
             if not calendar.is_session(day):
                 raise CommandError(f"asof {day} is not a trading session", arg="asof")
+
+            def flag(name: str) -> bool:
+                value = args.get(name, False)
+                if not isinstance(value, bool):
+                    raise CommandError(f"must be true or false, not {value!r}", arg=name)
+                return value
+
+            force, allow_entries = flag("force"), flag("allow_entries")
+            if allow_entries and not force:
+                raise CommandError(
+                    "needs force (--force): it only applies to a forced re-run",
+                    arg="allow_entries",
+                )
             run_id = default_run_id(day, CycleTrigger.OPERATOR, self.clock.now())
+            start = StartCycle(run_id, day, CycleTrigger.OPERATOR, force, allow_entries)
             try:
-                await risk.ask(StartCycle(run_id, day, CycleTrigger.OPERATOR))
-            except Refusal as exc:  # a cycle is already running
+                await risk.ask(start)
+            except Refusal as exc:  # a cycle is running, or the date is done
                 raise CommandError(str(exc)) from exc
             if args.get("wait"):
                 done: CycleCompleted = await risk.ask(WaitCycle(run_id), timeout=3600)
@@ -632,7 +668,7 @@ class Daemon:
 
         async def flatten(args: dict[str, Any]) -> dict[str, Any]:
             target = str(args.get("target") or "").strip() or None
-            day = trading_session(self.clock, calendar)
+            day = trading_date(self.clock.now(), calendar)
             run_id = default_run_id(day, CycleTrigger.OPERATOR, self.clock.now())
             try:
                 result: OrderResults = await manager.ask(Flatten(run_id, day, target), timeout=600)
@@ -641,7 +677,7 @@ class Daemon:
             return {"orders": [_result_dict(r) for r in result.results]}
 
         async def plan(args: dict[str, Any]) -> dict[str, Any]:
-            day = _parse_date(args.get("asof")) or trading_session(self.clock, calendar)
+            day = _parse_date(args.get("asof")) or trading_date(self.clock.now(), calendar)
             run_id = default_run_id(day, CycleTrigger.OPERATOR, self.clock.now())
             result: dict[str, Any] = await risk.ask(PlanCycle(run_id, day), timeout=600)
             return result
@@ -711,7 +747,10 @@ class Daemon:
         table.register("ping", ping, "Answer pong with the daemon's version.")
         table.register("status", status, "Actors, last and next cycle, kill switches, versions.")
         table.register(
-            "run-cycle", run_cycle, "Run a cycle now (args: asof=DATE, wait=true).", timeout_s=3600
+            "run-cycle",
+            run_cycle,
+            "Run a cycle now (args: asof=DATE, wait=true, force=true, allow_entries=true).",
+            timeout_s=3600,
         )
         table.register("halt", halt, "Trip the trading_halted kill switch (args: reason).")
         table.register("resume", resume, "Clear trading_halted, or args switch=NAME.")
@@ -787,15 +826,6 @@ def build_channels(settings: Settings) -> list[Channel]:
 async def _digest_message(store: Store, event: CycleCompleted) -> Message:
     """The daily digest of ``event``'s cycle, read from the store."""
     return render_digest(await digest_data(store, await find_cycle(store, run_id=event.run_id)))
-
-
-def trading_session(clock: Clock, calendar: ExchangeCalendar) -> dt.date:
-    """The session a cycle started now trades in: today until its close, else the next."""
-    now = clock.now()
-    today = now.astimezone(calendar.tz).date()
-    if calendar.is_session(today) and now < calendar.session_close(today):
-        return today
-    return calendar.next_session(today)
 
 
 def _report_dict(report: ReconciliationReport) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from daemon.errors import ConfigError
 from daemon.graph import MANUAL, build_graph
 from daemon.metrics import Metrics
 from daemon.store import Store
+from daemon.store.equity import EquityCloses
 from daemon.store.orders import OrderStore
 from daemon.store.signals import SignalStore
 
@@ -171,7 +172,13 @@ async def run_backtest(
     first = calendar.sessions_back(
         calendar.previous_session(sessions[0]), settings.data.history_days
     )
-    market = await PrecomputedMarket.load(provider, universe.symbols, first[0], sessions[-1])
+    market = await PrecomputedMarket.load(
+        provider,
+        universe.symbols,
+        first[0],
+        sessions[-1],
+        validation=settings.data.validation,
+    )
     result = BacktestResult(out=out, sessions=sessions, load_seconds=time.perf_counter() - loading)
 
     store = await Store.open(db_path, scratch=True)
@@ -203,6 +210,7 @@ async def run_backtest(
             write_events=False,
             supervisor_clock=WallClock(),
         )
+        closes = EquityCloses(store)
         started = time.perf_counter()
         async with anyio.create_task_group() as tg:
             await tg.start(sup.run)
@@ -217,6 +225,8 @@ async def run_backtest(
                 clock.set_time(calendar.session_close(day) + AFTER_CLOSE)
                 account = await broker.account()
                 result.equity.append((day, account.equity, account.cash))
+                # The closing mark the daily-loss breaker compares the next session with.
+                await closes.record(day, account.equity, "session_close", clock.now())
                 bar.step()
             bar.done()
             await sup.stop()

@@ -250,3 +250,26 @@ class ExchangeCalendar:
             closes=_utc_datetimes(cal.closes),
             early_closes=frozenset(_dates(cal.early_closes)),
         )
+
+
+def trading_date(now: dt.datetime, calendar: ExchangeCalendar) -> dt.date:
+    """The trading date a cycle started at ``now`` belongs to: the session its orders trade in.
+
+    With ``today`` the exchange-local date of ``now``:
+
+    - before the open of a session day: that day (the cycle runs on the last
+      close; its orders fill at today's open);
+    - during the session (open <= now < close): that day;
+    - at or after the close: the next session (today's bar is complete; the
+      orders fill at the next open), early closes counted from their early close;
+    - weekends and holidays: the next session.
+
+    It depends on the instant and the calendar only (never on the machine's
+    zone); DST needs no special case, as closes are compared as aware instants.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"trading_date needs an aware datetime, got naive {now.isoformat()}")
+    today = now.astimezone(calendar.tz).date()
+    if calendar.is_session(today) and now < calendar.session_close(today):
+        return today
+    return calendar.next_session(today)

@@ -3,6 +3,9 @@
 ``WallClock`` is the real one. ``SimClock`` is driven by ``advance()`` (tests) or,
 with ``auto_advance=True``, jumps straight to the earliest pending deadline
 whenever somebody sleeps (backtests replay days as fast as the CPU allows).
+``OffsetClock`` is the wall clock shifted by a fixed offset: a whole process
+(``TRADINGD_FAKE_NOW``, a test and drill hook) lives at another instant and
+time runs forward at real speed from there.
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ import datetime as dt
 import heapq
 import itertools
 import time
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Final, Protocol, runtime_checkable
 
 UTC = dt.UTC
+
+#: Start a process's clock at this ISO 8601 instant (with offset); tests and drills only.
+FAKE_NOW_ENV: Final = "TRADINGD_FAKE_NOW"
 
 
 @runtime_checkable
@@ -58,6 +65,47 @@ class WallClock:
             if remaining <= 0:
                 return
             await asyncio.sleep(min(remaining, 60.0))
+
+
+class OffsetClock(WallClock):
+    """The wall clock plus a fixed offset: another instant, running at real speed.
+
+    ``sleep_until`` works as ``WallClock``'s does (bounded steps against ``now()``),
+    so schedules fire at the shifted instants.
+    """
+
+    def __init__(self, offset: dt.timedelta) -> None:
+        self.offset = offset
+
+    @classmethod
+    def starting_at(cls, start: dt.datetime) -> OffsetClock:
+        """A clock that reads ``start`` now and runs forward from it."""
+        if start.tzinfo is None or start.utcoffset() is None:
+            raise ValueError("OffsetClock start must be timezone-aware")
+        return cls(start.astimezone(UTC) - dt.datetime.now(UTC))
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(UTC) + self.offset
+
+
+def parse_fake_now(text: str) -> dt.datetime:
+    """``TRADINGD_FAKE_NOW``'s value as an aware UTC datetime; ValueError naming the variable."""
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(
+            f"{FAKE_NOW_ENV}={text!r} must be an ISO 8601 instant with an offset,"
+            " e.g. 2026-11-23T09:47:00-05:00"
+        )
+    return when.astimezone(UTC)
+
+
+def fake_now_from(environ: Mapping[str, str]) -> dt.datetime | None:
+    """The instant ``TRADINGD_FAKE_NOW`` asks for, or None when it is unset or empty."""
+    text = environ.get(FAKE_NOW_ENV, "")
+    return parse_fake_now(text) if text.strip() else None
 
 
 class SimClock:

@@ -49,6 +49,7 @@ from actors.risk.params import (
     PendingParams,
     RegimeParams,
     RiskParams,
+    SizingBase,
 )
 from actors.strategies.params import StrategiesParams
 from daemon.errors import ConfigError
@@ -57,6 +58,7 @@ EX_CONFIG: Final = 78
 """Exit status for a configuration error (sysexits.h ``EX_CONFIG``)."""
 
 CONFIG_ENV: Final = "TRADINGD_CONFIG"
+FAKE_NOW_ENV: Final = "TRADINGD_FAKE_NOW"  # the process clock (daemon.clock), not a setting
 ENV_PREFIX: Final = "TRADINGD_"
 ENV_SEPARATOR: Final = "__"
 
@@ -243,7 +245,19 @@ class RiskSettings(_Section):
     max_consecutive_failures: int = Field(default=3, ge=1, description="failed cycles in a row")
     max_rejection_rate: float = Field(default=0.5, gt=0, le=1, description="rejected / orders")
     min_rejections: int = Field(default=5, ge=1, description="rejections before the rate counts")
-    stop_atr_multiple: float = Field(default=3.0, gt=0, description="catastrophe stop distance")
+    max_drawdown: float = Field(
+        default=0.15, gt=0, le=1, description="equity below its high-water mark (latched)"
+    )
+    stop_atr_multiple: float = Field(
+        default=3.0,
+        gt=0,
+        le=20,
+        description="catastrophe stop distance in ATRs; a strategy's own key overrides it",
+    )
+    sizing_base: SizingBase = Field(
+        default="portfolio",
+        description="risk_per_trade is a share of the portfolio (reference) or of the strategy",
+    )
     regime: RegimeParams = RegimeParams()
     correlation: CorrelationParams = CorrelationParams()
     pending: PendingParams = PendingParams()
@@ -260,10 +274,12 @@ class RiskSettings(_Section):
                 max_consecutive_failures=self.max_consecutive_failures,
                 max_rejection_rate=self.max_rejection_rate,
                 min_rejections=self.min_rejections,
+                max_drawdown=self.max_drawdown,
             ),
             loss=LossParams(
                 daily_loss_limit=self.daily_loss_limit, stop_atr_multiple=self.stop_atr_multiple
             ),
+            sizing_base=self.sizing_base,
         )
 
     @field_validator("disabled_strategies", mode="before")
@@ -533,7 +549,7 @@ def _env_overrides(environ: Mapping[str, str], sources: _Sources) -> _Raw:
     """``TRADINGD_A__B=value`` as ``{"a": {"b": value}}``, in a stable (sorted) order."""
     overrides: _Raw = {}
     for variable in sorted(environ):
-        if not variable.startswith(ENV_PREFIX) or variable == CONFIG_ENV:
+        if not variable.startswith(ENV_PREFIX) or variable in (CONFIG_ENV, FAKE_NOW_ENV):
             continue
         path = tuple(variable.removeprefix(ENV_PREFIX).lower().split(ENV_SEPARATOR))
         annotation = _annotation_at(path)

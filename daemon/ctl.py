@@ -7,11 +7,19 @@ records) or, with ``--json``, as indented JSON.
 Subcommand -> request (``cmd`` is the subcommand's own name)::
 
     ping, status, resume, pause-entries, resume-entries, reload   args {}
-    run-cycle [--asof YYYY-MM-DD]      {"asof": "..."} (or {} without --asof)
+    run-cycle [--asof YYYY-MM-DD] [--force [--allow-entries]] [--wait]
+                                       {"asof": "...", "force": true, "allow_entries": true,
+                                        "wait": true} (each only when given)
     halt REASON...                     {"reason": "the words joined"}
     disable STRATEGY / enable STRATEGY {"strategy": "..."}
     backup                             {} (the backup file and its size)
     call CMD [key=value | key:=json ...]   any other command, e.g. positions
+
+``run-cycle`` and ``plan`` default to the daemon's current trading date
+(``daemon.calendar.trading_date``: after the close, the next session). A date
+whose cycle completed is done: ``run-cycle`` is refused (exit 1, the message
+names the completed run and when) unless ``--force``, which re-runs exits and
+stop checks only; ``--allow-entries`` (with ``--force``) lets it enter too.
 
 Exit codes: 0 ok; 1 the daemon answered with an error; 2 usage; 3 the daemon is
 not running; 4 timeout, protocol or permission trouble.
@@ -317,7 +325,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", "show the daemon's state")
     run_cycle = add("run-cycle", "run a trading cycle now")
     run_cycle.add_argument(
-        "--asof", type=_iso_date, metavar="YYYY-MM-DD", help="trading date (default: today)"
+        "--asof",
+        type=_iso_date,
+        metavar="YYYY-MM-DD",
+        help="trading date (default: the current one; after the close, the next session)",
+    )
+    run_cycle.add_argument(
+        "--force",
+        action="store_true",
+        help="re-run a date whose cycle completed: exits and stop checks only",
+    )
+    run_cycle.add_argument(
+        "--allow-entries", action="store_true", help="with --force: new entries too"
     )
     run_cycle.add_argument(
         "--wait", action="store_true", help="wait for the cycle to finish and show its outcome"
@@ -344,8 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("flatten", "sell every position, or one strategy's or one symbol's").add_argument(
         "target", nargs="?", metavar="STRATEGY|SYMBOL"
     )
-    add("plan", "dry run of today's cycle: the orders it would place").add_argument(
-        "--asof", type=_iso_date, metavar="YYYY-MM-DD", help="trading date (default: today)"
+    add("plan", "dry run of a cycle: the orders it would place").add_argument(
+        "--asof",
+        type=_iso_date,
+        metavar="YYYY-MM-DD",
+        help="trading date (default: the current one; after the close, the next session)",
     )
     add("orders", "order intents").add_argument(
         "--asof", type=_iso_date, metavar="YYYY-MM-DD", help="only this trading date"
@@ -403,9 +425,12 @@ def _to_request(
     if command == "call":
         return ns.cmd, _parse_pairs(parser, ns.pairs)
     if command == "run-cycle":
+        if ns.allow_entries and not ns.force:
+            parser.error("--allow-entries needs --force (it only applies to a forced re-run)")
         args: dict[str, Any] = {} if ns.asof is None else {"asof": ns.asof}
-        if ns.wait:
-            args["wait"] = True
+        for flag in ("force", "allow_entries", "wait"):
+            if getattr(ns, flag):
+                args[flag] = True
         return command, args
     if command in ("funnel", "signals"):
         return command, {} if ns.run is None else {"run": ns.run}

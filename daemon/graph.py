@@ -29,7 +29,9 @@ from daemon.config import Settings
 from daemon.logging import EventLog
 from daemon.metrics import Metrics
 from daemon.store import CycleJournal, KillSwitchStore, Store, SystemState
+from daemon.store.equity import EquityCloses
 from daemon.store.models import ModelStore
+from daemon.store.orders import OrderStore
 from daemon.store.pending import PendingStore
 from daemon.store.signals import SignalStore
 from daemon.supervisor import EscalationHook, EventSink, OneForOne, Supervisor
@@ -103,6 +105,7 @@ def build_graph(
             clock=clock,
             strategy_ids=strategy_ids,
             metrics=metrics,
+            stop_atr_multiple=settings().risk.stop_atr_multiple,
         ),
         mailbox_size=size,
     )
@@ -140,8 +143,12 @@ def build_graph(
             reconciler=sup.ref("reconciler"),
             strategies=strategy_refs,
             strategy_ids=strategy_ids,
+            orders=OrderStore(store),
+            equity=EquityCloses(store),
+            switch_records=KillSwitchStore(store),
             events=events,
             metrics=metrics,
+            alert=publish,
         )
         return RiskSupervisor(
             deps,

@@ -2,31 +2,46 @@
 
 Semantics
 ---------
+- **Which date.** A cycle's trading date is always ``daemon.calendar.trading_date``
+  of the instant it starts at: before the open or during a session, that session;
+  at or after its close, on a weekend or a holiday, the next session.
 - **When.** The scheduled instant of session ``d`` is ``datetime.combine(d, at,
   ZoneInfo(timezone))`` converted to UTC. That is DST-correct by construction:
   09:30 New York is 14:30 UTC in winter and 13:30 UTC in summer. Only sessions of
-  the calendar are scheduled, so never a weekend or an exchange holiday.
-- **At start.** ``today`` is the date in ``timezone`` of ``clock.now()``.
+  the calendar are scheduled, so never a weekend or an exchange holiday. The
+  cycle fired at that instant is for ``trading_date(instant)``: ``d`` itself for
+  an ``at`` before the close; the next session for an ``at`` after the close
+  (then an early-close session has no cycle of its own).
+- **At start.** ``now = clock.now()``, ``current = trading_date(now)``.
 
-  * ``run_on_start``: ``asof = calendar.session_on_or_before(today)``; one
-    ``StartCycle(trigger=START)`` for it unless ``await completed(asof)``, so repeated
-    restarts do not re-run a finished day (the cycle is idempotent anyway). Today's
-    instant, if today is that session, counts as handled: it is not fired again.
-  * otherwise, ``catch_up``: if today is a session, ``now`` is at or past today's
-    instant and ``await completed(today)`` is False, one ``StartCycle(trigger=CATCH_UP)``.
+  * ``run_on_start``: one ``StartCycle(trigger=START)`` for ``current`` unless
+    ``await completed(current)``, so repeated restarts do not re-run a finished
+    date. After the close (or at a weekend) that is the next session's cycle, run
+    now on complete data; its orders fill at that session's open. A scheduled
+    instant for the same date that is still ahead fires as usual and finds the
+    date completed (so a START that failed is tried again at that instant).
+  * otherwise, ``catch_up``: if the latest scheduled instant at or before ``now``
+    is for ``current`` (the instant passed and the session has not closed), one
+    ``StartCycle(trigger=CATCH_UP)`` unless completed. If that instant's session
+    has closed instead, its cycle is not run late: unless completed, it is logged
+    once as the warning ``cycles_missed``.
   * a start before today's instant on a session day just waits for the instant.
 - **Then, forever.** Take the first session after the last one handled, sleep on the
   injected clock until its instant, and emit ``StartCycle(trigger=SCHEDULE)`` unless
-  ``await completed(d)``. An instant is considered once: never re-emitted, whether it
-  was emitted, caught up, found completed, or its ``emit`` failed.
-- **Jumps.** If the clock wakes us far past the instant (a VPS suspended for days),
-  there is no burst of missed days: only the most recent due session runs, with
-  trigger CATCH_UP, and the skipped sessions are logged once as the warning
-  ``cycles_missed`` (``dates`` lists them, ISO format).
+  ``await completed(asof)``. An instant is considered once: never re-emitted, whether
+  it was emitted, caught up, found completed, or its ``emit`` failed.
+- **Jumps.** If the clock wakes us past the instant (a VPS suspended for hours or
+  days), there is no burst of missed days: only the most recent due instant can run,
+  with trigger CATCH_UP, and only while its trading date is still the current one
+  (its session has not closed). Every other skipped date is logged once in the
+  warning ``cycles_missed`` (``dates`` lists them, ISO format; ``running`` names the
+  date run instead, or is None).
 - **Errors.** An exception from ``completed`` or ``emit`` (or a bad ``run_id``) is
-  logged as ``scheduler_emit_failed`` with the traceback; the loop goes on to the next
-  session. A failed emit is not retried for the same instant: the cycle owns its
-  retries. Cancellation is never swallowed: cancel the task to stop ``run()``.
+  logged as ``scheduler_emit_failed`` with the traceback (a ``completed`` that fails
+  while deciding whether to log a missed cycle: ``scheduler_completed_check_failed``);
+  the loop goes on to the next session. A failed emit is not retried for the same
+  instant: the cycle owns its retries. Cancellation is never swallowed: cancel the
+  task to stop ``run()``.
 - **Run ids.** Default ``{asof:%Y%m%d}-{trigger}-{now:%H%M%S}-{10 hex of uuid4}``
   (at most 40 characters of ``[A-Za-z0-9_.-]``; 40 random bits make it unique in
   practice, across restarts too). A custom ``run_id_factory`` must keep to the same
@@ -46,7 +61,7 @@ import anyio.abc
 import structlog
 
 from actors.messages import CycleTrigger, StartCycle
-from daemon.calendar import ExchangeCalendar
+from daemon.calendar import ExchangeCalendar, trading_date
 from daemon.clock import Clock
 
 UTC = dt.UTC
@@ -118,16 +133,20 @@ class Scheduler:
     # ------------------------------------------------------------------ internals
 
     async def _on_start(self) -> dt.date:
-        """Handle the start; return the last session considered handled."""
+        """Handle the start; return the last session whose instant is considered handled."""
         now = self._clock.now()
-        today = now.astimezone(self._tz).date()
-        if self._run_on_start:
-            asof = self._calendar.session_on_or_before(today)
-            await self._fire(asof, CycleTrigger.START)
-            return asof
+        current = trading_date(now, self._calendar)
         latest = self._latest_due(now)
-        if self._catch_up and latest == today:
-            await self._fire(today, CycleTrigger.CATCH_UP)
+        if self._run_on_start:
+            await self._fire(current, CycleTrigger.START)
+            return latest
+        if not self._catch_up:
+            return latest
+        due = self._asof_of(latest)
+        if due == current:
+            await self._fire(current, CycleTrigger.CATCH_UP)
+        elif not await self._is_completed(due):
+            self._log_missed([due], running=None)
         return latest
 
     async def _wait_and_fire(self, cursor: dt.date) -> dt.date:
@@ -138,28 +157,47 @@ class Scheduler:
         while self._clock.now() < instant:
             await self._clock.sleep_until(instant)
         self._next = None
-        latest = self._latest_due(self._clock.now())
-        if latest > session:
-            missed = self._calendar.sessions_between(
-                session, self._calendar.previous_session(latest)
-            )
-            _log.warning(
-                "cycles_missed",
-                dates=[d.isoformat() for d in missed],
-                count=len(missed),
-                running=latest.isoformat(),
-            )
-            await self._fire(latest, CycleTrigger.CATCH_UP)
-            return latest
-        await self._fire(session, CycleTrigger.SCHEDULE)
-        return session
+        now = self._clock.now()
+        latest = self._latest_due(now)
+        due = self._asof_of(latest)
+        # A session whose close has passed is never run late, woken by a jump or not.
+        running = due if due == trading_date(now, self._calendar) else None
+        skipped = self._calendar.sessions_between(session, latest)
+        missed = sorted({self._asof_of(d) for d in skipped} - {running})
+        if missed:
+            self._log_missed(missed, running=running)
+        if running is not None:
+            trigger = CycleTrigger.SCHEDULE if latest == session else CycleTrigger.CATCH_UP
+            await self._fire(running, trigger)
+        return latest
+
+    def _asof_of(self, session: dt.date) -> dt.date:
+        """The trading date of the cycle fired at ``session``'s scheduled instant."""
+        return trading_date(self.scheduled_instant(session), self._calendar)
 
     def _latest_due(self, now: dt.datetime) -> dt.date:
         """The most recent session whose scheduled instant is at or before ``now``."""
         session = self._calendar.session_on_or_before(now.astimezone(self._tz).date())
-        if self.scheduled_instant(session) > now:
+        while self.scheduled_instant(session) > now:
             session = self._calendar.previous_session(session)
         return session
+
+    async def _is_completed(self, asof: dt.date) -> bool:
+        """``completed(asof)``; a failing check is logged and counts as completed (quiet)."""
+        try:
+            return await self._completed(asof)
+        except Exception:
+            _log.exception("scheduler_completed_check_failed", asof=asof.isoformat())
+            return True
+
+    @staticmethod
+    def _log_missed(dates: list[dt.date], *, running: dt.date | None) -> None:
+        _log.warning(
+            "cycles_missed",
+            dates=[d.isoformat() for d in dates],
+            count=len(dates),
+            running=running.isoformat() if running is not None else None,
+        )
 
     async def _fire(self, asof: dt.date, trigger: CycleTrigger) -> None:
         """Emit one ``StartCycle`` unless the session is completed; log and go on on error."""

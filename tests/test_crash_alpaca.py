@@ -47,7 +47,11 @@ def start(workdir: Path, fake: FakeAlpacaTradingServer, asof: str) -> subprocess
         **os.environ,
         "ALPACA_API_KEY": fake.api_key,
         "ALPACA_SECRET_KEY": fake.secret_key,
+        # the session's own morning (EST in November), whatever today's date is
+        "TRADINGD_FAKE_NOW": f"{asof}T09:47:00-05:00",
     }
+    # --force: a kill can land after the cycle completed, and a completed date is
+    # otherwise refused; a forced re-run sends exits and stops only, never new entries.
     return subprocess.Popen(
         [
             sys.executable,
@@ -55,6 +59,7 @@ def start(workdir: Path, fake: FakeAlpacaTradingServer, asof: str) -> subprocess
             "daemon",
             "run",
             "--once",
+            "--force",
             "--asof",
             asof,
             "--config",

@@ -1,8 +1,13 @@
-"""`tradingd replay DATE`: the replay of a live session matches it, and tampering shows."""
+"""`tradingd replay DATE`: the replay of a live session matches it, and tampering shows.
+
+Each live day runs on a fake clock (``TRADINGD_FAKE_NOW``) during its own session,
+as the daemon would: orders fill at that session's open whatever today's date is.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -10,7 +15,10 @@ import textwrap
 from pathlib import Path
 
 
-def tradingd(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def tradingd(workdir: Path, *args: str, now: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if now is not None:
+        env["TRADINGD_FAKE_NOW"] = now
     return subprocess.run(
         [sys.executable, "-m", "daemon", *args, "--config", str(workdir / "tradingd.toml")],
         capture_output=True,
@@ -18,11 +26,12 @@ def tradingd(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=300,
         check=False,
         cwd=workdir,
+        env=env,
     )
 
 
 def test_replay_matches_live_and_reports_a_tampered_order(tmp_path: Path) -> None:
-    """Two live days replay identically; an order whose size was changed is reported."""
+    """The second of two live days replays identically; a first-day order resized shows."""
     (tmp_path / "tradingd.toml").write_text(
         textwrap.dedent(
             f"""
@@ -35,7 +44,7 @@ def test_replay_matches_live_and_reports_a_tampered_order(tmp_path: Path) -> Non
         )
     )
     for day in ("2026-11-20", "2026-11-23"):
-        run = tradingd(tmp_path, "run", "--once", "--asof", day)
+        run = tradingd(tmp_path, "run", "--once", "--asof", day, now=f"{day}T09:47:00-05:00")
         assert run.returncode == 0, run.stderr[-2000:]
 
     same = tradingd(tmp_path, "replay", "2026-11-23", "--json")
@@ -44,15 +53,16 @@ def test_replay_matches_live_and_reports_a_tampered_order(tmp_path: Path) -> Non
     assert result["matches"] is True
     assert result["orders"] == {"missing": [], "extra": [], "different_size": []}
 
+    # The first day of a fresh account trades; the second may be full (heat, cash).
     with sqlite3.connect(tmp_path / "state" / "tradingd.db") as db:
         intent_id, qty = db.execute(
-            "SELECT intent_id, target_qty FROM order_intents WHERE asof_date = '2026-11-23'"
+            "SELECT intent_id, target_qty FROM order_intents WHERE asof_date = '2026-11-20'"
             " ORDER BY intent_id LIMIT 1"
         ).fetchone()
         db.execute(
             "UPDATE order_intents SET target_qty = ? WHERE intent_id = ?", (qty + 7, intent_id)
         )
-    differs = tradingd(tmp_path, "replay", "2026-11-23")
+    differs = tradingd(tmp_path, "replay", "2026-11-20")
     assert differs.returncode == 1
     assert "DIFFERS" in differs.stdout
     assert "order different size" in differs.stdout

@@ -1,4 +1,8 @@
-"""`tradingd run --once`: one cycle on the embedded default and on a CSV market."""
+"""`tradingd run --once`: one cycle on the embedded default and on a CSV market.
+
+The process runs on a fake clock (``TRADINGD_FAKE_NOW``) during the session it
+trades, so the tests do not depend on today's date.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from actors.data_feed.providers.synthetic import SyntheticProvider
 from daemon.calendar import ExchangeCalendar
 
 ASOF = dt.date(2026, 11, 23)
+DURING_ASOF = "2026-11-23T09:47:00-05:00"  # 09:47 New York time on ASOF
 
 
 def run_once(cwd: Path, *args: str) -> tuple[int, list[dict[str, object]]]:
@@ -23,7 +28,11 @@ def run_once(cwd: Path, *args: str) -> tuple[int, list[dict[str, object]]]:
         timeout=240,
         check=False,
         cwd=cwd,
-        env={"PATH": "/usr/bin:/bin", "TRADINGD_METRICS__PORT": "0"},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "TRADINGD_METRICS__PORT": "0",
+            "TRADINGD_FAKE_NOW": DURING_ASOF,
+        },
     )
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert result.stderr == "", result.stderr

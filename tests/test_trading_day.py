@@ -1,8 +1,13 @@
-"""The embedded default trades on its first day; tradectl shows it; a re-run places nothing."""
+"""The embedded default trades on its first day; tradectl shows it; a re-run places nothing.
+
+Every process runs on a fake clock (``TRADINGD_FAKE_NOW``) during the session it
+trades, so the test does not depend on today's date.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -16,6 +21,13 @@ from pathlib import Path
 import pytest
 
 ASOF = "2026-11-23"
+AT_0947 = "2026-11-23T09:47:00-05:00"  # during ASOF's session, New York time
+AT_1030 = "2026-11-23T10:30:00-05:00"
+
+
+def env_at(now: str) -> dict[str, str]:
+    """This process's environment with the clock set to ``now``."""
+    return {**os.environ, "TRADINGD_FAKE_NOW": now}
 
 
 @pytest.fixture
@@ -40,7 +52,7 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def tradingd(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def tradingd(workdir: Path, now: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "daemon", *args, "--config", str(workdir / "tradingd.toml")],
         capture_output=True,
@@ -48,6 +60,7 @@ def tradingd(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=240,
         check=False,
         cwd=workdir,
+        env=env_at(now),
     )
 
 
@@ -75,24 +88,25 @@ def broker_orders(workdir: Path) -> int:
 
 def test_first_day_trades_and_rerun_places_nothing(workdir: Path) -> None:
     """run --once places orders on day one; a second run the same day adds none."""
-    first = tradingd(workdir, "run", "--once", "--asof", ASOF)
+    first = tradingd(workdir, AT_0947, "run", "--once", "--asof", ASOF)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr
     placed = broker_orders(workdir)
     assert placed > 0
     events = [json.loads(x) for x in first.stdout.splitlines() if x.startswith("{")]
     assert any(e["event"] == "order_intent_created" for e in events)
 
-    second = tradingd(workdir, "run", "--once", "--asof", ASOF)
+    second = tradingd(workdir, AT_1030, "run", "--once", "--asof", ASOF)
     assert second.returncode == 0
     assert broker_orders(workdir) == placed
-    finished = [json.loads(x) for x in second.stdout.splitlines() if "cycle_finished" in x]
-    assert finished[0]["reason"].startswith("0 orders placed")
+    assert not any("cycle_finished" in x for x in second.stdout.splitlines())
+    assert f"tradingd: trading date {ASOF} is done" in second.stdout
 
     daemon = subprocess.Popen(
         [sys.executable, "-m", "daemon", "run", "--config", str(workdir / "tradingd.toml")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=workdir,
+        env=env_at(AT_1030),
     )
     try:
         for _ in range(600):

@@ -35,6 +35,12 @@ What each call does on failure:
   ``BrokerUnavailable`` naming the HTTP status and the server's message.
   401/403 raise ``AccountBlocked``; other 4xx and malformed answers raise
   ``BrokerError``.
+- ``closing_equity`` reads the daily portfolio history (one request for the
+  span from the earliest asked session to the day after the latest, retried
+  as the reads are). It never raises for "not available": a 404 (no such
+  endpoint), a 5xx or timeout past the retries, another 4xx or a malformed
+  answer give ``{}`` and a ``closing_equity_unavailable`` warning; only
+  401/403 raise ``AccountBlocked``, as on every read.
 - ``submit`` is never retried. A timeout, a connection error, a 5xx or an
   unreadable 2xx may hide a created order: ``SubmissionOutcomeUnknown``
   (resolve with ``order_by_client_id``). 429: ``BrokerUnavailable`` (Alpaca
@@ -44,6 +50,15 @@ What each call does on failure:
   4xx (insufficient buying power, unknown asset, ...): ``OrderRejected``.
   ``submit`` does not read the account first; the caller checks
   ``(await account()).can_trade`` at the start of a cycle.
+
+Closing equity: each daily point of the history is the session of the New
+York date of its timestamp (Alpaca has stamped daily points at 00:00 New York
+of the session, at its close, and at 00:00 UTC after it, which is 19:00/20:00
+New York of the session: all fall on the session's New York date). A session
+is told only after 16:00 New York of its date by ``wallclock`` (an early close
+is told from 16:00 too: later, never too early), since the current day's
+point is the live equity; non-positive equity (days before the account was
+funded) and non-finite values are omitted, never estimated.
 
 Mapping: quantities must be whole shares (a fractional order or position is a
 ``BrokerError`` naming the symbol); short positions have negative ``qty``.
@@ -62,11 +77,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import random
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
@@ -75,6 +91,7 @@ from zoneinfo import ZoneInfo
 import anyio
 import pydantic
 import requests
+import structlog
 from requests.adapters import HTTPAdapter
 
 from actors.brokers.base import (
@@ -103,15 +120,30 @@ with warnings.catch_warnings():
     from alpaca.trading.client import TradingClient
     from alpaca.trading.enums import OrderSide as AlpacaSide
     from alpaca.trading.enums import OrderStatus, TimeInForce
-    from alpaca.trading.models import Calendar, Clock, Order, Position, TradeAccount
-    from alpaca.trading.requests import GetCalendarRequest, MarketOrderRequest
+    from alpaca.trading.models import (
+        Calendar,
+        Clock,
+        Order,
+        PortfolioHistory,
+        Position,
+        TradeAccount,
+    )
+    from alpaca.trading.requests import (
+        GetCalendarRequest,
+        GetPortfolioHistoryRequest,
+        MarketOrderRequest,
+    )
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 Clockf = Callable[[], float]
 CalendarDay = tuple[dt.date, dt.datetime, dt.datetime]
 
+log = structlog.get_logger(__name__)
+
 NEW_YORK = ZoneInfo("America/New_York")
+# Sessions close at 16:00 New York at the latest; a day's close is not told before then.
+LATEST_CLOSE = dt.time(16, 0)
 RATE_WINDOW_S = 60.0
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 DUPLICATE_MESSAGE = "client_order_id must be unique"
@@ -387,6 +419,22 @@ class AlpacaBroker:
             days.append((day.date, _new_york(day.open), _new_york(day.close)))
         return days
 
+    async def closing_equity(self, sessions: Sequence[dt.date]) -> dict[dt.date, float]:
+        """Equity at the close of each of ``sessions`` Alpaca's daily history tells (see above)."""
+        now = dt.datetime.fromtimestamp(self._wallclock(), NEW_YORK)
+        wanted = sorted({s for s in sessions if _has_closed(s, now)})
+        if not wanted:
+            return {}
+        what = f"portfolio history {wanted[0]}..{wanted[-1]}"
+        filters = _history_request(wanted[0], wanted[-1], now)
+        try:
+            raw = await self._read(what, lambda c: c.get_portfolio_history(filters))
+            closes = _daily_closes(_expect(raw, PortfolioHistory, what))
+        except (BrokerError, BrokerUnavailable) as exc:  # not AccountBlocked: that propagates
+            log.warning("closing_equity_unavailable", broker=self.name, error=str(exc))
+            return {}
+        return {s: closes[s] for s in wanted if s in closes}
+
     async def close(self) -> None:
         """Close the HTTP session (at once, or when an abandoned call finishes)."""
         self._client.retire()
@@ -624,6 +672,43 @@ def _to_order(raw: Order) -> BrokerOrder:
         filled_at=raw.filled_at,
         reject_reason=reason,
     )
+
+
+def _has_closed(session: dt.date, now: dt.datetime) -> bool:
+    """Whether 16:00 New York of ``session`` (the latest any session closes) is past."""
+    return now >= dt.datetime.combine(session, LATEST_CLOSE, NEW_YORK)
+
+
+def _history_request(first: dt.date, last: dt.date, now: dt.datetime) -> GetPortfolioHistoryRequest:
+    """Daily points from ``first`` through ``last``: up to the next midnight, or now if sooner."""
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(0), NEW_YORK)
+    return GetPortfolioHistoryRequest(
+        timeframe="1D",
+        start=dt.datetime.combine(first, dt.time(0), NEW_YORK),
+        end=min(end, now),
+    )
+
+
+def _daily_closes(history: PortfolioHistory) -> dict[dt.date, float]:
+    """Each daily point's equity by the New York date of its stamp; unusable values left out."""
+    if history.timeframe != "1D":
+        raise BrokerError(f"alpaca portfolio history: timeframe {history.timeframe!r}, not 1D")
+    if len(history.timestamp) != len(history.equity):
+        raise BrokerError(
+            f"alpaca portfolio history: {len(history.timestamp)} timestamps "
+            f"but {len(history.equity)} equity values"
+        )
+    closes: dict[dt.date, float] = {}
+    for stamp, equity in zip(history.timestamp, history.equity, strict=True):
+        try:
+            day = dt.datetime.fromtimestamp(stamp, NEW_YORK).date()
+        except (OverflowError, OSError, ValueError):
+            raise BrokerError(
+                f"alpaca portfolio history: timestamp {stamp} is not a time"
+            ) from None
+        if math.isfinite(equity) and equity > 0:
+            closes[day] = float(equity)
+    return closes
 
 
 def _new_york(value: dt.datetime) -> dt.datetime:

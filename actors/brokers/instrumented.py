@@ -6,8 +6,9 @@ class; never symbols or order ids.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from actors.brokers.base import (
@@ -64,6 +65,9 @@ class InstrumentedBroker:
 
     async def clock(self) -> MarketClock:
         return await self._call("clock", self.inner.clock)
+
+    async def closing_equity(self, sessions: Sequence[dt.date]) -> dict[dt.date, float]:
+        return await self._call("closing_equity", lambda: self.inner.closing_equity(sessions))
 
     async def close(self) -> None:
         await self.inner.close()

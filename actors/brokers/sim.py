@@ -36,9 +36,10 @@ Orders
   never traded). The grace until that open lets a daily-bar feed, which learns a
   session's open only after its close, still fill it.
 - ``settle()`` runs at the start of every call (``submit``, ``order_by_client_id``,
-  ``positions``, ``account``, ``cancel``); orders settle in submission order, all
-  of one settle in one transaction. A sell that no longer has the shares when
-  it fills (``adjust_position`` took them) is REJECTED with a reason.
+  ``positions``, ``account``, ``cancel``, ``closing_equity``); orders settle in
+  submission order, all of one settle in one transaction. A sell that no longer
+  has the shares when it fills (``adjust_position`` took them) is REJECTED with
+  a reason.
 - ``cancel``: ACCEPTED -> CANCELED; a terminal or unknown order is left alone.
 
 Valuation
@@ -62,6 +63,14 @@ Valuation
   ``adjust_position`` and ``reset`` are not backed out: they count as having
   happened before the reference close. A new account's ``last_equity`` is its
   initial cash until the first snapshot.
+- ``closing_equity(sessions)`` values the book the same way at the close of
+  each asked session whose close time has passed and whose close the price
+  source knows for every symbol held at that close; other sessions (not closed
+  yet, not a session, a close unknown) are omitted, never estimated. The
+  session of the ``last_equity`` snapshot answers with the snapshot, so both
+  reads agree. As for ``last_equity``, ``adjust_position`` and ``reset`` count
+  as having happened before every close asked about (the book has no history
+  of them), so sessions before a ``reset`` are valued as the fresh account.
 
 Operator and test hooks: ``set_trading_blocked``, ``adjust_position`` (a
 position changed behind our back), ``reset`` (a fresh account: the book,
@@ -73,6 +82,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -89,7 +99,7 @@ from actors.brokers.base import (
     OrderSide,
 )
 from actors.orders.costs import COMMISSION_PER_SHARE, apply_costs
-from daemon.calendar import ExchangeCalendar
+from daemon.calendar import ExchangeCalendar, trading_date
 from daemon.clock import Clock
 from daemon.store.core import Store
 from daemon.store.sim_broker import (
@@ -261,6 +271,27 @@ class SimBroker:
                 trading_blocked=account.trading_blocked,
             )
 
+    async def closing_equity(self, sessions: Sequence[dt.date]) -> dict[dt.date, float]:
+        """Equity at the close of each of ``sessions`` that has closed with every close known."""
+        async with self._lock:
+            await self._settle()
+            now = self._clock.now()
+            closed = sorted({s for s in sessions if self._has_closed(s, now)})
+            if not closed:
+                return {}
+            account = await self._account_row()
+            positions = await self._book.positions()
+            snapshot_of = await self._book.last_equity_session()
+            result: dict[dt.date, float] = {}
+            for session in closed:
+                if session == snapshot_of:
+                    result[session] = account.last_equity
+                    continue
+                value, complete = await self._equity_at_close(session, account.cash, positions)
+                if complete:
+                    result[session] = value
+            return result
+
     async def clock(self) -> MarketClock:
         """Market hours from the exchange calendar at ``clock.now()``."""
         now = self._clock.now()
@@ -330,12 +361,17 @@ class SimBroker:
         return now.astimezone(self._calendar.tz).date()
 
     def _trade_session(self, now: dt.datetime) -> dt.date:
-        """The session whose open an order submitted at ``now`` fills at."""
-        today = self._today(now)
-        cal = self._calendar
-        if cal.is_session(today) and now < cal.session_close(today):
-            return today
-        return cal.next_session(today)
+        """The session whose open an order submitted at ``now`` fills at (its trading date)."""
+        return trading_date(now, self._calendar)
+
+    def _has_closed(self, session: dt.date, now: dt.datetime) -> bool:
+        """Whether ``session`` is a session of the calendar whose close is at or before ``now``."""
+        try:
+            return self._calendar.is_session(session) and now >= self._calendar.session_close(
+                session
+            )
+        except ValueError:  # outside the dates the calendar can cover: not a session we know
+            return False
 
     def _last_closed_session(self, now: dt.datetime) -> dt.date:
         today = self._today(now)

@@ -2,10 +2,15 @@
 
 The window is the ``history_days`` sessions ending at the session before
 ``asof`` (a strategy at session d sees bars through the close of d-1). Bars
-come from the configured provider (remote ones through the store's bar cache);
-validation drops bad symbols with a recorded reason and halts the cycle when
-the feed is stale or too much of the universe fails. Indicators are computed
-once for the whole universe, in a worker thread, so the loop stays free.
+come from the configured provider (remote ones through the store's bar cache)
+or, in a backtest, from a ``PrecomputedMarket``; both paths make the same
+decisions for the same session. Validation removes bad bars (reported in the
+snapshot's ``notes``), drops bad symbols with a recorded reason (a file the
+provider could not read costs its symbols: ``bad_file``), and halts the cycle
+only on a market-wide failure (the feed stale, or too much of the universe
+failing). Every universe symbol with a good close gets it in ``last_prices``,
+valid or not, so the cycle still checks a held symbol's stop. Indicators are
+computed once for the valid symbols, in a worker thread, so the loop stays free.
 
 A provider failure or a halt is an *answer* (``DataUnavailable``), not a
 crash: the feed itself is healthy, the data is not.
@@ -16,6 +21,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -24,10 +31,10 @@ import pandas as pd
 import structlog
 
 from actors.data_feed.indicators import compute_indicators
-from actors.data_feed.market import PrecomputedMarket, select_columns
+from actors.data_feed.market import MarketWindow, PrecomputedMarket, select_columns
 from actors.data_feed.panel import BarPanel
 from actors.data_feed.params import DataParams
-from actors.data_feed.providers import BarProvider
+from actors.data_feed.providers import BarProvider, provider_problems
 from actors.data_feed.universe import Universe, load_universe
 from actors.data_feed.validator import ValidationReport, validate
 from actors.messages import (
@@ -104,8 +111,9 @@ class DataFeed(Actor):
             vix_series = await self._provider.volatility_index(window[0], window[-1])
         except TradingdError as exc:
             return self._unavailable(msg, f"provider {self._provider.name} failed: {exc}")
+        problems = provider_problems(self._provider)
         try:
-            built = await anyio.to_thread.run_sync(
+            report, indicators = await anyio.to_thread.run_sync(
                 functools.partial(
                     _build,
                     frame,
@@ -114,31 +122,13 @@ class DataFeed(Actor):
                     last_session=last_session,
                     window=window,
                     params=self._params,
+                    problems=problems,
                 )
             )
         except ValueError as exc:
             return self._unavailable(msg, f"bad data from {self._provider.name}: {exc}")
-        panel, report, indicators = built
-        self._observe(report, panel, time.perf_counter() - started)
-        if report.halt:
-            return self._unavailable(
-                msg, report.halt_reason or "data validation halted the cycle", report.rejected
-            )
-        vix = _last_value(vix_series, last_session)
-        if vix is None:
-            log.warning(
-                "volatility_index_missing",
-                provider=self._provider.name,
-                detail="the regime detector falls back to its realized-volatility proxy",
-            )
-        return MarketSnapshot(
-            run_id=msg.run_id,
-            asof=msg.asof,
-            panel=panel,
-            indicators=indicators,
-            volatility_index=vix,
-            rejected=report.rejected,
-            provider=self._provider.name,
+        return self._snapshot(
+            msg, report, indicators, _Context(self._provider.name, vix_series, problems, started)
         )
 
     async def _from_market(
@@ -152,33 +142,75 @@ class DataFeed(Actor):
         """A backtest's snapshot: a slice of the precomputed market, validated like live."""
         market = self._market
         assert market is not None
-        panel, indicators = market.window(msg.asof, self._params.history_days)
+        wanted = self._params.validation
+        if market.flags is None or market.validation != wanted:
+            market = await anyio.to_thread.run_sync(market.prepared, wanted)
+            self._market = market
+        win = market.window(msg.asof, self._params.history_days)
         report = validate(
-            panel,
+            win.panel,
             universe=symbols,
             asof=msg.asof,
             expected_last_session=last_session,
             sessions=window,
             min_bars=MIN_BARS,
-            params=self._params.validation,
+            params=wanted,
+            problems=market.problems,
+            flags=win.flags,
         )
-        valid = panel.select(report.valid_symbols) if report.valid_symbols else BarPanel.empty()
-        self._observe(report, valid, time.perf_counter() - started)
+        context = _Context(market.provider, market.volatility_index, market.problems, started)
+        return self._snapshot(msg, report, _window_indicators(win, report), context)
+
+    def _snapshot(
+        self,
+        msg: FetchSnapshot,
+        report: ValidationReport,
+        indicators: dict[str, Any],
+        context: _Context,
+    ) -> MarketSnapshot | DataUnavailable:
+        """The answer to ``msg`` from a validation report (both paths)."""
+        self._observe(report, report.panel, time.perf_counter() - context.started)
         if report.halt:
             return self._unavailable(
                 msg, report.halt_reason or "data validation halted the cycle", report.rejected
             )
+        last_session = self._calendar.previous_session(msg.asof)
+        vix, vix_date = _last_value(context.vix, last_session)
+        notes = [*report.notes, *self._unclaimed(context.problems)]
+        if vix is None:
+            log.warning(
+                "volatility_index_missing",
+                provider=context.provider,
+                detail="the regime detector falls back to its realized-volatility proxy",
+            )
+        for note in notes:
+            log.info("data_repaired", run_id=msg.run_id, note=note)
         return MarketSnapshot(
             run_id=msg.run_id,
             asof=msg.asof,
-            panel=valid,
-            indicators=select_columns(indicators, panel, report.valid_symbols)
-            if report.valid_symbols
-            else {},
-            volatility_index=_last_value(market.volatility_index, last_session),
+            panel=report.panel,
+            indicators=indicators,
+            volatility_index=vix,
             rejected=report.rejected,
-            provider=market.provider,
+            provider=context.provider,
+            last_prices=report.last_prices,
+            volatility_index_date=vix_date,
+            notes=tuple(notes),
         )
+
+    def _unclaimed(self, problems: Mapping[str, str]) -> list[str]:
+        """Notes for provider problems no universe symbol's rejection reports (e.g. VIX)."""
+        assert self._universe is not None
+        universe = set(self._universe.symbols)
+        out = []
+        for key, why in problems.items():
+            if key in universe:
+                continue
+            if key == self._params.volatility_symbol:
+                out.append(f"{key}: not read ({why}); the regime detector uses its proxy")
+            else:
+                out.append(f"{key}: not read ({why}); no universe symbol is named so")
+        return out
 
     def _unavailable(
         self, msg: FetchSnapshot, reason: str, rejected: tuple[SymbolRejected, ...] = ()
@@ -207,6 +239,16 @@ class DataFeed(Actor):
             m.data_last_bar.set(midnight.timestamp())
 
 
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """Where a snapshot's bars came from: provider name, VIX series, problems, start time."""
+
+    provider: str
+    vix: pd.Series | None
+    problems: Mapping[str, str]
+    started: float
+
+
 def _build(
     frame: pd.DataFrame,
     *,
@@ -215,7 +257,8 @@ def _build(
     last_session: dt.date,
     window: list[dt.date],
     params: DataParams,
-) -> tuple[BarPanel, ValidationReport, dict[str, Any]]:
+    problems: dict[str, str],
+) -> tuple[ValidationReport, dict[str, Any]]:
     """CPU work (worker thread): panel, validation, indicators for the valid symbols."""
     panel = BarPanel.from_long(frame).before(asof)
     report = validate(
@@ -226,19 +269,41 @@ def _build(
         sessions=window,
         min_bars=MIN_BARS,
         params=params.validation,
+        problems=problems,
     )
-    valid = panel.select(report.valid_symbols) if report.valid_symbols else BarPanel.empty()
+    valid = report.panel
     indicators: dict[str, Any] = dict(compute_indicators(valid)) if valid.shape[1] else {}
-    return valid, report, indicators
+    return report, indicators
 
 
-def _last_value(series: pd.Series | None, last_session: dt.date) -> float | None:
-    """The volatility index at the last session (or the latest before it), if finite."""
+def _window_indicators(win: MarketWindow, report: ValidationReport) -> dict[str, Any]:
+    """The valid symbols' precomputed indicator rows.
+
+    A symbol whose bar flags the window had to scan again (the history had removed
+    the window's first good bar) gets its indicators computed on the window, so they
+    match the bars the window kept, as the live path computes them.
+    """
+    if not report.valid_symbols:
+        return {}
+    out: dict[str, Any] = select_columns(win.indicators, win.panel, report.valid_symbols)
+    again = [s for s in report.rescanned if s in set(report.valid_symbols)]
+    if again:
+        fresh = compute_indicators(report.panel.select(again))
+        cols = [report.valid_symbols.index(s) for s in again]
+        for key, arr in out.items():
+            arr[:, cols] = fresh[key]
+    return out
+
+
+def _last_value(
+    series: pd.Series | None, last_session: dt.date
+) -> tuple[float | None, dt.date | None]:
+    """The volatility index's latest finite value on or before the last session, and its date."""
     if series is None or series.empty:
-        return None
+        return None, None
     index = pd.to_datetime(series.index)
-    upto = series[index <= pd.Timestamp(last_session)]
+    upto = series[(index <= pd.Timestamp(last_session)) & np.isfinite(series.to_numpy())]
     if upto.empty:
-        return None
-    value = float(upto.iloc[-1])
-    return value if np.isfinite(value) else None
+        return None, None
+    when = pd.Timestamp(upto.index[-1]).date()
+    return float(upto.iloc[-1]), when

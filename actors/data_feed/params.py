@@ -58,13 +58,34 @@ class AlphaVantageParams(_Params):
 
 class ValidationParams(_Params):
     max_failed_share: float = Field(
-        default=0.2, ge=0, le=1, description="halt the cycle when more of the universe fails"
+        default=0.2,
+        ge=0,
+        le=1,
+        description="halt the cycle when more of the universe fails (and min_failed_symbols do)",
+    )
+    min_failed_symbols: int = Field(
+        default=3,
+        ge=1,
+        description="the halt needs at least this many failed symbols as well as the share: "
+        "one stale symbol of four costs that symbol, not the market",
     )
     max_one_day_move: float = Field(
-        default=0.5, gt=0, description="|close/prev close - 1| above this is implausible"
+        default=0.5,
+        gt=0,
+        description="|close / previous good close - 1| above this is implausible: a bad print "
+        "when the next bar comes back, a level shift when it persists",
+    )
+    split_tolerance: float = Field(
+        default=0.03,
+        gt=0,
+        le=0.1,
+        description="an open within this relative distance of a common split ratio times the "
+        "previous good close (2:1, 3:2, ... 1:20) is a probable split: the symbol is held",
     )
     max_zero_volume_run: int = Field(default=3, ge=1)
-    max_missing_sessions: int = Field(default=5, ge=0)
+    max_missing_sessions: int = Field(
+        default=5, ge=0, description="sessions without a good bar (removed bars count)"
+    )
 
 
 class DataParams(_Params):

@@ -1,67 +1,112 @@
 """Data validation: which symbols' bars are fit to trade on in this cycle.
 
 The reference system's ``data_validator`` checked freshness, completeness and
-quality; here every check is one vectorised pass over the (T, N) panel and
-each failure is a ``SymbolRejected`` with a stable ``reason_code`` and the
-numbers behind it. The panel handed in *is* the window the strategies will
-use (the bars strictly before ``asof``), so every rule looks at all of it;
-``sessions`` lists the exchange sessions that window should contain.
+quality. Here a fault costs as little as it can:
 
+* a bad *bar* costs that bar (``bar_repair``): a defective bar or an isolated
+  bad print is removed -- blanked like a missing session, which indicators skip
+  and ``max_missing_sessions`` counts -- and the repair is reported in ``notes``.
+  Only the window's newest bar cannot be judged yet: a defect or an implausible
+  move there holds the symbol for this cycle, and the next good bar restores it;
+* a bad *symbol* (no data, stale, too short, too many missing sessions, a
+  zero-volume run, a probable split, an unreadable file) costs that symbol: a
+  ``SymbolRejected`` with a stable ``reason_code`` and the numbers behind it;
+* only a market-wide failure halts the cycle: the feed as a whole is stale, or
+  more than ``max_failed_share`` of the universe **and** at least
+  ``min_failed_symbols`` symbols fail.
+
+Every symbol with a good close in the window, rejected or not, gets its last
+good close in ``last_prices`` (for a probable split, the close before it), so
+the cycle still checks an open position's stop when its data is bad today.
+
+The panel handed in *is* the window the strategies will use (the bars strictly
+before ``asof``); ``sessions`` lists the exchange sessions it should contain.
 A symbol is reported once, under the first rule it breaks in ``RULES`` order.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from actors.data_feed.panel import BarPanel, FloatArray
+from actors.data_feed import bar_repair
+from actors.data_feed.bar_repair import (
+    DEFECT_TEXT,
+    DEFECTS,
+    HIGH_BELOW_LOW,
+    INCONSISTENT_OHLC,
+    NAN_VALUES,
+    NON_POSITIVE_PRICE,
+    BarFlags,
+    WindowJudgement,
+)
+from actors.data_feed.panel import FIELDS, BarPanel
 from actors.data_feed.params import ValidationParams
-from actors.messages import SymbolRejected
+from actors.messages import LastPrice, SymbolRejected
 
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.intp]
 
+BAD_FILE: Final = "bad_file"
 NO_DATA: Final = "no_data"
+PROBABLE_SPLIT: Final = "probable_split"
 STALE: Final = "stale"
 INSUFFICIENT_HISTORY: Final = "insufficient_history"
 MISSING_SESSIONS: Final = "missing_sessions"
-NAN_VALUES: Final = "nan_values"
-NON_POSITIVE_PRICE: Final = "non_positive_price"
-HIGH_BELOW_LOW: Final = "high_below_low"
-INCONSISTENT_OHLC: Final = "inconsistent_ohlc"
 ZERO_VOLUME_RUN: Final = "zero_volume_run"
-IMPLAUSIBLE_MOVE: Final = "implausible_move"
+UNCONFIRMED_MOVE: Final = "unconfirmed_move"
 
-# Order of precedence: a symbol is rejected under the first rule it breaks.
+# Order of precedence: a symbol is rejected under the first rule it breaks. A
+# probable split comes first after no data: the cycle reads that code to hold the
+# position's stop, whatever else is wrong with the symbol. The bar defects apply to
+# the window's newest bar only (older bad bars are removed, not rejected).
 RULES: Final[tuple[str, ...]] = (
     NO_DATA,
+    PROBABLE_SPLIT,
     STALE,
     INSUFFICIENT_HISTORY,
     MISSING_SESSIONS,
-    NAN_VALUES,
-    NON_POSITIVE_PRICE,
-    HIGH_BELOW_LOW,
-    INCONSISTENT_OHLC,
+    *DEFECTS,
     ZERO_VOLUME_RUN,
-    IMPLAUSIBLE_MOVE,
+    UNCONFIRMED_MOVE,
 )
 
-# Float noise allowed when comparing prices (relative) and moves (absolute), so a
-# quote printed as high == close, or a move of exactly the limit, is not flagged.
-_PRICE_TOL: Final = 1e-9
-_MOVE_TOL: Final = 1e-12
+__all__ = [
+    "BAD_FILE",
+    "HIGH_BELOW_LOW",
+    "INCONSISTENT_OHLC",
+    "INSUFFICIENT_HISTORY",
+    "MISSING_SESSIONS",
+    "NAN_VALUES",
+    "NON_POSITIVE_PRICE",
+    "NO_DATA",
+    "PROBABLE_SPLIT",
+    "RULES",
+    "STALE",
+    "UNCONFIRMED_MOVE",
+    "ZERO_VOLUME_RUN",
+    "ValidationReport",
+    "panel_without",
+    "scan",
+    "validate",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class ValidationReport:
-    """Outcome of validating one cycle's panel."""
+    """Outcome of validating one cycle's panel.
+
+    ``panel`` holds the valid symbols' bars with removed bars blanked; ``rescanned``
+    names the symbols whose bar flags were recomputed on this window (the caller's
+    precomputed indicators for them no longer match ``panel``).
+    """
 
     valid_symbols: tuple[str, ...]
     rejected: tuple[SymbolRejected, ...]
@@ -69,6 +114,10 @@ class ValidationReport:
     failed_share: float
     halt: bool
     halt_reason: str | None
+    panel: BarPanel = field(default_factory=BarPanel.empty)
+    last_prices: dict[str, LastPrice] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    rescanned: tuple[str, ...] = ()
 
 
 def panel_without(panel: BarPanel, rejected: Iterable[SymbolRejected]) -> BarPanel:
@@ -77,14 +126,15 @@ def panel_without(panel: BarPanel, rejected: Iterable[SymbolRejected]) -> BarPan
     return panel.select([s for s in panel.symbols if s not in dropped])
 
 
+def scan(panel: BarPanel, params: ValidationParams) -> BarFlags:
+    """``bar_repair.scan_bars`` with the validation parameters."""
+    return bar_repair.scan_bars(
+        panel, max_one_day_move=params.max_one_day_move, split_tolerance=params.split_tolerance
+    )
+
+
 def _day(ts: pd.Timestamp) -> str:
     return ts.date().isoformat()
-
-
-def _last_true_row(mask: BoolArray) -> IntArray:
-    """Per column, the last row where ``mask`` is True (undefined for all-False columns)."""
-    rows: IntArray = mask.shape[0] - 1 - mask[::-1].argmax(axis=0)
-    return rows
 
 
 def _run_lengths(mask: BoolArray) -> IntArray:
@@ -95,206 +145,186 @@ def _run_lengths(mask: BoolArray) -> IntArray:
     return runs
 
 
-@dataclass(frozen=True, slots=True)
-class _Checks:
-    """Per-rule (N,) failure masks, plus what the detail messages need."""
-
-    failed: dict[str, BoolArray]
-    n_closes: IntArray
-    last_row: IntArray
-    missing_count: IntArray
-    missing_first: list[str | None]
-    partial: BoolArray
-    non_positive: BoolArray
-    high_below_low: BoolArray
-    inconsistent: BoolArray
-    zero_run: IntArray
-    move: FloatArray
-    prev_close: FloatArray
-
-
 def _missing_sessions(
-    dates: pd.DatetimeIndex, has_close: BoolArray, sessions: Sequence[dt.date]
+    dates: pd.DatetimeIndex, has_close: BoolArray, present: BoolArray, sessions: Sequence[dt.date]
 ) -> tuple[IntArray, list[str | None]]:
-    """Per column: expected sessions without a close, and the first of them.
+    """Per column: expected sessions without a good close, and the first of them.
 
-    Sessions before a symbol's first close do not count (a recent listing is not
-    missing data; ``insufficient_history`` judges whether it has enough).
+    Sessions before a symbol's first bar do not count (a recent listing is not
+    missing data; ``insufficient_history`` judges whether it has enough); a removed
+    bar does.
     """
     n_cols = has_close.shape[1]
     if not sessions or not has_close.shape[0]:
         return np.zeros(n_cols, dtype=np.intp), [None] * n_cols
     wanted = pd.DatetimeIndex([pd.Timestamp(s) for s in sessions])
     rows = dates.get_indexer(wanted)
-    present = np.zeros((len(wanted), n_cols), dtype=np.bool_)
     found = rows >= 0
-    present[found] = has_close[rows[found]]
-    listed = dates.to_numpy()[has_close.argmax(axis=0)]
-    missing = ~present & (wanted.to_numpy()[:, None] >= listed[None, :])
+    good = np.zeros((len(wanted), n_cols), dtype=np.bool_)
+    good[found] = has_close[rows[found]]
+    listed = dates.to_numpy()[present.argmax(axis=0)]
+    missing = ~good & (wanted.to_numpy()[:, None] >= listed[None, :])
     count: IntArray = np.count_nonzero(missing, axis=0)
     first_idx = missing.argmax(axis=0)
     first = [_day(wanted[i]) if n else None for i, n in zip(first_idx, count, strict=True)]
     return count, first
 
 
+@dataclass(frozen=True, slots=True)
+class _Checks:
+    """Per-rule (N,) failure masks, plus what the detail messages need."""
+
+    failed: dict[str, BoolArray]
+    n_closes: IntArray
+    missing_count: IntArray
+    missing_first: list[str | None]
+    zero_run: IntArray
+
+
 def _run_checks(
-    panel: BarPanel,
+    judged: WindowJudgement,
     *,
     expected_last_session: dt.date,
     sessions: Sequence[dt.date],
     min_bars: int,
     params: ValidationParams,
 ) -> _Checks:
-    o, h, lo, c, v = panel.open, panel.high, panel.low, panel.close, panel.volume
-    t_len, n_cols = panel.shape
-    has_close = np.isfinite(c)
+    clean = judged.clean
+    t_len, n_cols = clean.shape
+    present = judged.flags.present
+    has_close = np.isfinite(clean.close)
     n_closes: IntArray = np.count_nonzero(has_close, axis=0)
-    no_data = n_closes == 0
-    last_row = _last_true_row(has_close) if t_len else np.zeros(n_cols, dtype=np.intp)
-    expected = pd.Timestamp(expected_last_session)
-    stale = ~no_data & (panel.dates[last_row] < expected if t_len else True)
-
-    missing_count, missing_first = _missing_sessions(panel.dates, has_close, sessions)
-
-    present = [np.isfinite(x) for x in (o, h, lo, c, v)]
-    any_field = present[0] | present[1] | present[2] | present[3] | present[4]
-    all_fields = present[0] & present[1] & present[2] & present[3] & present[4]
-    partial = any_field & ~all_fields
-
+    no_data = judged.last_row < 0
+    last_dates = clean.dates[np.maximum(judged.last_row, 0)] if t_len else pd.DatetimeIndex([])
+    stale = ~no_data & (last_dates < pd.Timestamp(expected_last_session) if t_len else True)
+    missing_count, missing_first = _missing_sessions(clean.dates, has_close, present, sessions)
     with np.errstate(invalid="ignore"):
-        non_positive = (o <= 0.0) | (h <= 0.0) | (lo <= 0.0) | (c <= 0.0)
-        high_below_low = h < lo
-        top = np.maximum(o, c)
-        bottom = np.minimum(o, c)
-        inconsistent = (h < top * (1.0 - _PRICE_TOL)) | (lo > bottom * (1.0 + _PRICE_TOL))
-        zero_run = _run_lengths(v == 0.0)
-
-        # A move is measured from the previous *available* close, so a gap in the
-        # data cannot hide a jump.
-        rows = np.arange(t_len)[:, None]
-        last_close_row = np.maximum.accumulate(np.where(has_close, rows, -1), axis=0)
-        prev_row = np.full_like(last_close_row, -1)
-        prev_row[1:] = last_close_row[:-1]
-        prev_close = np.take_along_axis(c, np.maximum(prev_row, 0), axis=0)
-        prev_close[prev_row < 0] = np.nan
-        move = np.full_like(c, np.nan)
-        np.divide(c, prev_close, out=move, where=prev_close > 0.0)
-        move -= 1.0
-        implausible = np.abs(move) > params.max_one_day_move + _MOVE_TOL
-
+        zero_run = _run_lengths(clean.volume == 0.0)
+    longest = zero_run.max(axis=0) if t_len else np.zeros(n_cols, dtype=np.intp)
     failed = {
         NO_DATA: no_data,
+        PROBABLE_SPLIT: judged.split_count > 0,
         STALE: stale,
         INSUFFICIENT_HISTORY: n_closes < min_bars,
         MISSING_SESSIONS: missing_count > params.max_missing_sessions,
-        NAN_VALUES: partial.any(axis=0),
-        NON_POSITIVE_PRICE: non_positive.any(axis=0),
-        HIGH_BELOW_LOW: high_below_low.any(axis=0),
-        INCONSISTENT_OHLC: inconsistent.any(axis=0),
-        ZERO_VOLUME_RUN: (
-            zero_run.max(axis=0) > params.max_zero_volume_run
-            if t_len
-            else np.zeros(n_cols, dtype=np.bool_)
-        ),
-        IMPLAUSIBLE_MOVE: implausible.any(axis=0),
+        **{code: judged.last_defect == k + 1 for k, code in enumerate(DEFECTS)},
+        ZERO_VOLUME_RUN: longest > params.max_zero_volume_run,
+        UNCONFIRMED_MOVE: judged.unconfirmed_row >= 0,
     }
     return _Checks(
         failed=failed,
         n_closes=n_closes,
-        last_row=last_row,
         missing_count=missing_count,
         missing_first=missing_first,
-        partial=partial,
-        non_positive=non_positive,
-        high_below_low=high_below_low,
-        inconsistent=inconsistent,
         zero_run=zero_run,
-        move=move,
-        prev_close=prev_close,
     )
 
 
-def _details(
-    rule: str,
-    j: int,
-    panel: BarPanel,
-    checks: _Checks,
-    *,
-    expected_last_session: dt.date,
-    n_sessions: int,
-    min_bars: int,
-    params: ValidationParams,
-) -> str:
-    dates = panel.dates
+@dataclass(frozen=True, slots=True)
+class _Details:
+    """The detail message of each rule for one column of the checked panel."""
 
-    def first_bad(mask: BoolArray) -> tuple[int, int]:
-        col = mask[:, j]
-        return int(col.argmax()), int(np.count_nonzero(col))
+    panel: BarPanel  # the raw window (removed bars still visible)
+    judged: WindowJudgement
+    checks: _Checks
+    expected_last_session: dt.date
+    n_sessions: int
+    min_bars: int
+    params: ValidationParams
 
-    def bar(row: int) -> str:
-        fields = ("open", "high", "low", "close", "volume")
-        values = ", ".join(f"{f}={getattr(panel, f)[row, j]:g}" for f in fields)
-        return f"{_day(dates[row])} ({values})"
+    def text(self, rule: str, j: int) -> str:
+        if rule in DEFECTS:
+            return self._last_bar_defect(rule, j)
+        handlers: dict[str, Callable[[int], str]] = {
+            NO_DATA: lambda _j: "no bars in the window",
+            PROBABLE_SPLIT: self._split,
+            STALE: self._stale,
+            INSUFFICIENT_HISTORY: lambda j: (
+                f"{self.checks.n_closes[j]} valid closes, need {self.min_bars}"
+            ),
+            MISSING_SESSIONS: self._missing,
+            ZERO_VOLUME_RUN: self._zero_volume,
+            UNCONFIRMED_MOVE: self._unconfirmed,
+        }
+        return handlers[rule](j)
 
-    if rule == NO_DATA:
-        return "no bars in the window"
-    if rule == STALE:
-        last = _day(dates[checks.last_row[j]])
-        return f"last bar {last}, expected {expected_last_session.isoformat()}"
-    if rule == INSUFFICIENT_HISTORY:
-        return f"{checks.n_closes[j]} valid closes, need {min_bars}"
-    if rule == MISSING_SESSIONS:
+    def _bar(self, row: int, j: int) -> str:
+        values = ", ".join(f"{f}={getattr(self.panel, f)[row, j]:g}" for f in FIELDS)
+        return f"{_day(self.panel.dates[row])} ({values})"
+
+    def _prev(self, row: int, j: int) -> tuple[float, str]:
+        """The previous good close of the bar at ``row`` and its session."""
+        prev = int(self.judged.flags.prev_row[row, j])
+        return float(self.panel.close[prev, j]), _day(self.panel.dates[prev])
+
+    def _stale(self, j: int) -> str:
+        last = _day(self.panel.dates[self.judged.last_row[j]])
+        return f"last bar {last}, expected {self.expected_last_session.isoformat()}"
+
+    def _missing(self, j: int) -> str:
         return (
-            f"{checks.missing_count[j]} of {n_sessions} expected sessions missing "
-            f"(limit {params.max_missing_sessions}), first {checks.missing_first[j]}"
+            f"{self.checks.missing_count[j]} of {self.n_sessions} expected sessions without "
+            f"a good bar (limit {self.params.max_missing_sessions}), "
+            f"first {self.checks.missing_first[j]}"
         )
-    if rule == NAN_VALUES:
-        row, count = first_bad(checks.partial)
-        return f"{count} partial bar(s) with a missing field, first {bar(row)}"
-    if rule == NON_POSITIVE_PRICE:
-        row, count = first_bad(checks.non_positive)
-        return f"{count} bar(s) with a price <= 0, first {bar(row)}"
-    if rule == HIGH_BELOW_LOW:
-        row, count = first_bad(checks.high_below_low)
-        return f"{count} bar(s) with high < low, first {bar(row)}"
-    if rule == INCONSISTENT_OHLC:
-        row, count = first_bad(checks.inconsistent)
-        return f"{count} bar(s) with open/close outside high-low, first {bar(row)}"
-    if rule == ZERO_VOLUME_RUN:
-        runs = checks.zero_run[:, j]
+
+    def _zero_volume(self, j: int) -> str:
+        runs = self.checks.zero_run[:, j]
         end = int(runs.argmax())
         return (
-            f"{runs[end]} consecutive zero-volume sessions ending {_day(dates[end])} "
-            f"(limit {params.max_zero_volume_run})"
+            f"{runs[end]} consecutive zero-volume sessions ending {_day(self.panel.dates[end])} "
+            f"(limit {self.params.max_zero_volume_run})"
         )
-    # IMPLAUSIBLE_MOVE
-    moves = np.abs(np.nan_to_num(checks.move[:, j]))
-    row = int(moves.argmax())
-    n_big = int(np.count_nonzero(moves > params.max_one_day_move + _MOVE_TOL))
-    return (
-        f"close moved {checks.move[row, j]:+.1%} on {_day(dates[row])} "
-        f"({checks.prev_close[row, j]:g} -> {panel.close[row, j]:g}), "
-        f"limit {params.max_one_day_move:.0%}; {n_big} such move(s)"
-    )
+
+    def _last_bar_defect(self, rule: str, j: int) -> str:
+        row = int(self.judged.last_row[j])
+        return (
+            f"the newest bar {self._bar(row, j)} has {DEFECT_TEXT[rule]}: removed, and the "
+            "symbol held for this cycle (the next good bar restores it)"
+        )
+
+    def _unconfirmed(self, j: int) -> str:
+        row = int(self.judged.unconfirmed_row[j])
+        prev, when = self._prev(row, j)
+        close = float(self.panel.close[row, j])
+        return (
+            f"close moved {close / prev - 1.0:+.1%} on {_day(self.panel.dates[row])} "
+            f"({prev:g} -> {close:g}), limit {self.params.max_one_day_move:.0%}: a bad print "
+            f"or a real move, the next bar will tell; last good close {prev:g} of {when}"
+        )
+
+    def _split(self, j: int) -> str:
+        row = int(self.judged.split_row[j])
+        prev, when = self._prev(row, j)
+        opened = float(self.panel.open[row, j])
+        label = bar_repair.split_label(int(self.judged.flags.split[row, j]))
+        count = int(self.judged.split_count[j])
+        more = f"; {count} such jumps in the window" if count > 1 else ""
+        return (
+            f"probable {label} split on {_day(self.panel.dates[row])}: open {opened:g} against "
+            f"the previous close {prev:g} of {when} (x{opened / prev:.4f}, within "
+            f"{self.params.split_tolerance:.0%} of a {label} ratio): unadjusted prices; stops "
+            f"compare against the pre-split close {prev:g}{more}"
+        )
 
 
-def validate(
-    panel: BarPanel,
-    *,
-    asof: dt.date,
-    expected_last_session: dt.date,
-    sessions: Sequence[dt.date],
-    min_bars: int,
-    params: ValidationParams,
-    universe: Sequence[str] | None = None,
-) -> ValidationReport:
-    """Validate ``panel`` (bars strictly before ``asof``) for the cycle on ``asof``.
+def _last_prices(judged: WindowJudgement) -> dict[str, LastPrice]:
+    """Each column's last good close (before the first probable split, when there is one)."""
+    clean = judged.clean
+    last = bar_repair.last_true(np.isfinite(clean.close))
+    held = np.flatnonzero(judged.split_row >= 0)
+    last[held] = judged.flags.prev_row[judged.split_row[held], held]
+    cols = np.flatnonzero(last >= 0)
+    rows = last[cols]
+    days = clean.dates.date  # python dates, boxed once
+    prices = clean.close[rows, cols].tolist()
+    return {
+        clean.symbols[j]: LastPrice(price, days[row])
+        for j, row, price in zip(cols.tolist(), rows.tolist(), prices, strict=True)
+    }
 
-    ``universe``, when given, is the set of symbols to check: any not in the panel is
-    rejected as ``no_data`` and panel columns outside it are ignored. Without it every
-    panel column is checked. A bar dated on or after ``asof`` is look-ahead and raises
-    ``ValueError``; so does an ``expected_last_session`` that is not before ``asof``.
-    """
+
+def _check_dates(panel: BarPanel, asof: dt.date, expected_last_session: dt.date) -> None:
     asof_ts = pd.Timestamp(asof)
     if len(panel.dates) and panel.dates[-1] >= asof_ts:
         raise ValueError(
@@ -307,72 +337,108 @@ def validate(
             f"is not before asof {asof.isoformat()}"
         )
 
+
+def _halt_reason(
+    judged: WindowJudgement,
+    rejected: Sequence[SymbolRejected],
+    n_names: int,
+    expected_last_session: dt.date,
+    params: ValidationParams,
+) -> tuple[bool, str | None]:
+    """(feed stale, why the cycle halts or None): market-wide failure only."""
+    present_rows = np.flatnonzero(judged.flags.present.any(axis=1))
+    newest = judged.clean.dates[present_rows[-1]] if present_rows.size else None
+    feed_stale = newest is None or newest < pd.Timestamp(expected_last_session)
+    codes = Counter(r.reason_code for r in rejected)
+    summary = ", ".join(f"{code} {n}" for code, n in sorted(codes.items()))
+    failed_share = len(rejected) / n_names if n_names else 0.0
+    if feed_stale:
+        last = "none" if newest is None else _day(newest)
+        why = f"feed stale: newest bar {last}, expected {expected_last_session.isoformat()}"
+        return True, why + (f" ({summary})" if summary else "")
+    if failed_share > params.max_failed_share and len(rejected) >= params.min_failed_symbols:
+        return False, (
+            f"{len(rejected)} of {n_names} symbols ({failed_share:.1%}) failed validation "
+            f"({summary}), limit {params.max_failed_share:.1%} and "
+            f"{params.min_failed_symbols} symbols"
+        )
+    return False, None
+
+
+def validate(
+    panel: BarPanel,
+    *,
+    asof: dt.date,
+    expected_last_session: dt.date,
+    sessions: Sequence[dt.date],
+    min_bars: int,
+    params: ValidationParams,
+    universe: Sequence[str] | None = None,
+    problems: Mapping[str, str] | None = None,
+    flags: BarFlags | None = None,
+) -> ValidationReport:
+    """Validate ``panel`` (bars strictly before ``asof``) for the cycle on ``asof``.
+
+    ``universe``, when given, is the set of symbols to check: any not in the panel is
+    rejected as ``no_data`` and panel columns outside it are ignored. Without it every
+    panel column (and every symbol in ``problems``) is checked. ``problems`` maps a
+    symbol the provider could not read to why (``bad_file``). ``flags`` are the bar
+    flags of ``panel`` precomputed over a longer history (a backtest); without them
+    the window is scanned here. A bar dated on or after ``asof`` is look-ahead and
+    raises ``ValueError``; so does an ``expected_last_session`` not before ``asof``.
+    """
+    _check_dates(panel, asof, expected_last_session)
+    problems = problems or {}
+    in_panel = set(panel.symbols)
     if universe is None:
-        names = list(panel.symbols)
-        absent: list[str] = []
+        names = [*panel.symbols, *(s for s in problems if s not in in_panel)]
     else:
         names = list(dict.fromkeys(universe))
-        in_panel = set(panel.symbols)
-        absent = [s for s in names if s not in in_panel]
-    absent_set = set(absent)
-    checked = panel.select([s for s in names if s not in absent_set])
+    reasons: dict[str, SymbolRejected] = {}
+    for s in names:
+        if s in problems:
+            reasons[s] = SymbolRejected(symbol=s, reason_code=BAD_FILE, details=problems[s])
+        elif s not in in_panel:
+            reasons[s] = SymbolRejected(s, NO_DATA, "not in the fetched bars")
+    to_check = [s for s in names if s not in reasons]
+    checked = panel if tuple(to_check) == panel.symbols else panel.select(to_check)
+    if flags is None:
+        window_flags = scan(checked, params)
+    else:
+        index = {s: i for i, s in enumerate(panel.symbols)}
+        same = checked is panel
+        window_flags = flags if same else flags.columns([index[s] for s in to_check])
+    judged = bar_repair.judge_window(checked, window_flags, lambda p: scan(p, params))
     checks = _run_checks(
-        checked,
+        judged,
         expected_last_session=expected_last_session,
         sessions=sessions,
         min_bars=min_bars,
         params=params,
     )
-
-    reasons: dict[str, SymbolRejected] = {
-        s: SymbolRejected(symbol=s, reason_code=NO_DATA, details="not in the fetched bars")
-        for s in absent
-    }
+    details = _Details(
+        checked, judged, checks, expected_last_session, len(sessions), min_bars, params
+    )
     # First failing rule per column, vectorised: stack the masks in RULES order.
     stacked = np.vstack([checks.failed[rule] for rule in RULES])
-    failing_cols = np.flatnonzero(stacked.any(axis=0))
     first_rule = stacked.argmax(axis=0)
-    for j in failing_cols.tolist():
+    for j in np.flatnonzero(stacked.any(axis=0)).tolist():
         rule = RULES[int(first_rule[j])]
         symbol = checked.symbols[j]
-        reasons[symbol] = SymbolRejected(
-            symbol=symbol,
-            reason_code=rule,
-            details=_details(
-                rule,
-                j,
-                checked,
-                checks,
-                expected_last_session=expected_last_session,
-                n_sessions=len(sessions),
-                min_bars=min_bars,
-                params=params,
-            ),
-        )
+        reasons[symbol] = SymbolRejected(symbol, rule, details.text(rule, j))
 
     rejected = tuple(reasons[s] for s in names if s in reasons)
     valid = tuple(s for s in names if s not in reasons)
-    failed_share = len(rejected) / len(names) if names else 0.0
-
-    has_close = np.isfinite(checked.close)
-    any_rows = np.flatnonzero(has_close.any(axis=1))
-    newest = checked.dates[any_rows[-1]] if any_rows.size else None
-    feed_stale = newest is None or newest < pd.Timestamp(expected_last_session)
-
-    halt_reason: str | None = None
-    if feed_stale:
-        last = "none" if newest is None else _day(newest)
-        halt_reason = f"feed stale: newest bar {last}, expected {expected_last_session.isoformat()}"
-    elif failed_share > params.max_failed_share:
-        halt_reason = (
-            f"{len(rejected)} of {len(names)} symbols ({failed_share:.1%}) failed "
-            f"validation, limit {params.max_failed_share:.1%}"
-        )
+    stale, halt_reason = _halt_reason(judged, rejected, len(names), expected_last_session, params)
     return ValidationReport(
         valid_symbols=valid,
         rejected=rejected,
-        stale=feed_stale,
-        failed_share=failed_share,
+        stale=stale,
+        failed_share=len(rejected) / len(names) if names else 0.0,
         halt=halt_reason is not None,
         halt_reason=halt_reason,
+        panel=judged.clean if valid == checked.symbols else judged.clean.select(valid),
+        last_prices=_last_prices(judged),
+        notes=judged.notes,
+        rescanned=tuple(checked.symbols[j] for j in judged.rescanned.tolist()),
     )

@@ -12,7 +12,8 @@ refused request, never a second position.
 
 Order of writes
 ---------------
-1. The intent is written NEW (durable) *before* anything is sent.
+1. The intent is written NEW (durable) *before* anything is sent; a batch's
+   intents are all written before the first of them is sent.
 2. It is marked SUBMITTED (durable) just before ``broker.submit``.
 3. The broker's answer moves it on; fills are booked with ``OrderStore.book_fill``
    (trade row, intent, position in one durable transaction), always as the
@@ -37,8 +38,9 @@ Submitting (``PlaceOrders``, in the given order)
 - ``BrokerUnavailable``: nothing happened; back to NEW with the error
   (reported as status NEW + error, which the RiskSupervisor counts as a failure).
 - ``AccountBlocked``: REJECTED with the error, and the rest of the batch is
-  not submitted (status NEW, error "account blocked"; no row is written for
-  them, so nothing submits them behind the kill switch's back later).
+  not submitted: those intents (already written, as the whole batch is written
+  before the first submission) are closed EXPIRED with ``not_submitted``, so
+  nothing submits them behind the kill switch's back later.
 
 Resolving a non-terminal intent (on start, on ``SettleOrders``, on a re-run)
 ---------------------------------------------------------------------------
@@ -113,7 +115,13 @@ from daemon.actor import Actor, handles
 from daemon.clock import Clock
 from daemon.errors import Refusal, TradingdError
 from daemon.store.core import Store
-from daemon.store.orders import IntentRow, NegativePosition, OrderStore, OverFill
+from daemon.store.orders import (
+    STOP_ATR_MULTIPLE,
+    IntentRow,
+    NegativePosition,
+    OrderStore,
+    OverFill,
+)
 
 log = structlog.get_logger()
 
@@ -129,6 +137,7 @@ MISSING_AT_BROKER = "missing_at_broker"
 STALE = "stale"
 BOOKING_FAILED = "booking_failed"
 NOT_FOUND = "not_found"
+NOT_SUBMITTED = "not_submitted"
 
 _RESUBMITTABLE = (IntentStatus.NEW, IntentStatus.SUBMITTED, IntentStatus.UNKNOWN)
 
@@ -144,8 +153,9 @@ class OrderManager(Actor):
         clock: Clock,
         strategy_ids: Mapping[str, int] | None = None,
         metrics: Any | None = None,
+        stop_atr_multiple: float = STOP_ATR_MULTIPLE,
     ) -> None:
-        self._orders = OrderStore(store)
+        self._orders = OrderStore(store, stop_atr_multiple=stop_atr_multiple)
         self._broker = broker
         self._clock = clock
         self._strategy_ids: dict[str, int] = dict(strategy_ids or {})
@@ -172,11 +182,18 @@ class OrderManager(Actor):
 
     @handles(PlaceOrders)
     async def place(self, msg: PlaceOrders) -> OrderResults:
-        """Write each intent, then submit it; a re-run resolves instead of resubmitting."""
+        """Write every intent of the batch, then submit them in order.
+
+        The whole batch is written (durable) before the first order is sent, so a
+        crash in the middle of submitting leaves the rest of the day's plan in the
+        store: the restart's resolution submits exactly those, and a re-run of the
+        day finds them instead of planning a second round on changed positions.
+        """
+        written = [await self._write(msg, spec) for spec in msg.intents]
         results: list[OrderResult] = []
         blocked: str | None = None
-        for spec in msg.intents:
-            result, blocked_now = await self._place_one(msg, spec, blocked)
+        for item in written:
+            result, blocked_now = await self._send(item, blocked)
             if blocked_now and blocked is None:
                 blocked = result.error or "account blocked"
             results.append(result)
@@ -248,11 +265,12 @@ class OrderManager(Actor):
 
     # ------------------------------------------------------------ placing
 
-    async def _place_one(
-        self, msg: PlaceOrders, spec: OrderIntentSpec, blocked: str | None
-    ) -> tuple[OrderResult, bool]:
+    async def _write(
+        self, msg: PlaceOrders, spec: OrderIntentSpec
+    ) -> OrderResult | tuple[IntentRow, bool]:
+        """Write one intent NEW; ``(row, existed)``, or the result of a refusal (no row)."""
         if spec.side not in SIDES:
-            return _refused(spec, "", spec.qty, f"invalid side {spec.side!r}"), False
+            return _refused(spec, "", spec.qty, f"invalid side {spec.side!r}")
         iid = intent_id(msg.asof, spec.strategy, spec.symbol, spec.side)
         existing = await self._orders.get(iid)
         if existing is not None:
@@ -263,36 +281,17 @@ class OrderManager(Actor):
                     stored_qty=existing.target_qty,
                     requested_qty=spec.qty,
                 )
-            row, submitted = await self._resolve(existing, explicit=True, may_submit=not blocked)
-            return _result(row, existing=not submitted), submitted and _is_blocked(row)
-        if blocked is not None:
-            return (
-                OrderResult(
-                    iid,
-                    spec.strategy,
-                    spec.symbol,
-                    spec.side,
-                    spec.qty,
-                    IntentStatus.NEW,
-                    error=f"account blocked: not submitted ({blocked})",
-                ),
-                False,
-            )
+            return existing, True
         if spec.qty <= 0:
-            return _refused(spec, iid, spec.qty, "qty must be positive"), False
+            return _refused(spec, iid, spec.qty, "qty must be positive")
         strategy_id = await self._strategy_id(spec.strategy)
         qty = spec.qty
         if spec.side == "sell":
             available = await self._sellable(strategy_id, spec.symbol)
             if available <= 0:
-                return _refused(spec, iid, 0, "nothing held"), False
+                return _refused(spec, iid, 0, "nothing held")
             if qty > available:
-                log.warning(
-                    "order_sell_clamped",
-                    intent_id=iid,
-                    requested=qty,
-                    held=available,
-                )
+                log.warning("order_sell_clamped", intent_id=iid, requested=qty, held=available)
                 qty = available
         row, created = await self._orders.create_intent(
             intent_id=iid,
@@ -308,21 +307,41 @@ class OrderManager(Actor):
             atr=spec.atr,
             signal_id=spec.signal_id,
             reason=spec.reason,
+            stop_atr_multiple=spec.stop_atr_multiple,
             at=self._clock.now(),
         )
-        if not created:  # cannot happen inside one actor; resolve rather than resubmit
-            row, submitted = await self._resolve(row, explicit=True, may_submit=True)
+        if created:
+            log.info(
+                "order_intent_created",
+                intent_id=iid,
+                run_id=msg.run_id,
+                strategy=spec.strategy,
+                symbol=spec.symbol,
+                side=spec.side,
+                qty=qty,
+                kind=str(spec.kind),
+            )
+        return row, not created
+
+    async def _send(
+        self, item: OrderResult | tuple[IntentRow, bool], blocked: str | None
+    ) -> tuple[OrderResult, bool]:
+        """Submit (or, for an intent that existed, resolve) one written intent."""
+        if isinstance(item, OrderResult):
+            return item, False
+        row, existed = item
+        if existed:
+            row, submitted = await self._resolve(row, explicit=True, may_submit=not blocked)
             return _result(row, existing=not submitted), submitted and _is_blocked(row)
-        log.info(
-            "order_intent_created",
-            intent_id=iid,
-            run_id=msg.run_id,
-            strategy=spec.strategy,
-            symbol=spec.symbol,
-            side=spec.side,
-            qty=qty,
-            kind=str(spec.kind),
-        )
+        if blocked is not None:
+            # Written but never sent: closed now, so nothing submits it behind the switch later.
+            row = await self._set(
+                row,
+                IntentStatus.EXPIRED,
+                NOT_SUBMITTED,
+                f"account blocked: not submitted ({blocked})",
+            )
+            return _result(row), False
         row = await self._submit(row)
         return _result(row), _is_blocked(row)
 
@@ -559,6 +578,7 @@ def _result(row: IntentRow, *, existing: bool = False) -> OrderResult:
         avg_price=row.avg_fill_price,
         error=row.error_message,
         existing=existing,
+        error_code=row.error_code,
     )
 
 

@@ -9,7 +9,12 @@ Rules (defaults in brackets):
 * ``consecutive_failures``: at least ``max_consecutive_failures`` [>= 3];
 * ``order_rejection_rate``: at least ``min_rejections`` [>= 5] rejected orders
   *and* a rejection rate strictly above ``max_rejection_rate`` [> 50 %];
-* ``bad_data``: stale market data or a data-quality failure.
+* ``max_drawdown``: equity below its high-water mark by strictly more than
+  ``max_drawdown`` [> 15 %] (a NaN drawdown does not trip: no mark yet);
+* ``bad_data``: stale market data or a data-quality failure. Unlike the others it
+  is not an operator latch: the cycle clears it once the data is good again;
+* ``broker_blocked`` (set by the cycle, not here): the broker says the account may
+  not trade, from its account flags or a refused submission.
 """
 
 from __future__ import annotations
@@ -25,13 +30,19 @@ DAILY_DRAWDOWN: Final = "daily_drawdown"
 CONSECUTIVE_FAILURES: Final = "consecutive_failures"
 ORDER_REJECTION_RATE: Final = "order_rejection_rate"
 BAD_DATA: Final = "bad_data"
+MAX_DRAWDOWN: Final = "max_drawdown"
+BROKER_BLOCKED: Final = "broker_blocked"
 AUTO_SWITCHES: Final = (
     RECONCILIATION_FAILED,
     DAILY_DRAWDOWN,
     CONSECUTIVE_FAILURES,
     ORDER_REJECTION_RATE,
     BAD_DATA,
+    MAX_DRAWDOWN,
+    BROKER_BLOCKED,
 )
+#: Switches the cycle clears by itself once their condition is gone (not operator latches).
+SELF_CLEARING: Final = frozenset({BAD_DATA})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +56,8 @@ class RiskContext:
     total_orders: int
     stale_data: bool
     bad_data_reason: str | None
+    drawdown_from_peak: float = 0.0
+    peak_equity: float = 0.0
 
 
 def evaluate(ctx: RiskContext, params: KillSwitchParams) -> list[tuple[str, str]]:
@@ -75,6 +88,15 @@ def evaluate(ctx: RiskContext, params: KillSwitchParams) -> list[tuple[str, str]
                     f"> {params.max_rejection_rate:.0%} with >= {params.min_rejections} rejected",
                 )
             )
+    peak_limit = params.max_drawdown
+    if ctx.drawdown_from_peak > peak_limit:
+        tripped.append(
+            (
+                MAX_DRAWDOWN,
+                f"equity {ctx.drawdown_from_peak:.2%} below its high-water mark "
+                f"{ctx.peak_equity:,.2f} > {peak_limit:.2%}",
+            )
+        )
     reasons = []
     if ctx.stale_data:
         reasons.append("stale market data")

@@ -1,16 +1,20 @@
-"""Per-strategy cash: each strategy spends only its allocation, and never the others' cash.
+"""Per-strategy cash: each strategy spends its allocation and its own gains, never another's.
 
 A :class:`CashLedger` is pure and in memory; the owning actor persists it by
 saving :meth:`CashLedger.state` and rebuilds it with ``CashLedger(**state)``.
 
 Vocabulary, per strategy:
 
-* ``allocation``: the capital the strategy may have in positions and orders at once;
+* ``allocation``: the capital the strategy was given;
+* ``realized``: its realised P&L so far (signed: a losing strategy has less to spend,
+  a winning one compounds its own gains);
 * ``committed``: cost basis of its open positions;
 * ``reserved``: cash held back for its orders in flight.
 
-``available(strategy) = min(allocation - committed - reserved,
-account_cash - all reservations)``, never below 0. Order life cycle:
+``available(strategy) = min(allocation + realized - committed - reserved,
+account_cash - all reservations)``, never below 0. A strategy's buying power is
+its own money only: a loss it realised is never covered by the headroom the
+other strategies leave unused in the account. Order life cycle:
 :meth:`~CashLedger.reserve` before submitting; on a fill
 :meth:`~CashLedger.commit` turns the reservation into a position (spending the
 actual cost from account cash); on a cancel or reject
@@ -40,6 +44,7 @@ class CashState(TypedDict):
     account_cash: float
     committed: dict[str, float]
     reserved: dict[str, float]
+    realized: dict[str, float]
 
 
 def _cents(amount: float, what: str, *, signed: bool = False) -> int:
@@ -56,7 +61,7 @@ def _dollars(cents: int) -> float:
 class CashLedger:
     """Allocations, positions' cost and reservations of every strategy; see the module docs."""
 
-    __slots__ = ("_allocations", "_cash", "_committed", "_reserved")
+    __slots__ = ("_allocations", "_cash", "_committed", "_realized", "_reserved")
 
     def __init__(
         self,
@@ -64,6 +69,7 @@ class CashLedger:
         account_cash: float,
         committed: Mapping[str, float] | None = None,
         reserved: Mapping[str, float] | None = None,
+        realized: Mapping[str, float] | None = None,
     ) -> None:
         self._allocations = {s: _cents(v, f"allocation of {s}") for s, v in allocations.items()}
         self._cash = _cents(account_cash, "account cash", signed=True)
@@ -71,6 +77,9 @@ class CashLedger:
             s: _cents(v, f"committed cash of {s}") for s, v in (committed or {}).items()
         }
         self._reserved = {s: _cents(v, f"reserved of {s}") for s, v in (reserved or {}).items()}
+        self._realized = {
+            s: _cents(v, f"realized P&L of {s}", signed=True) for s, v in (realized or {}).items()
+        }
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -96,9 +105,14 @@ class CashLedger:
         """Cash held back for the strategy's orders in flight."""
         return _dollars(self._reserved.get(strategy, 0))
 
+    def realized(self, strategy: str) -> float:
+        """The strategy's realised P&L (signed)."""
+        return _dollars(self._realized.get(strategy, 0))
+
     def _available_cents(self, strategy: str) -> int:
         own = (
             self._allocations.get(strategy, 0)
+            + self._realized.get(strategy, 0)
             - self._committed.get(strategy, 0)
             - self._reserved.get(strategy, 0)
         )
@@ -116,6 +130,7 @@ class CashLedger:
             account_cash=_dollars(self._cash),
             committed={s: _dollars(c) for s, c in self._committed.items() if c},
             reserved={s: _dollars(c) for s, c in self._reserved.items() if c},
+            realized={s: _dollars(c) for s, c in self._realized.items() if c},
         )
 
     # -- changing ----------------------------------------------------------------------------
@@ -148,10 +163,13 @@ class CashLedger:
         self._cash -= spent
 
     def record_sale(self, strategy: str, cost_basis: float, proceeds: float) -> None:
-        """A sale: free ``cost_basis`` (committed floors at 0) and add ``proceeds`` to cash."""
+        """A sale: free ``cost_basis`` (committed floors at 0), add ``proceeds`` to cash,
+        and book ``proceeds - cost_basis`` to the strategy's realised P&L."""
         basis = _cents(cost_basis, "cost basis")
         gained = _cents(proceeds, "proceeds")
-        self._committed[strategy] = max(0, self._committed.get(strategy, 0) - basis)
+        freed = min(basis, self._committed.get(strategy, 0))
+        self._committed[strategy] = self._committed.get(strategy, 0) - freed
+        self._realized[strategy] = self._realized.get(strategy, 0) + gained - basis
         self._cash += gained
 
     def _take_reservation(self, strategy: str, cents: int) -> int:

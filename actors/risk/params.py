@@ -6,7 +6,7 @@ defaults are the reference system's rules.
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -33,6 +33,12 @@ class RegimeParams(_Params):
     size_normal: float = Field(default=1.0, ge=0, le=3, description="size multiplier, normal")
     size_high: float = Field(default=0.8, ge=0, le=3, description="size multiplier, high vol")
     size_crisis: float = Field(default=0.0, ge=0, le=3, description="size multiplier, crisis")
+    max_vix_age_sessions: int = Field(
+        default=0,
+        ge=0,
+        le=20,
+        description="sessions the last VIX value may lag the last session; older: the proxy",
+    )
 
     @model_validator(mode="after")
     def _thresholds_increase(self) -> Self:
@@ -97,6 +103,9 @@ class KillSwitchParams(_Params):
     min_rejections: int = Field(
         default=5, ge=1, description="rejections needed before the rate counts (>=)"
     )
+    max_drawdown: float = Field(
+        default=0.15, gt=0, le=1, description="equity below its high-water mark that trips (>)"
+    )
 
 
 class LossParams(_Params):
@@ -110,6 +119,9 @@ class LossParams(_Params):
     )
 
 
+SizingBase = Literal["portfolio", "strategy"]
+
+
 class RiskParams(_Params):
     """All risk-layer parameters, as the ``risk.*`` sections of the daemon config."""
 
@@ -118,3 +130,7 @@ class RiskParams(_Params):
     pending: PendingParams = Field(default_factory=PendingParams)
     kill_switches: KillSwitchParams = Field(default_factory=KillSwitchParams)
     loss: LossParams = Field(default_factory=LossParams)
+    sizing_base: SizingBase = Field(
+        default="portfolio",
+        description="risk_per_trade is a share of the portfolio's equity, or of the strategy's",
+    )

@@ -12,12 +12,14 @@ from __future__ import annotations
 import datetime as dt
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
+from actors.messages import Signal
 from actors.risk.cash import INSUFFICIENT_CASH
 from actors.risk.heat import HEAT_LIMIT
 from actors.risk.params import PendingParams
+from actors.strategies.sizing import atr_position_size
 
 PARKABLE_REASONS = frozenset({HEAT_LIMIT, INSUFFICIENT_CASH})
 
@@ -74,4 +76,42 @@ def decide_pending(
         expires,
         f"{reason_code}: re-evaluated for {params.decay_sessions} sessions "
         f"until {expires.isoformat()}",
+    )
+
+
+def reprice(
+    signal: Signal,
+    *,
+    price: float,
+    atr: float,
+    capital: float,
+    risk_capital: float,
+    risk_per_trade: float,
+    stop_atr_multiple: float,
+    since: dt.date,
+) -> Signal | None:
+    """A parked entry priced and sized on today's data; None when it cannot be sized today.
+
+    A signal parked yesterday carries yesterday's close and size; sent as it
+    was it would buy at today's open on a stale price with a stale risk
+    budget. It is re-priced at today's last close and ATR and re-sized by the
+    same ATR rule as a fresh signal (``atr_position_size``).
+    """
+    shares = atr_position_size(
+        capital,
+        price,
+        atr,
+        risk_per_trade=risk_per_trade,
+        stop_atr_multiple=stop_atr_multiple,
+        risk_capital=risk_capital,
+    )
+    if shares <= 0:
+        return None
+    note = f" [pending since {since}, re-priced at {price:.2f}]"
+    return replace(
+        signal,
+        price=float(price),
+        atr=float(atr),
+        shares=shares,
+        reasoning=signal.reasoning.split(" [pending since")[0] + note,
     )

@@ -6,6 +6,13 @@ while one runs is refused (``CycleBusy``), not queued. Every cycle is
 journaled before it does anything; a cycle a crash interrupted is closed as
 failed at start and today's cycle is run again (see ``cycle.py`` on why that
 never places an order twice).
+
+A trading date whose cycle completed is done, whatever the time of day: a
+``StartCycle`` for it is refused (``CycleAlreadyCompleted``, naming the run and
+when it completed) unless ``force``; a forced re-run runs exits and stop checks
+only (its entries are refused as ``day_already_traded``) unless
+``allow_entries`` too. A halted or failed cycle does not make a date done: it
+placed no entry. A plan is never refused (a dry run) but shows the same block.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from actors.strategies.params import StrategiesParams
 from daemon.actor import Actor, handles
 from daemon.errors import Refusal
 from daemon.logging import EventType
+from daemon.store.cycles import CycleRecord
 
 log = structlog.get_logger()
 Publish = Callable[[object], Awaitable[None]]
@@ -39,6 +47,20 @@ Publish = Callable[[object], Awaitable[None]]
 
 class CycleBusy(Refusal):
     """A cycle is already running; the new request is refused (names the running one)."""
+
+
+class CycleAlreadyCompleted(Refusal):
+    """The trading date's cycle completed, so the date is done; ``--force`` re-runs exits."""
+
+    def __init__(self, asof: dt.date, run_id: str, finished_at: dt.datetime, when: str) -> None:
+        super().__init__(
+            f"trading date {asof} is done: its cycle {run_id} completed at {when};"
+            " --force runs exits and stop checks again"
+            " (new entries also need --allow-entries)"
+        )
+        self.asof = asof
+        self.run_id = run_id
+        self.finished_at = finished_at
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -107,8 +129,24 @@ class RiskSupervisor(Actor):
                 f"cycle {running.run_id if running else '?'} is still running; "
                 f"{msg.run_id} was not started"
             )
+        blocked: str | None = None
+        done = await self._completed_cycle(msg.asof)
+        if done is not None:
+            assert done.finished_at is not None
+            if not msg.force:
+                raise CycleAlreadyCompleted(
+                    msg.asof, done.run_id, done.finished_at, self._when(done.finished_at)
+                )
+            blocked = None if msg.allow_entries else self._day_done(done)
+            log.warning(
+                "cycle_forced",
+                run_id=msg.run_id,
+                asof=str(msg.asof),
+                completed_run=done.run_id,
+                entries="allowed" if msg.allow_entries else "blocked",
+            )
         self._running = msg
-        self._task = asyncio.create_task(self._run(msg), name=f"cycle-{msg.run_id}")
+        self._task = asyncio.create_task(self._run(msg, blocked), name=f"cycle-{msg.run_id}")
         return CycleStarted(msg.run_id, msg.asof)
 
     @handles(WaitCycle)
@@ -122,11 +160,19 @@ class RiskSupervisor(Actor):
 
     @handles(PlanCycle)
     async def plan(self, msg: PlanCycle) -> dict[str, Any]:
+        done = await self._completed_cycle(msg.asof)
+        blocked = None if done is None else self._day_done(done)
         outcome = await Cycle(
-            self._d, self._strategies, self._risk, StartCycle(msg.run_id, msg.asof), plan=True
+            self._d,
+            self._strategies,
+            self._risk,
+            StartCycle(msg.run_id, msg.asof),
+            plan=True,
+            entries_blocked=blocked,
         ).run()
         return {
             "asof": str(msg.asof),
+            "entries_blocked": blocked,
             "status": str(outcome.status),
             "reason": outcome.reason,
             "regime": outcome.regime,
@@ -180,13 +226,35 @@ class RiskSupervisor(Actor):
 
     # ------------------------------------------------------------ the cycle
 
-    async def _run(self, msg: StartCycle) -> CycleCompleted:
+    async def _completed_cycle(self, asof: dt.date) -> CycleRecord | None:
+        """The first cycle that completed trading date ``asof``, if one did."""
+        for record in await self._d.journal.for_asof(asof):
+            if record.status == "completed" and record.finished_at is not None:
+                return record
+        return None
+
+    def _when(self, at: dt.datetime) -> str:
+        """``at`` in the exchange's local time, for people (e.g. 2026-11-23 09:48:02 EST)."""
+        return f"{at.astimezone(self._d.calendar.tz):%Y-%m-%d %H:%M:%S %Z}"
+
+    def _day_done(self, done: CycleRecord) -> str:
+        """Why entries are refused on a date whose cycle ``done`` completed."""
+        assert done.finished_at is not None
+        return (
+            f"trading date {done.asof} already traded by cycle {done.run_id}"
+            f" (completed {self._when(done.finished_at)}): exits and stop checks only,"
+            " no second round of entries (--force --allow-entries allows one)"
+        )
+
+    async def _run(self, msg: StartCycle, entries_blocked: str | None = None) -> CycleCompleted:
         started = time.perf_counter()
         metrics = self._d.metrics
         if metrics is not None:
             metrics.cycle_running.set(1)
         try:
-            outcome = await Cycle(self._d, self._strategies, self._risk, msg).run()
+            outcome = await Cycle(
+                self._d, self._strategies, self._risk, msg, entries_blocked=entries_blocked
+            ).run()
         except asyncio.CancelledError:
             await self._d.journal.finish(
                 msg.run_id, "failed", "cancelled at shutdown", self._d.clock.now()

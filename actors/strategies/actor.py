@@ -90,6 +90,8 @@ class StrategyActor(Actor):
                 indicators=snap.indicators,
                 positions={p.symbol: p for p in msg.positions},
                 capital=msg.capital or self._params.capital,
+                risk_capital=msg.risk_capital or None,
+                stop_atr_multiple=msg.stop_atr_multiple,
             )
             signals = await anyio.to_thread.run_sync(self._strategy.generate, ctx)
         except Exception as exc:  # a strategy bug fails this strategy's cycle, not the cycle

@@ -42,6 +42,7 @@ BoolArray = npt.NDArray[np.bool_]
 ReasonFn = Callable[[int], str]
 
 EXIT_CONFIDENCE = 1.0
+DEFAULT_STOP_MULTIPLE = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,8 @@ class StrategyContext:
     indicators: Mapping[str, FloatArray]
     positions: Mapping[str, HeldPosition]
     capital: float
+    risk_capital: float | None = None  # the risk base (portfolio equity); None: ``capital``
+    stop_atr_multiple: float | None = None  # None: the strategy's own key, else 3.0
 
     def __post_init__(self) -> None:
         last = self.panel.last_date
@@ -131,14 +134,29 @@ class Strategy(ABC):
         first = int(dates.searchsorted(pd.Timestamp(position.entry_date), side="left"))
         return len(dates) - first
 
-    def size(self, price: float, atr: float, capital: float) -> int:
-        """Whole shares by the ATR rule with this strategy's risk parameters."""
+    def size(
+        self,
+        price: float,
+        atr: float,
+        capital: float,
+        *,
+        risk_capital: float | None = None,
+        stop_atr_multiple: float | None = None,
+    ) -> int:
+        """Whole shares by the ATR rule with this strategy's risk parameters.
+
+        ``capital`` caps the position by cash; ``risk_capital`` (default ``capital``)
+        is what ``risk_per_trade`` is a share of; the stop distance is
+        ``stop_atr_multiple``, else the strategy's own key, else 3.
+        """
+        multiple = stop_atr_multiple or self.params.stop_atr_multiple or DEFAULT_STOP_MULTIPLE
         return atr_position_size(
             capital,
             price,
             atr,
             risk_per_trade=self.params.risk_per_trade,
-            stop_atr_multiple=self.params.stop_atr_multiple,
+            stop_atr_multiple=multiple,
+            risk_capital=risk_capital,
         )
 
     def buy(
@@ -211,7 +229,13 @@ class Strategy(ABC):
         signals: list[Signal] = []
         for col in candidates.tolist():
             price, a = float(close[col]), float(atr[col])
-            shares = self.size(price, a, ctx.capital)
+            shares = self.size(
+                price,
+                a,
+                ctx.capital,
+                risk_capital=ctx.risk_capital,
+                stop_atr_multiple=ctx.stop_atr_multiple,
+            )
             if shares <= 0:
                 continue
             signals.append(

@@ -2,8 +2,10 @@
 
 Entry: the fast SMA (20) crosses above the slow SMA (100) on the last bar
 (``fast_prev <= slow_prev`` and ``fast > slow``) and ``adx14 > adx_min`` (20).
-Exit: the fast SMA crosses below the slow one (``fast_prev >= slow_prev`` and
-``fast < slow``).
+Exit: the fast SMA is below the slow one (``fast < slow``). The exit is a state,
+not an event: a position is sold on the first cycle that sees the trend gone,
+even when the cycle that saw the cross itself was missed (the daemon was down,
+the symbol's data was bad that day).
 
 The SMAs come from the indicator keys ``sma{n}`` / ``sma{n}_prev`` when the
 snapshot has them (the defaults 20/100 do); other lengths are computed here
@@ -66,14 +68,15 @@ class MaCrossover(Strategy):
             if col is None:
                 continue
             f, s, fp, sp = (float(a[col]) for a in (fast, slow, fast_prev, slow_prev))
-            if fp >= sp and f < s:
+            if f < s:
+                how = "crossed below" if fp >= sp else "is below"
                 signals.append(
                     self.sell(
                         position,
                         col,
                         ctx,
-                        f"SMA{p.fast} {f:.2f} crossed below SMA{p.slow} {s:.2f} "
-                        f"(prev {fp:.2f} >= {sp:.2f})",
+                        f"SMA{p.fast} {f:.2f} {how} SMA{p.slow} {s:.2f} "
+                        f"(prev {fp:.2f} vs {sp:.2f})",
                     )
                 )
         n_exits = len(signals)

@@ -3,7 +3,10 @@
 Entry: ``momentum > threshold`` (close / close ``lookback`` sessions earlier - 1)
 and ``volume_ratio >= volume_ratio_min``; the strongest ``max_entries`` by
 momentum among the symbols not held (ranked first, then sized: a top symbol
-that sizes to 0 shares is skipped, not replaced). Exit: held ``hold_days``.
+that sizes to 0 shares is skipped, not replaced). Exit: held ``hold_days``, or
+momentum lost (``momentum <= exit_momentum``, 0 by default: the stock has given
+back its whole ``lookback``-day rise). Both exits are states, checked every
+cycle, so a missed cycle delays an exit by a day, never cancels it.
 
 Momentum is the indicator ``momentum{lookback}`` when the snapshot has it (the
 default 20 does), else computed here from ``panel.close``.
@@ -56,11 +59,17 @@ class Momentum(Strategy):
 
         signals: list[Signal] = []
         for position, col in ctx.held_columns():
+            reasons: list[str] = []
             days = self.held_days(position, ctx)
             if days >= p.hold_days:
-                signals.append(
-                    self.sell(position, col, ctx, f"held {days} sessions >= {p.hold_days}")
+                reasons.append(f"held {days} sessions >= {p.hold_days}")
+            if col is not None and np.isfinite(mom[col]) and mom[col] <= p.exit_momentum:
+                reasons.append(
+                    f"momentum lost: {p.lookback}-day momentum {mom[col]:+.1%} "
+                    f"<= {p.exit_momentum:.1%}"
                 )
+            if reasons:
+                signals.append(self.sell(position, col, ctx, "; ".join(reasons)))
         n_exits = len(signals)
 
         ok = self.tradable(ctx) & finite(mom, vol_ratio)

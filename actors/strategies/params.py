@@ -15,7 +15,12 @@ class StrategyParams(BaseModel):
     risk_per_trade: float = Field(
         default=0.01, gt=0, le=0.1, description="share of capital risked per position"
     )
-    stop_atr_multiple: float = Field(default=3.0, gt=0, description="stop distance in ATRs")
+    stop_atr_multiple: float | None = Field(
+        default=None,
+        gt=0,
+        le=20,
+        description="stop distance in ATRs; unset: risk.stop_atr_multiple",
+    )
     breakout: bool = Field(
         default=False, description="a breakout strategy: disabled in high-volatility regimes"
     )
@@ -40,6 +45,9 @@ class MomentumParams(StrategyParams):
     threshold: float = Field(default=0.08, description="entry when 20-day momentum exceeds this")
     volume_ratio_min: float = Field(default=1.2, gt=0, description="volume / 20-day average volume")
     hold_days: int = Field(default=10, ge=1)
+    exit_momentum: float = Field(
+        default=0.0, description="exit a held position once its momentum falls to this"
+    )
     max_entries: int = Field(default=5, ge=1, description="strongest N per cycle")
 
 
@@ -67,3 +75,12 @@ class StrategiesParams(BaseModel):
 
     def items(self) -> list[tuple[str, StrategyParams]]:
         return [(name, getattr(self, name)) for name in type(self).model_fields]
+
+    def stop_atr_multiple(self, name: str, default: float) -> float:
+        """The stop distance of strategy ``name``: its own key when set, else ``default``.
+
+        ``default`` is ``risk.stop_atr_multiple``: one key for every strategy, a
+        strategy's own ``stop_atr_multiple`` overriding it only where it is set.
+        """
+        own: float | None = getattr(self, name).stop_atr_multiple
+        return default if own is None else own

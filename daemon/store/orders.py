@@ -21,9 +21,11 @@ import aiosqlite
 
 from actors.messages import IntentKind, IntentStatus
 from actors.orders.costs import COMMISSION_PER_SHARE, SLIPPAGE_BPS
+from actors.risk.stops import MIN_STOP
 from daemon.store.core import Row, Store
 
-#: The catastrophe stop sits this many ATRs (at entry) below the average price.
+#: The catastrophe stop's distance in ATRs when an entry does not say (``risk.stop_atr_multiple``
+#: reaches the store through each entry intent; this is only the fallback of old rows).
 STOP_ATR_MULTIPLE = 3.0
 
 _TERMINAL = tuple(str(s) for s in IntentStatus if s.terminal)
@@ -57,6 +59,7 @@ class IntentRow:
     reference_price: float | None
     atr: float | None
     reason: str | None
+    stop_atr_multiple: float | None
     avg_fill_price: float | None
     broker_order_id: str | None
     error_code: str | None
@@ -89,6 +92,7 @@ class IntentRow:
             reference_price=r["reference_price"],
             atr=r["atr"],
             reason=r["reason"],
+            stop_atr_multiple=r["stop_atr_multiple"],
             avg_fill_price=r["avg_fill_price"],
             broker_order_id=r["broker_order_id"],
             error_code=r["error_code"],
@@ -155,6 +159,7 @@ class OrderStore:
         atr: float = 0.0,
         signal_id: int | None = None,
         reason: str = "",
+        stop_atr_multiple: float | None = None,
     ) -> tuple[IntentRow, bool]:
         """Write a NEW intent (durable); ``(row, False)`` with the stored row if it exists."""
         if side not in ("buy", "sell"):
@@ -166,8 +171,8 @@ class OrderStore:
             cur = await conn.execute(
                 "INSERT INTO order_intents (intent_id, run_id, asof_date, strategy_id, signal_id,"
                 " symbol, side, target_qty, filled_qty, status, created_at, strategy,"
-                " intent_kind, reference_price, atr, reason, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,0,?,?,?,?,?,?,?,?)"
+                " intent_kind, reference_price, atr, reason, updated_at, stop_atr_multiple)"
+                " VALUES (?,?,?,?,?,?,?,?,0,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT(intent_id) DO NOTHING",
                 (
                     intent_id,
@@ -186,6 +191,7 @@ class OrderStore:
                     atr,
                     reason,
                     stamp,
+                    stop_atr_multiple,
                 ),
             )
             created = cur.rowcount == 1
@@ -298,7 +304,8 @@ class OrderStore:
         advances the intent (filled qty, volume-weighted average fill price,
         ``status``), and moves the strategy's position: a buy adds shares at a
         weighted average price (a new position gets the intent's date as entry
-        date, its ATR as ``atr_at_entry`` and the stop ``avg − 3 × atr``); a
+        date, its ATR as ``atr_at_entry`` and the stop ``avg − k × atr``, k the intent's
+        ``stop_atr_multiple``); a
         sell removes shares and deletes the row at zero.
         """
         if delta_qty <= 0:
@@ -419,7 +426,8 @@ class OrderStore:
             avg_price = price
             entry_date = intent.asof.isoformat()
             atr = intent.atr
-        stop = avg_price - self._stop_atr_multiple * atr if atr else None
+        multiple = intent.stop_atr_multiple or self._stop_atr_multiple
+        stop = max(MIN_STOP, avg_price - multiple * atr) if atr else None
         await conn.execute(
             "INSERT INTO positions (strategy_id, symbol, shares, avg_price, current_price,"
             " market_value, unrealized_pnl, entry_date, stop_price, atr_at_entry, updated_at)"
@@ -473,6 +481,20 @@ class OrderStore:
             " FROM trades"
         )
         return baseline + (float(row[0]) if row is not None else 0.0)
+
+    async def cash_flows_by_strategy(self) -> dict[str, float]:
+        """Each strategy's net cash from its trades: sells' proceeds less buys' cost.
+
+        A strategy's own money is its allocation plus this: its realised P&L less what
+        its open positions cost (``actors.risk.cash``).
+        """
+        rows = await self._store.fetchall(
+            "SELECT s.name AS strategy, COALESCE(SUM(CASE WHEN t.action = 'BUY'"
+            " THEN -(t.notional + t.commission_cost) ELSE t.notional - t.commission_cost END),"
+            " 0.0) AS flow FROM trades t JOIN strategies s ON s.id = t.strategy_id"
+            " GROUP BY s.name ORDER BY s.name"
+        )
+        return {r["strategy"]: float(r["flow"]) for r in rows}
 
     async def fills(self) -> list[dict[str, Any]]:
         """Every trade as a fill for the performance report (``executed`` is the date)."""

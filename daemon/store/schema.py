@@ -271,6 +271,21 @@ MIGRATIONS: tuple[str, ...] = (
         last_price REAL
     );
     """,
+    # ---- version 3: risk rules that fire on the real schedule (issue 11)
+    # equity_closes: the account's equity at each session's close, from the broker's
+    # last_equity, an after-close reading, its history, or a backtest's closing mark; the
+    # daily-loss breaker compares the latest close with the one before it.
+    # order_intents.stop_atr_multiple: the stop distance the entry was sized with, so the
+    # stored stop follows risk.stop_atr_multiple / the strategy's key, not a constant.
+    """
+    CREATE TABLE equity_closes (
+        session TEXT PRIMARY KEY,
+        equity REAL NOT NULL,
+        source TEXT NOT NULL,
+        recorded_at TEXT NOT NULL
+    );
+    ALTER TABLE order_intents ADD COLUMN stop_atr_multiple REAL;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

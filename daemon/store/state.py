@@ -77,3 +77,10 @@ class KillSwitchStore:
 
     async def active(self) -> list[KillSwitchRecord]:
         return [r for r in await self.all() if r.active]
+
+    async def last_cleared(self, name: str) -> dt.datetime | None:
+        """When switch ``name`` was last cleared (from the audit trail), or None."""
+        row = await self._store.fetchone(
+            "SELECT MAX(at) FROM kill_switch_events WHERE name = ? AND active = 0", (name,)
+        )
+        return None if row is None or row[0] is None else dt.datetime.fromisoformat(row[0])

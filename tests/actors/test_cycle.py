@@ -36,7 +36,13 @@ from actors.risk import switches
 from actors.risk.cycle import CycleDeps
 from actors.risk.kill_switch import KillSwitchBoard
 from actors.risk.params import RiskParams
-from actors.risk.supervisor import CycleBusy, PlanCycle, RiskSupervisor, WaitCycle
+from actors.risk.supervisor import (
+    CycleAlreadyCompleted,
+    CycleBusy,
+    PlanCycle,
+    RiskSupervisor,
+    WaitCycle,
+)
 from actors.strategies.actor import StrategyActor
 from actors.strategies.base import Strategy, StrategyContext
 from actors.strategies.params import StrategiesParams, StrategyParams
@@ -47,7 +53,9 @@ from daemon.errors import ProviderError, Refusal
 from daemon.logging import EventLog
 from daemon.metrics import Metrics
 from daemon.store import CycleJournal, KillSwitchStore, Store, SystemState
+from daemon.store.equity import EquityCloses
 from daemon.store.models import ModelStore
+from daemon.store.orders import OrderStore
 from daemon.store.pending import PendingStore
 from daemon.store.signals import SignalStore
 from daemon.supervisor import OneForOne, Supervisor
@@ -91,10 +99,21 @@ class Graph:
     broker: SimBroker
     clock: SimClock
 
-    async def run(self, asof: dt.date = ASOF, run_id: str | None = None) -> CycleCompleted:
+    async def run(
+        self,
+        asof: dt.date = ASOF,
+        run_id: str | None = None,
+        *,
+        force: bool = False,
+        allow_entries: bool = False,
+    ) -> CycleCompleted:
         risk = self.sup.ref("risk_supervisor")
         run_id = run_id or f"test-{asof:%Y%m%d}"
-        await risk.ask(StartCycle(run_id, asof, CycleTrigger.OPERATOR))
+        await risk.ask(
+            StartCycle(
+                run_id, asof, CycleTrigger.OPERATOR, force=force, allow_entries=allow_entries
+            )
+        )
         done: CycleCompleted = await risk.ask(WaitCycle(run_id), timeout=120)
         return done
 
@@ -191,6 +210,9 @@ async def build(
             reconciler=sup.ref("reconciler"),
             strategies=refs,
             strategy_ids=ids,
+            orders=OrderStore(store),
+            equity=EquityCloses(store),
+            switch_records=KillSwitchStore(store),
             events=EventLog(events_dir),
             metrics=metrics,
         )
@@ -435,17 +457,22 @@ async def test_first_day_trades_fills_and_sets_stops(store: Store, tmp_path: Pat
 
 
 async def test_second_run_same_day_places_nothing_new(store: Store, tmp_path: Path) -> None:
-    """Re-running the day finds every intent already placed: no new broker order."""
+    """A completed date is refused; forced re-runs place no second round of entries."""
     graph = await build(store, tmp_path, universe=DEFAULT_36)
     async with anyio.create_task_group() as tg:
         await tg.start(graph.sup.run)
         await graph.run(run_id="first")
         placed = await broker_order_count(store)
-        again = await graph.run(run_id="second")
+        with pytest.raises(CycleAlreadyCompleted, match="2026-11-23 is done"):
+            await graph.run(run_id="second")
+        forced = await graph.run(run_id="third", force=True)
+        entries = await graph.run(run_id="fourth", force=True, allow_entries=True)
         await graph.sup.stop()
     assert placed > 0
     assert await broker_order_count(store) == placed
-    assert again.reason.startswith("0 orders placed")
+    assert forced.reason.startswith("0 orders placed")
+    # even with entries allowed, the date has the first run's entries: no second round
+    assert entries.reason.startswith("0 orders placed")
 
 
 async def test_reconciliation_mismatch_latches_and_adopt_clears(
@@ -530,23 +557,24 @@ async def test_latched_switch_survives_restart(store: Store, tmp_path: Path) -> 
 
 
 async def test_daily_loss_beyond_two_percent_blocks_entries(store: Store, tmp_path: Path) -> None:
-    """With equity 3% under the persisted start-of-day value, no entry is placed."""
+    """The last session closed 3% below the one before it: no entry is placed."""
     graph = await build(store, tmp_path, universe=DEFAULT_36)
-    await SystemState(store).set(
-        f"start_of_day_equity:{ASOF.isoformat()}", 103_100.0, dt.datetime.now(dt.UTC)
+    before_last = CALENDAR.previous_session(CALENDAR.previous_session(ASOF))
+    await EquityCloses(store).record(
+        before_last, 103_100.0, "session_close", dt.datetime(2026, 11, 20, 22, tzinfo=dt.UTC)
     )
     async with anyio.create_task_group() as tg:
         await tg.start(graph.sup.run)
         done = await graph.run()
         await graph.sup.stop()
-    assert "daily P&L" in done.reason
+    assert "daily loss 3.01% beyond -2%" in done.reason
     assert await broker_order_count(store) == 0
     rejections = await SignalStore(store).rejections("test-20261123")
     assert {r["reason"] for r in rejections} == {"kill_switch"}
 
 
 async def test_blocked_broker_account_trips_a_switch(store: Store, tmp_path: Path) -> None:
-    """An account with trading_blocked latches broker_trading_blocked; no order is sent."""
+    """An account with trading_blocked latches broker_blocked; no order is sent."""
     graph = await build(store, tmp_path, universe=DEFAULT_36)
     await graph.broker.set_trading_blocked(True)
     async with anyio.create_task_group() as tg:
@@ -555,7 +583,7 @@ async def test_blocked_broker_account_trips_a_switch(store: Store, tmp_path: Pat
         active = await graph.sup.ref("kill_switches").ask(GetKillSwitches())
         await graph.sup.stop()
     assert "does not allow trading" in done.reason
-    assert "broker_trading_blocked" in [s.name for s in active]
+    assert "broker_blocked" in [s.name for s in active]
     assert await broker_order_count(store) == 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -39,6 +39,7 @@ class FakeBroker:
     def __init__(self, cash: float, positions: dict[str, tuple[int, float]] | None = None) -> None:
         self.cash = cash
         self.held = dict(positions or {})
+        self.closes: dict[dt.date, float] = {}  # equity at the close of a session
         self.down = False
 
     async def account(self) -> BrokerAccount:
@@ -51,6 +52,11 @@ class FakeBroker:
         if self.down:
             raise BrokerUnavailable("HTTP 503 from the broker")
         return [BrokerPosition(s, q, p) for s, (q, p) in sorted(self.held.items())]
+
+    async def closing_equity(self, sessions: Sequence[dt.date]) -> dict[dt.date, float]:
+        if self.down:
+            raise BrokerUnavailable("HTTP 503 from the broker")
+        return {s: self.closes[s] for s in sessions if s in self.closes}
 
 
 @pytest.fixture

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.calendar import ExchangeCalendar
+from daemon.calendar import ExchangeCalendar, trading_date
+from daemon.clock import SimClock
 
 D = dt.date
 UTC = dt.UTC
+NY = ZoneInfo("America/New_York")
+
+
+def ny(y: int, m: int, d: int, hh: int, mm: int = 0, ss: int = 0) -> dt.datetime:
+    """A New York wall time as an aware datetime."""
+    return dt.datetime(y, m, d, hh, mm, ss, tzinfo=NY)
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +206,83 @@ def test_concurrent_first_queries_agree() -> None:
     for t in threads:
         t.join()
     assert results == [D(2026, 7, 6)] * 4
+
+
+# ---------------------------------------------------------------- trading_date
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        pytest.param(ny(2026, 11, 23, 4), D(2026, 11, 23), id="before-the-open"),
+        pytest.param(ny(2026, 11, 23, 9, 29, 59), D(2026, 11, 23), id="just-before-the-open"),
+        pytest.param(ny(2026, 11, 23, 9, 30), D(2026, 11, 23), id="at-the-open"),
+        pytest.param(ny(2026, 11, 23, 9, 47), D(2026, 11, 23), id="during-the-session"),
+        pytest.param(ny(2026, 11, 23, 15, 59, 59), D(2026, 11, 23), id="just-before-the-close"),
+        pytest.param(ny(2026, 11, 23, 16), D(2026, 11, 24), id="at-the-close"),
+        pytest.param(ny(2026, 11, 23, 23, 59), D(2026, 11, 24), id="late-evening"),
+        pytest.param(ny(2026, 11, 20, 17), D(2026, 11, 23), id="friday-after-the-close"),
+        pytest.param(ny(2026, 11, 21, 12), D(2026, 11, 23), id="saturday"),
+        pytest.param(ny(2026, 11, 22, 23), D(2026, 11, 23), id="sunday"),
+        pytest.param(ny(2026, 11, 25, 16, 30), D(2026, 11, 27), id="before-thanksgiving"),
+        pytest.param(ny(2026, 11, 26, 10), D(2026, 11, 27), id="thanksgiving"),
+        pytest.param(ny(2026, 12, 31, 16, 1), D(2027, 1, 4), id="new-years-eve-to-holiday"),
+        pytest.param(ny(2026, 7, 3, 10), D(2026, 7, 6), id="observed-independence-day"),
+    ],
+)
+def test_trading_date_at_each_time_of_the_week(
+    nyse: ExchangeCalendar, now: dt.datetime, expected: dt.date
+) -> None:
+    """Before the open and during the session: that day; after the close or off-days: the next."""
+    assert trading_date(now, nyse) == expected
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        pytest.param(ny(2026, 11, 27, 12, 59), D(2026, 11, 27), id="before-the-early-close"),
+        pytest.param(ny(2026, 11, 27, 13), D(2026, 11, 30), id="at-the-early-close"),
+        pytest.param(ny(2026, 11, 27, 15), D(2026, 11, 30), id="after-the-early-close"),
+    ],
+)
+def test_trading_date_on_an_early_close_day(
+    nyse: ExchangeCalendar, now: dt.datetime, expected: dt.date
+) -> None:
+    """On the day after Thanksgiving the session ends at 13:00 ET, and its date with it."""
+    assert trading_date(now, nyse) == expected
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        # 20:30 UTC is 15:30 EST (open) on Fri 03-06 but 16:30 EDT (closed) on Mon 03-09.
+        pytest.param(dt.datetime(2026, 3, 6, 20, 30, tzinfo=UTC), D(2026, 3, 6), id="est-open"),
+        pytest.param(dt.datetime(2026, 3, 9, 20, 30, tzinfo=UTC), D(2026, 3, 10), id="edt-closed"),
+        # Around the fall-back change: 20:30 UTC is 16:30 EDT on 10-30, 15:30 EST on 11-02.
+        pytest.param(dt.datetime(2026, 10, 30, 20, 30, tzinfo=UTC), D(2026, 11, 2), id="edt-end"),
+        pytest.param(dt.datetime(2026, 11, 2, 20, 30, tzinfo=UTC), D(2026, 11, 2), id="est-open2"),
+        # 02:30 UTC on Tuesday is still Monday evening in New York: after Monday's close.
+        pytest.param(dt.datetime(2026, 11, 24, 2, 30, tzinfo=UTC), D(2026, 11, 24), id="utc-day"),
+    ],
+)
+def test_trading_date_across_dst_and_utc_midnight(
+    nyse: ExchangeCalendar, now: dt.datetime, expected: dt.date
+) -> None:
+    """The exchange's local time decides, whatever the instant's own offset or DST."""
+    assert trading_date(now, nyse) == expected
+
+
+def test_trading_date_follows_an_injected_clock_through_a_day(nyse: ExchangeCalendar) -> None:
+    """A SimClock moved through Monday sees Monday until the close, then Tuesday."""
+    clock = SimClock(ny(2026, 11, 23, 8))
+    seen = []
+    for _ in range(12):
+        seen.append(trading_date(clock.now(), nyse))
+        clock.advance(dt.timedelta(hours=1))
+    assert seen == [D(2026, 11, 23)] * 8 + [D(2026, 11, 24)] * 4
+
+
+def test_trading_date_refuses_a_naive_time(nyse: ExchangeCalendar) -> None:
+    """A naive datetime has no instant: ValueError naming it."""
+    with pytest.raises(ValueError, match="naive 2026-11-23T09:47:00"):
+        trading_date(dt.datetime(2026, 11, 23, 9, 47), nyse)

@@ -191,6 +191,11 @@ async def test_json_prints_the_raw_result(
     [
         (["run-cycle", "--asof", "2024-03-01"], {"asof": "2024-03-01"}),
         (["run-cycle"], {}),
+        (["run-cycle", "--force"], {"force": True}),
+        (
+            ["run-cycle", "--asof", "2024-03-01", "--force", "--allow-entries", "--wait"],
+            {"asof": "2024-03-01", "force": True, "allow_entries": True, "wait": True},
+        ),
         (["halt", "broker", "looks", "wrong"], {"reason": "broker looks wrong"}),
         (["disable", "trend"], {"strategy": "trend"}),
         (["enable", "mean_reversion"], {"strategy": "mean_reversion"}),
@@ -298,6 +303,14 @@ def test_bad_date_exits_2(sock_path: Path, capsys: pytest.CaptureFixture[str], a
 def test_usage_errors_exit_2(sock_path: Path, argv: list[str]) -> None:
     """Malformed command lines exit 2 without contacting the daemon."""
     assert main(["--socket", str(sock_path), *argv]) == EXIT_USAGE
+
+
+def test_allow_entries_without_force_exits_2_naming_the_flag(
+    sock_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run-cycle --allow-entries` alone is a usage error that names the flag it needs."""
+    assert main(["--socket", str(sock_path), "run-cycle", "--allow-entries"]) == EXIT_USAGE
+    assert "--allow-entries needs --force" in capsys.readouterr().err
 
 
 async def test_timeout_exits_4(sock_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

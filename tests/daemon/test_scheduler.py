@@ -1,4 +1,8 @@
-"""Tests for daemon.scheduler, driven by a manual SimClock and the real NYSE calendar."""
+"""Tests for daemon.scheduler, driven by a manual SimClock and the real NYSE calendar.
+
+Every start and wake-up is checked at each kind of time: before the open, during
+the session, after the close, a weekend, a holiday, an early close, across DST.
+"""
 
 from __future__ import annotations
 
@@ -60,6 +64,7 @@ class Harness:
         catch_up: bool = True,
         done: set[dt.date] | None = None,
         run_id_factory: Callable[[dt.date, CycleTrigger], str] | None = None,
+        at: dt.time = dt.time(9, 30),
     ) -> None:
         self.clock = SimClock(start)
         self.done: set[dt.date] = done if done is not None else set()
@@ -69,6 +74,7 @@ class Harness:
         self.scheduler = Scheduler(
             clock=self.clock,
             calendar=calendar,
+            at=at,
             run_on_start=run_on_start,
             catch_up=catch_up,
             completed=self.completed,
@@ -210,19 +216,25 @@ async def test_early_start_waits_for_the_open(nyse: ExchangeCalendar) -> None:
 
 
 async def test_start_on_a_weekend_does_not_catch_up(nyse: ExchangeCalendar) -> None:
-    """Starting on a Saturday without run_on_start emits nothing until Monday."""
+    """Starting on a Saturday without run_on_start runs nothing; Friday's cycle is missed."""
     h = Harness(nyse, ny(2026, 3, 7, 11))
-    async with h.running():
-        assert h.emitted == []
-        assert h.clock.next_deadline() == utc(2026, 3, 9, 13, 30)
+    with capture_logs() as logs:
+        async with h.running():
+            assert h.emitted == []
+            assert h.clock.next_deadline() == utc(2026, 3, 9, 13, 30)
+    missed = [e for e in logs if e["event"] == "cycles_missed"]
+    assert [(e["dates"], e["running"]) for e in missed] == [(["2026-03-06"], None)]
 
 
-async def test_run_on_start_emits_start_for_the_last_session(nyse: ExchangeCalendar) -> None:
-    """On a Saturday, run_on_start emits one START for Friday, then waits for Monday."""
+async def test_run_on_start_at_a_weekend_runs_the_next_session(nyse: ExchangeCalendar) -> None:
+    """On a Saturday, run_on_start emits START for Monday; Monday's instant finds it done."""
     h = Harness(nyse, ny(2026, 3, 7, 11), run_on_start=True)
     async with h.running():
-        assert h.asofs == [(D(2026, 3, 6), CycleTrigger.START)]
+        assert h.asofs == [(D(2026, 3, 9), CycleTrigger.START)]
         assert h.clock.next_deadline() == utc(2026, 3, 9, 13, 30)
+        await h.jump(utc(2026, 3, 9, 13, 30))
+        assert h.asofs == [(D(2026, 3, 9), CycleTrigger.START)]
+        assert h.clock.next_deadline() == utc(2026, 3, 10, 13, 30)
 
 
 async def test_run_on_start_on_a_late_session_day_emits_only_start(nyse: ExchangeCalendar) -> None:
@@ -234,8 +246,8 @@ async def test_run_on_start_on_a_late_session_day_emits_only_start(nyse: Exchang
 
 
 async def test_run_on_start_skips_a_completed_session(nyse: ExchangeCalendar) -> None:
-    """run_on_start does not emit when the session is already completed."""
-    h = Harness(nyse, ny(2026, 3, 7, 11), run_on_start=True, done={D(2026, 3, 6)})
+    """run_on_start does not emit when the trading date is already completed."""
+    h = Harness(nyse, ny(2026, 3, 7, 11), run_on_start=True, done={D(2026, 3, 9)})
     async with h.running():
         assert h.emitted == []
         assert h.clock.next_deadline() == utc(2026, 3, 9, 13, 30)
@@ -253,18 +265,167 @@ async def test_repeated_restarts_do_not_rerun_a_done_day(nyse: ExchangeCalendar)
 
 
 async def test_clock_jump_catches_up_only_the_latest_session(nyse: ExchangeCalendar) -> None:
-    """A 5-day jump emits one CATCH_UP for the latest due session and logs the missed ones."""
+    """A jump into Thursday's session emits one CATCH_UP for it and logs the missed days."""
     h = Harness(nyse, ny(2026, 3, 2, 10), catch_up=False)
     async with h.running():
         assert h.clock.next_deadline() == utc(2026, 3, 3, 14, 30)
         with capture_logs() as logs:
-            await h.jump(utc(2026, 3, 3, 14, 30) + dt.timedelta(days=5))
-        assert h.asofs == [(D(2026, 3, 6), CycleTrigger.CATCH_UP)]
-        assert h.clock.next_deadline() == utc(2026, 3, 9, 13, 30)
+            await h.jump(ny(2026, 3, 5, 11))
+        assert h.asofs == [(D(2026, 3, 5), CycleTrigger.CATCH_UP)]
+        assert h.clock.next_deadline() == utc(2026, 3, 6, 14, 30)
     missed = [e for e in logs if e["event"] == "cycles_missed"]
     assert len(missed) == 1
     assert missed[0]["log_level"] == "warning"
-    assert missed[0]["dates"] == ["2026-03-03", "2026-03-04", "2026-03-05"]
+    assert missed[0]["dates"] == ["2026-03-03", "2026-03-04"]
+    assert missed[0]["running"] == "2026-03-05"
+
+
+async def test_clock_jump_to_a_weekend_runs_no_closed_session(nyse: ExchangeCalendar) -> None:
+    """A 5-day jump to Sunday runs nothing: Friday has closed; all four days are missed."""
+    h = Harness(nyse, ny(2026, 3, 2, 10), catch_up=False)
+    async with h.running():
+        with capture_logs() as logs:
+            await h.jump(utc(2026, 3, 3, 14, 30) + dt.timedelta(days=5))
+        assert h.emitted == []
+        assert h.clock.next_deadline() == utc(2026, 3, 9, 13, 30)
+    missed = [e for e in logs if e["event"] == "cycles_missed"]
+    assert [(e["dates"], e["running"]) for e in missed] == [
+        (["2026-03-03", "2026-03-04", "2026-03-05", "2026-03-06"], None)
+    ]
+
+
+async def test_wake_after_the_close_does_not_run_the_day(nyse: ExchangeCalendar) -> None:
+    """Woken at 17:00 for a 09:30 instant (a suspended VPS), the closed day is only logged."""
+    h = Harness(nyse, ny(2026, 3, 10, 8), done={D(2026, 3, 9)})
+    async with h.running():
+        with capture_logs() as logs:
+            await h.jump(ny(2026, 3, 10, 17))
+        assert h.emitted == []
+        assert h.clock.next_deadline() == utc(2026, 3, 11, 13, 30)
+    missed = [e for e in logs if e["event"] == "cycles_missed"]
+    assert [(e["dates"], e["running"]) for e in missed] == [(["2026-03-10"], None)]
+
+
+async def test_run_on_start_before_the_open_runs_today(nyse: ExchangeCalendar) -> None:
+    """At 08:00 ET on a session, run_on_start runs today's cycle; 09:30 finds it done."""
+    h = Harness(nyse, ny(2026, 3, 10, 8), run_on_start=True)
+    async with h.running():
+        assert h.asofs == [(D(2026, 3, 10), CycleTrigger.START)]
+        await h.jump(utc(2026, 3, 10, 13, 30))
+        assert h.asofs == [(D(2026, 3, 10), CycleTrigger.START)]
+        assert h.clock.next_deadline() == utc(2026, 3, 11, 13, 30)
+
+
+async def test_run_on_start_after_the_close_runs_the_next_session(
+    nyse: ExchangeCalendar,
+) -> None:
+    """At 17:00 ET, run_on_start runs tomorrow's cycle now; tomorrow's instant finds it done."""
+    h = Harness(nyse, ny(2026, 3, 10, 17), run_on_start=True, done={D(2026, 3, 10)})
+    async with h.running():
+        assert h.asofs == [(D(2026, 3, 11), CycleTrigger.START)]
+        assert h.clock.next_deadline() == utc(2026, 3, 11, 13, 30)
+        await h.jump(utc(2026, 3, 11, 13, 30))
+        assert h.asofs == [(D(2026, 3, 11), CycleTrigger.START)]
+
+
+async def test_restart_after_the_close_skips_the_completed_next_session(
+    nyse: ExchangeCalendar,
+) -> None:
+    """A restart at 18:00 after a START at 17:00 for tomorrow emits nothing."""
+    done = {D(2026, 3, 10), D(2026, 3, 11)}
+    h = Harness(nyse, ny(2026, 3, 10, 18), run_on_start=True, done=done)
+    with capture_logs() as logs:
+        async with h.running():
+            assert h.emitted == []
+    assert [e["asof"] for e in logs if e["event"] == "cycle_already_completed"] == ["2026-03-11"]
+
+
+async def test_catch_up_after_the_close_logs_the_missed_day(nyse: ExchangeCalendar) -> None:
+    """Started at 17:00 ET without today's cycle: not run late, logged as cycles_missed."""
+    h = Harness(nyse, ny(2026, 3, 10, 17))
+    with capture_logs() as logs:
+        async with h.running():
+            assert h.emitted == []
+            assert h.clock.next_deadline() == utc(2026, 3, 11, 13, 30)
+    missed = [e for e in logs if e["event"] == "cycles_missed"]
+    assert [(e["dates"], e["running"]) for e in missed] == [(["2026-03-10"], None)]
+
+
+async def test_catch_up_after_the_close_of_a_completed_day_is_quiet(
+    nyse: ExchangeCalendar,
+) -> None:
+    """Started at 17:00 ET after today's cycle completed: nothing emitted, nothing missed."""
+    h = Harness(nyse, ny(2026, 3, 10, 17), done={D(2026, 3, 10)})
+    with capture_logs() as logs:
+        async with h.running():
+            assert h.emitted == []
+    assert [e["event"] for e in logs] == []
+
+
+async def test_run_on_start_on_a_holiday_runs_the_next_session(nyse: ExchangeCalendar) -> None:
+    """On Thanksgiving, run_on_start runs Friday 11-27's cycle."""
+    h = Harness(nyse, ny(2026, 11, 26, 10), run_on_start=True)
+    async with h.running():
+        assert h.asofs == [(D(2026, 11, 27), CycleTrigger.START)]
+        assert h.clock.next_deadline() == utc(2026, 11, 27, 14, 30)
+
+
+async def test_catch_up_on_a_holiday_runs_nothing(nyse: ExchangeCalendar) -> None:
+    """On Thanksgiving without run_on_start nothing runs; a completed Wednesday is quiet."""
+    h = Harness(nyse, ny(2026, 11, 26, 10), done={D(2026, 11, 25)})
+    with capture_logs() as logs:
+        async with h.running():
+            assert h.emitted == []
+            assert h.clock.next_deadline() == utc(2026, 11, 27, 14, 30)
+    assert [e["event"] for e in logs] == []
+
+
+async def test_catch_up_before_an_early_close(nyse: ExchangeCalendar) -> None:
+    """At 12:00 ET on 11-27 (close 13:00) the day's cycle is still caught up."""
+    h = Harness(nyse, ny(2026, 11, 27, 12))
+    async with h.running():
+        assert h.asofs == [(D(2026, 11, 27), CycleTrigger.CATCH_UP)]
+
+
+async def test_no_catch_up_after_an_early_close(nyse: ExchangeCalendar) -> None:
+    """At 14:00 ET on 11-27 the session has closed (13:00): missed, not run late."""
+    h = Harness(nyse, ny(2026, 11, 27, 14))
+    with capture_logs() as logs:
+        async with h.running():
+            assert h.emitted == []
+            assert h.clock.next_deadline() == utc(2026, 11, 30, 14, 30)
+    missed = [e for e in logs if e["event"] == "cycles_missed"]
+    assert [(e["dates"], e["running"]) for e in missed] == [(["2026-11-27"], None)]
+
+
+async def test_run_on_start_after_an_early_close_runs_monday(nyse: ExchangeCalendar) -> None:
+    """At 14:00 ET on 11-27, run_on_start runs Monday 11-30's cycle."""
+    h = Harness(nyse, ny(2026, 11, 27, 14), run_on_start=True, done={D(2026, 11, 27)})
+    async with h.running():
+        assert h.asofs == [(D(2026, 11, 30), CycleTrigger.START)]
+
+
+async def test_start_across_dst_uses_the_exchange_close(nyse: ExchangeCalendar) -> None:
+    """20:30 UTC is 15:30 EST on Fri 03-06 (caught up) but 16:30 EDT on Mon 03-09 (closed)."""
+    friday = Harness(nyse, utc(2026, 3, 6, 20, 30))
+    async with friday.running():
+        assert friday.asofs == [(D(2026, 3, 6), CycleTrigger.CATCH_UP)]
+    monday = Harness(nyse, utc(2026, 3, 9, 20, 30), run_on_start=True)
+    async with monday.running():
+        assert monday.asofs == [(D(2026, 3, 10), CycleTrigger.START)]
+
+
+async def test_schedule_time_after_the_close_runs_the_next_session(
+    nyse: ExchangeCalendar,
+) -> None:
+    """With at=17:00, Tuesday's 17:00 instant runs Wednesday's cycle (orders for its open)."""
+    h = Harness(nyse, ny(2026, 3, 10, 12), at=dt.time(17, 0))
+    async with h.running():
+        # Monday 17:00's cycle was for Tuesday, still the trading date at noon: caught up.
+        assert h.asofs == [(D(2026, 3, 10), CycleTrigger.CATCH_UP)]
+        assert h.clock.next_deadline() == utc(2026, 3, 10, 21, 0)
+        await h.jump(utc(2026, 3, 10, 21, 0))
+        assert h.asofs[-1] == (D(2026, 3, 11), CycleTrigger.SCHEDULE)
 
 
 async def test_failing_emit_does_not_stop_the_next_day(nyse: ExchangeCalendar) -> None:

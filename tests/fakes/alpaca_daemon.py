@@ -52,6 +52,10 @@ def alpaca_workdir(fake: FakeAlpacaTradingServer, prefix: str) -> Iterator[Path]
             kind = "alpaca"
             base_url = "{fake.url}"
             timeout_s = 5.0
+            [risk]
+            # many small orders (sized on each strategy's capital, not the portfolio):
+            # crash tests need orders to land kills between
+            sizing_base = "strategy"
             """
         )
     )

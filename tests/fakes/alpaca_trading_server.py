@@ -4,7 +4,8 @@ Endpoints (JSON shapes as in Alpaca's OpenAPI description): ``GET /v2/account``,
 ``GET /v2/positions``, ``GET /v2/positions/{symbol}``, ``POST /v2/orders``
 (market, day, whole shares), ``GET /v2/orders`` (``status`` open/closed/all),
 ``GET /v2/orders/{id}``, ``GET /v2/orders:by_client_order_id``,
-``DELETE /v2/orders/{id}``, ``GET /v2/clock``, ``GET /v2/calendar``.
+``DELETE /v2/orders/{id}``, ``GET /v2/clock``, ``GET /v2/calendar``,
+``GET /v2/account/portfolio/history`` (daily points only: ``timeframe=1D``).
 
 State: cash, positions and orders, behind one lock. A client order id is
 unique forever (422 ``40010001 client_order_id must be unique``, also after a
@@ -13,6 +14,18 @@ on submit), "accepted" (stays accepted until ``fill_all()``/``fill()``) or
 "partial" (``partial_fraction`` of the shares on submit, the rest by
 ``fill``). Fills move cash (no commission) and positions. Buys need cash;
 sells need shares (no shorting).
+
+Portfolio history: the daily closing equity a test set with
+``set_equity_history({session: equity})``, plus, once today's session (by
+``wallclock``) has opened and unless a test set today's point, today's live
+equity, as Alpaca reports the current day. A request picks its span as Alpaca
+documents (``start``, ``end``, ``period``, at most two; ``period`` defaults to
+1M and ``end`` to now; a 1D ``start``/``end`` counts by its New York date). Each
+point is stamped by ``history_stamp``: "midnight" (00:00 New York of the
+session), "close" (the session's close) or "evening" (00:00 UTC after the
+session's date, i.e. 19:00/20:00 New York: the stamps of Alpaca's documented
+1D example). ``profit_loss`` and ``profit_loss_pct`` are against the first
+point (``base_value``), as Alpaca does for 1D.
 
 Every answer carries ``X-Ratelimit-Limit/Remaining/Reset`` from a fixed
 60-second window read off ``wallclock``; past ``rate_limit`` requests in a
@@ -27,15 +40,17 @@ held, for tests to synchronise on.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import json
 import math
+import re
 import threading
 import time
 import urllib.parse
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,6 +63,8 @@ from tests.fakes import Response, json_response
 NEW_YORK = ZoneInfo("America/New_York")
 HANG_LIMIT_S = 60.0  # a held request answers by itself after this long even if never released
 FillMode = Literal["immediate", "accepted", "partial"]
+HistoryStamp = Literal["midnight", "close", "evening"]
+PERIOD = re.compile(r"^([1-9][0-9]*)([DWMA])$")
 OPEN_STATUSES = frozenset({"new", "accepted", "pending_new", "partially_filled"})
 
 
@@ -143,6 +160,8 @@ class FakeAlpacaTradingServer:
         self.trade_suspended_by_user = False
         self.holidays: set[dt.date] = set()
         self.early_closes: dict[dt.date, dt.time] = {}
+        self.equity_history: dict[dt.date, float] = {}
+        self.history_stamp: HistoryStamp = "midnight"
         self.requests: list[TradingRequest] = []
         self.release = threading.Event()
         self.holding = threading.Event()
@@ -254,6 +273,14 @@ class FakeAlpacaTradingServer:
             else:
                 self._positions[symbol] = _Position(Decimal(str(qty)), price)
             self.prices.setdefault(symbol, price)
+
+    def set_equity_history(self, history: Mapping[dt.date, float]) -> None:
+        """Set the account's equity at the close of past sessions (replaces what was set)."""
+        with self._lock:
+            shut = sorted(d for d in history if self._session(d) is None)
+            if shut:
+                raise ValueError(f"not sessions of the fake's market: {shut}")
+            self.equity_history = dict(history)
 
     def position_qty(self, symbol: str) -> float:
         with self._lock:
@@ -407,6 +434,8 @@ class FakeAlpacaTradingServer:
             return json_response(200, self._clock_json())
         if method == "GET" and path == "/v2/calendar":
             return self._calendar(request.query)
+        if method == "GET" and path == "/v2/account/portfolio/history":
+            return self._portfolio_history(request.query)
         return _error(404, 40410000, "endpoint not found")
 
     # ------------------------------------------------------------ orders
@@ -581,6 +610,12 @@ class FakeAlpacaTradingServer:
             "change_today": "0",
         }
 
+    def _equity(self) -> float:
+        """Cash plus every position at its current price."""
+        return self.cash + sum(
+            float(p.qty) * self.prices.get(s, p.avg_entry_price) for s, p in self._positions.items()
+        )
+
     def _account_json(self) -> dict[str, Any]:
         long_value = sum(
             float(p.qty) * self.prices.get(s, p.avg_entry_price)
@@ -693,5 +728,87 @@ class FakeAlpacaTradingServer:
             day += dt.timedelta(days=1)
         return json_response(200, days)
 
+    # ------------------------------------------------------------ portfolio history
 
-__all__ = ["FakeAlpacaTradingServer", "FillMode", "TradingRequest"]
+    def _portfolio_history(self, query: dict[str, str]) -> Response:
+        if query.get("timeframe") != "1D":
+            return _error(422, 40010001, "this fake serves timeframe=1D only")
+        if all(k in query for k in ("start", "end", "period")):
+            return _error(422, 40010001, "only two of start, end and period can be specified")
+        now = dt.datetime.fromtimestamp(self.wallclock(), NEW_YORK)
+        try:
+            first, last = _history_span(query, now)
+        except ValueError as exc:
+            return _error(422, 40010001, str(exc))
+        points = dict(self.equity_history)
+        today = self._session(now.date())
+        if today is not None and now >= today[0]:
+            points.setdefault(now.date(), self._equity())
+        days = sorted(d for d in points if first <= d <= last)
+        equity = [round(points[d], 2) for d in days]
+        base = equity[0] if equity else 0.0
+        return json_response(
+            200,
+            {
+                "timestamp": [self._history_stamp(d) for d in days],
+                "equity": equity,
+                "profit_loss": [round(e - base, 2) for e in equity],
+                "profit_loss_pct": [round(e / base - 1, 4) if base else 0.0 for e in equity],
+                "base_value": base,
+                "timeframe": "1D",
+                "cashflow": {},
+            },
+        )
+
+    def _history_stamp(self, day: dt.date) -> int:
+        """The epoch seconds that label ``day``'s daily point, per ``history_stamp``."""
+        if self.history_stamp == "close":
+            hours = self._session(day)
+            assert hours is not None
+            return int(hours[1].timestamp())
+        if self.history_stamp == "evening":
+            return int(
+                dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), dt.UTC).timestamp()
+            )
+        return int(dt.datetime.combine(day, dt.time(0), NEW_YORK).timestamp())
+
+
+def _ny_date(text: str) -> dt.date:
+    """The New York date of an RFC 3339 timestamp (or a bare date)."""
+    value = dt.datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        return value.date()
+    return value.astimezone(NEW_YORK).date()
+
+
+def _shift_by_period(day: dt.date, period: str, sign: int) -> dt.date:
+    """``day`` moved back (``sign=-1``) or forward by a period such as 5D, 2W, 1M or 1A."""
+    match = PERIOD.match(period)
+    if match is None:
+        raise ValueError(f"invalid period {period!r}")
+    n, unit = int(match[1]) * sign, match[2]
+    if unit in "DW":
+        return day + dt.timedelta(days=n * (7 if unit == "W" else 1))
+    year, month0 = divmod(day.year * 12 + day.month - 1 + n * (12 if unit == "A" else 1), 12)
+    last_day = calendar.monthrange(year, month0 + 1)[1]
+    return dt.date(year, month0 + 1, min(day.day, last_day))
+
+
+def _history_span(query: dict[str, str], now: dt.datetime) -> tuple[dt.date, dt.date]:
+    """The first and last session dates a portfolio history request covers."""
+    try:
+        start = _ny_date(query["start"]) if "start" in query else None
+        end = _ny_date(query["end"]) if "end" in query else None
+    except ValueError:
+        raise ValueError("invalid start or end (RFC 3339 expected)") from None
+    period = query.get("period")
+    day = dt.timedelta(days=1)
+    if end is None and start is not None and period is not None:
+        end = _shift_by_period(start, period, 1) - day  # a 1D period from start is that day
+    end = min(end or now.date(), now.date())
+    if start is None:
+        start = _shift_by_period(end, period or "1M", -1) + day
+    return start, end
+
+
+__all__ = ["FakeAlpacaTradingServer", "FillMode", "HistoryStamp", "TradingRequest"]

@@ -32,7 +32,7 @@ SESSIONS = ("2026-11-18", "2026-11-19", "2026-11-20")
 
 # A strict one-day-move rule makes validation reject a few synthetic symbols, so the
 # `reason` label of tradingd_data_rejections_total has series to look at.
-REJECTING_VALIDATION = "\n[data.validation]\nmax_one_day_move = 0.1\n"
+REJECTING_VALIDATION = "\n[data.validation]\nmax_one_day_move = 0.04\nmax_failed_share = 0.7\n"
 
 START_TIMEOUT_S = 60.0
 

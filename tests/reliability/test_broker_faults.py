@@ -39,7 +39,9 @@ TIMEOUT_S = 1.0
 
 @pytest.fixture(scope="module")
 def settings() -> Settings:
-    return load_settings(None, {})
+    # Sized on each strategy's capital: many small orders, which is what these faults need
+    # (sized on the portfolio, the default, the first session places only a few large ones).
+    return load_settings(None, {"TRADINGD_RISK__SIZING_BASE": "strategy"})
 
 
 @pytest.fixture(scope="module")

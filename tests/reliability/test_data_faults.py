@@ -2,10 +2,11 @@
 
 The graph runs on a SimClock with the CSV provider over per-symbol files written
 from ``SyntheticProvider().generate(...)`` (then damaged), and the SimBroker
-priced by the same provider. No trading on bad data: a stale feed or a failing
-provider halts the cycle and latches ``bad_data``; bad symbols are dropped with
-their reason code while the rest trade; a malformed file is named, with its line
-and column, in the halt reason.
+priced by the same provider. A fault costs as little as it can: a bad bar costs
+that bar (removed, the symbol trades, the repair noted in the cycle's reason),
+a bad symbol -- stale, a probable split, a malformed file named with its line and
+column -- costs that symbol while the rest trade; only a market-wide failure (the
+whole feed stale, a failing provider) halts the cycle and trips ``bad_data``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,16 @@ async def data_rejections(g: Graph, run_id: str) -> dict[str, str]:
         run_id,
     )
     return {r["symbol"]: r["reason_code"] for r in rows}
+
+
+async def data_details(g: Graph, run_id: str, symbol: str) -> str:
+    rows = await g.rows(
+        "SELECT details_json FROM signal_rejections"
+        " WHERE run_id = ? AND stage = 'DATA' AND symbol = ?",
+        run_id,
+        symbol,
+    )
+    return " ".join(str(r["details_json"]) for r in rows)
 
 
 async def intents(g: Graph) -> list[dict[str, object]]:
@@ -160,10 +171,10 @@ class NaNInjecting:
         return await self.inner.volatility_index(start, end)
 
 
-async def test_nan_and_negative_prices_reject_those_symbols_only(
+async def test_nan_and_negative_prices_cost_those_bars_only(
     tmp_path: Path, bars: pd.DataFrame
 ) -> None:
-    """A NaN close (from the provider) and a negative low (in the file): those two are dropped."""
+    """A NaN close (provider) and a negative low (file) mid-window: bars removed, all trade."""
     clean = until(bars, LAST).copy()
     when = pd.Timestamp(CAL.sessions_back(LAST, 20)[0])
     negative = (clean["symbol"] == "KO") & (clean["date"] == when)
@@ -173,9 +184,79 @@ async def test_nan_and_negative_prices_reject_those_symbols_only(
     provider = NaNInjecting(CsvProvider(folder), ["JPM"], CAL.sessions_back(LAST, 30)[0])
     status, reason, rejected, placed, switches = await run_with(tmp_path, settings, provider)
     assert status is CycleStatus.COMPLETED, reason
-    assert rejected == {"JPM": "nan_values", "KO": "non_positive_price"}
+    assert rejected == {}
     assert placed, reason
-    assert not {p["symbol"] for p in placed} & {"JPM", "KO"}
+    assert BAD_DATA not in switches
+
+
+async def test_nan_close_on_the_newest_bar_holds_that_symbol(
+    tmp_path: Path, bars: pd.DataFrame
+) -> None:
+    """A NaN close on the last session rejects that symbol for the cycle; the rest trade."""
+    folder = write_csvs(tmp_path / "csv", until(bars, LAST))
+    settings = csv_settings(folder)
+    provider = NaNInjecting(CsvProvider(folder), ["JPM"], LAST)
+    status, reason, rejected, placed, switches = await run_with(tmp_path, settings, provider)
+    assert status is CycleStatus.COMPLETED, reason
+    assert rejected == {"JPM": "nan_values"}
+    assert placed, reason
+    assert "JPM" not in {p["symbol"] for p in placed}
+    assert BAD_DATA not in switches
+
+
+async def test_one_stale_symbol_of_four_costs_that_symbol(
+    tmp_path: Path, bars: pd.DataFrame
+) -> None:
+    """One of four symbols' file stops three sessions early: it is rejected stale, no halt."""
+    four = ("AAPL", "MSFT", "XOM", "JPM")
+    stop = CAL.sessions_back(LAST, 4)[0]
+    clean = until(bars, LAST)
+    clean = clean.loc[clean["symbol"].isin(four)]
+    damaged = clean.loc[(clean["symbol"] != "XOM") | (clean["date"] <= pd.Timestamp(stop))]
+    folder = write_csvs(tmp_path / "csv", damaged)
+    settings = apply_overrides(csv_settings(folder), universe=",".join(four))
+    status, reason, rejected, _, switches = await run_with(tmp_path, settings, CsvProvider(folder))
+    assert status is CycleStatus.COMPLETED, reason
+    assert rejected == {"XOM": "stale"}
+    assert BAD_DATA not in switches
+
+
+async def test_bad_print_is_removed_and_noted(tmp_path: Path, bars: pd.DataFrame) -> None:
+    """A bar x2.6 for one session and back: the bar is removed, the cycle says so."""
+    clean = until(bars, LAST).copy()
+    when = CAL.previous_session(LAST)
+    hit = (clean["symbol"] == "MSFT") & (clean["date"] == pd.Timestamp(when))
+    for column in ("open", "high", "low", "close"):
+        clean.loc[hit, column] *= 2.6  # off any split ratio
+    folder = write_csvs(tmp_path / "csv", clean)
+    settings = csv_settings(folder)
+    status, reason, rejected, placed, switches = await run_with(
+        tmp_path, settings, CsvProvider(folder)
+    )
+    assert status is CycleStatus.COMPLETED, reason
+    assert rejected == {}
+    assert f"MSFT: bar {when.isoformat()} removed as a bad print" in reason, reason
+    assert placed, reason
+    assert BAD_DATA not in switches
+
+
+async def test_raw_split_holds_that_symbol(tmp_path: Path, bars: pd.DataFrame) -> None:
+    """An unadjusted 2:1 split ten sessions back: rejected probable_split, the others trade."""
+    clean = until(bars, LAST).copy()
+    when = pd.Timestamp(CAL.sessions_back(LAST, 10)[0])
+    hit = (clean["symbol"] == "CAT") & (clean["date"] >= when)
+    for column in ("open", "high", "low", "close"):
+        clean.loc[hit, column] /= 2.0
+    clean.loc[hit, "volume"] *= 2.0
+    folder = write_csvs(tmp_path / "csv", clean)
+    settings = csv_settings(folder)
+    status, reason, rejected, placed, switches = await run_with(
+        tmp_path, settings, CsvProvider(folder)
+    )
+    assert status is CycleStatus.COMPLETED, reason
+    assert rejected == {"CAT": "probable_split"}
+    assert placed, reason
+    assert "CAT" not in {p["symbol"] for p in placed}
     assert BAD_DATA not in switches
 
 
@@ -261,10 +342,10 @@ def sim_broker_over(settings: Settings, prices: BarProvider) -> BrokerFactory:
     ("line", "column", "cell"),
     [(57, "close", "12,5x"), (123, "date", "2026-13-45"), (200, "volume", "nan")],
 )
-async def test_bad_csv_row_names_file_line_and_column(
+async def test_bad_csv_row_costs_that_symbol(
     tmp_path: Path, bars: pd.DataFrame, line: int, column: str, cell: str
 ) -> None:
-    """One malformed cell halts the cycle; the reason names the file, the line and the column."""
+    """One malformed cell drops that file's symbol as bad_file, naming file, line and column."""
     folder = write_csvs(tmp_path / "csv", until(bars, LAST))
     target = folder / "MSFT.csv"
     lines = target.read_text().splitlines()
@@ -274,10 +355,17 @@ async def test_bad_csv_row_names_file_line_and_column(
     lines[line - 1] = ",".join(cells)
     target.write_text("\n".join(lines) + "\n")
     settings = csv_settings(folder)
-    status, reason, _, placed, switches = await run_with(tmp_path, settings, CsvProvider(folder))
-    assert status is CycleStatus.HALTED, reason
-    assert str(target) in reason, reason
-    assert f"line {line}" in reason, reason
-    assert f"column {column}" in reason, reason
-    assert BAD_DATA in switches
-    assert placed == []
+    async with running_graph(
+        settings, tmp_path / "t.db", CsvProvider(folder), sim_broker(settings), start=DAY
+    ) as g:
+        done = await g.run_day(DAY)
+        assert done.status is CycleStatus.COMPLETED, done.reason
+        assert await data_rejections(g, done.run_id) == {"MSFT": "bad_file"}
+        details = await data_details(g, done.run_id, "MSFT")
+        assert str(target) in details, details
+        assert f"line {line}" in details, details
+        assert f"column {column}" in details, details
+        placed = await intents(g)
+        assert placed, done.reason
+        assert "MSFT" not in {p["symbol"] for p in placed}
+        assert BAD_DATA not in await g.active_switches()

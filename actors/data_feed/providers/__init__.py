@@ -7,6 +7,12 @@ sessions in ``[start, end]``; a symbol without data is simply absent (the
 validator downstream decides what a missing symbol means). Blocking work
 (HTTP, files, generation) runs in a worker thread, never on the event loop.
 
+A provider that can tell *why* a symbol is missing (a CSV file that does not
+parse) also implements ``ReportsProblems``: ``problems()`` maps each symbol its
+last fetch could not read to the reason, and the data feed rejects those
+symbols as ``bad_file`` instead of failing the whole market. Providers without
+it are read through ``provider_problems`` as having none.
+
 Concrete providers live in the submodules and are imported lazily by
 ``make_provider`` so that importing this package stays cheap:
 
@@ -19,7 +25,7 @@ Concrete providers live in the submodules and are imported lazily by
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -52,6 +58,22 @@ class BarProvider(Protocol):
     async def volatility_index(self, start: dt.date, end: dt.date) -> pd.Series | None:
         """Daily VIX-like closes indexed by date, or ``None`` when this provider has none."""
         ...
+
+
+@runtime_checkable
+class ReportsProblems(Protocol):
+    """A provider that says which symbols its last load could not read, and why."""
+
+    def problems(self) -> Mapping[str, str]:
+        """Symbol -> what was wrong (file, line, column), for the last load."""
+        ...
+
+
+def provider_problems(provider: object) -> dict[str, str]:
+    """``provider.problems()`` when it reports problems, else no problems."""
+    if isinstance(provider, ReportsProblems):
+        return dict(provider.problems())
+    return {}
 
 
 def empty_bars() -> pd.DataFrame:
@@ -223,9 +245,11 @@ def make_provider(
 __all__ = [
     "BarProvider",
     "CachedProvider",
+    "ReportsProblems",
     "SessionsFn",
     "clip_range",
     "empty_bars",
     "make_provider",
     "normalize_bars",
+    "provider_problems",
 ]

@@ -14,9 +14,19 @@ as traded (the ratio mixes splits with dividends, so it cannot adjust volume).
 The volatility index is read from the rows of the volatility symbol (``VIX``
 rows, or a ``VIX.csv`` file); those rows are never returned as bars.
 
-Any problem raises ``DataError`` naming the file, the 1-based line number as
-in the file (the header is line 1) and the column. Parsed files are cached in
-memory and re-read when their modification time or size changes.
+A problem in a file costs that file's symbols, not the market: the file is
+left out and ``problems()`` maps each of its symbols to the ``DataError``
+message naming the file, the 1-based line number as in the file (the header is
+line 1) and the column; the data feed rejects them as ``bad_file``. A file's
+symbols are its stem for a per-symbol file; for a file with a ``symbol``
+column, every symbol named in that column (in any row, parseable or not: no
+bar of a file that does not parse is trusted), or the stem when none can be
+read (an unreadable file). The same (symbol, date) in two files is a problem
+of that symbol: all its rows are left out. A symbol in a bad file is left out
+even where another file has it. Only a path that does not exist raises
+``DataError`` (every symbol would be missing: a market-wide failure). Parsed
+files -- and failed ones -- are cached in memory and re-read when their
+modification time or size changes.
 """
 
 from __future__ import annotations
@@ -43,8 +53,10 @@ ADJ_NAMES = ("adj_close", "adjusted_close")
 @dataclass(frozen=True, slots=True)
 class _Parsed:
     stamp: tuple[int, int]
-    frame: pd.DataFrame  # the long frame plus a "line" column
+    frame: pd.DataFrame | None  # the long frame plus a "line" column; None: did not parse
     file: Path
+    error: str | None = None  # why it did not parse (the DataError's message)
+    symbols: tuple[str, ...] = ()  # the symbols a file that did not parse would have given
 
 
 class CsvProvider:
@@ -57,6 +69,7 @@ class CsvProvider:
         self.volatility_symbol = volatility_symbol
         self._lock = threading.Lock()
         self._files: dict[Path, _Parsed] = {}
+        self._problems: dict[str, str] = {}
 
     async def fetch(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
         """Bars of ``symbols`` (the volatility symbol excluded) in ``[start, end]``."""
@@ -79,24 +92,39 @@ class CsvProvider:
         )
 
     def load(self) -> pd.DataFrame:
-        """Every bar in the files (blocking; re-reads only files that changed)."""
+        """Every bar of the files that parse (blocking; re-reads only files that changed).
+
+        What could not be read is in ``problems()`` afterwards.
+        """
         with self._lock:
             files = self._list_files()
-            parsed: list[_Parsed] = []
-            for file in files:
-                try:
-                    stat = file.stat()
-                except OSError as exc:
-                    raise DataError(f"{file}: cannot read: {exc.strerror}") from exc
-                stamp = (stat.st_mtime_ns, stat.st_size)
-                cached = self._files.get(file)
-                if cached is None or cached.stamp != stamp:
-                    cached = _Parsed(stamp, _parse_file(file), file)
-                    self._files[file] = cached
-                parsed.append(cached)
+            parsed = [self._parsed(file) for file in files]
             for gone in set(self._files) - set(files):
                 del self._files[gone]
-            return _combine(parsed)
+            frame, problems = _combine(parsed)
+            self._problems = problems
+            return frame
+
+    def problems(self) -> dict[str, str]:
+        """Symbol -> why its bars were left out, for the last ``load``."""
+        with self._lock:
+            return dict(self._problems)
+
+    def _parsed(self, file: Path) -> _Parsed:
+        try:
+            stat = file.stat()
+        except OSError as exc:
+            self._files.pop(file, None)
+            return _failed(file, (0, 0), f"{file}: cannot read: {exc.strerror}")
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        cached = self._files.get(file)
+        if cached is None or cached.stamp != stamp:
+            try:
+                cached = _Parsed(stamp, _parse_file(file), file)
+            except DataError as exc:
+                cached = _failed(file, stamp, str(exc))
+            self._files[file] = cached
+        return cached
 
     def _list_files(self) -> list[Path]:
         if self.path.is_dir():
@@ -106,23 +134,50 @@ class CsvProvider:
         raise DataError(f"{self.path}: no such CSV file or folder")
 
 
-def _combine(parsed: list[_Parsed]) -> pd.DataFrame:
-    if not parsed:
-        return empty_bars()
-    frames = [p.frame.assign(file=str(p.file)) for p in parsed]
+def _failed(file: Path, stamp: tuple[int, int], error: str) -> _Parsed:
+    return _Parsed(stamp, None, file, error=error, symbols=_file_symbols(file))
+
+
+def _file_symbols(file: Path) -> tuple[str, ...]:
+    """The symbols a file names (best effort, for a file that does not parse)."""
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as fh:
+            records = [r for r in csv.reader(fh) if any(cell.strip() for cell in r)]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return (file.stem,)
+    if not records:
+        return (file.stem,)
+    header = [_header_key(c) for c in records[0]]
+    if "symbol" not in header:
+        return (file.stem,)
+    i = header.index("symbol")
+    named = dict.fromkeys(r[i].strip() for r in records[1:] if len(r) > i and r[i].strip())
+    return tuple(named) or (file.stem,)
+
+
+def _combine(parsed: list[_Parsed]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The bars of the files that parsed, and symbol -> problem for the symbols left out."""
+    problems: dict[str, str] = {}
+    for bad in parsed:
+        if bad.error is not None:
+            for symbol in bad.symbols:
+                problems.setdefault(symbol, bad.error)
+    frames = [p.frame.assign(file=str(p.file)) for p in parsed if p.frame is not None]
+    if not frames:
+        return empty_bars(), problems
     frame = pd.concat(frames, ignore_index=True)
     dup = frame.duplicated(subset=["symbol", "date"], keep="first")
-    if dup.any():
-        row = frame.loc[dup].iloc[0]
-        first = frame.loc[(frame["symbol"] == row["symbol"]) & (frame["date"] == row["date"])].iloc[
-            0
-        ]
-        raise DataError(
+    for _, row in frame.loc[dup].drop_duplicates(subset=["symbol"]).iterrows():
+        same = (frame["symbol"] == row["symbol"]) & (frame["date"] == row["date"])
+        first = frame.loc[same].iloc[0]
+        problems.setdefault(
+            str(row["symbol"]),
             f"{row['file']}: line {row['line']}: column date: duplicate bar for"
             f" {row['symbol']} on {row['date'].date()} (first at {first['file']}"
-            f" line {first['line']})"
+            f" line {first['line']})",
         )
-    return normalize_bars(frame)
+    frame = frame.loc[~frame["symbol"].isin(list(problems))]
+    return normalize_bars(frame), problems
 
 
 def _header_key(name: str) -> str:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Iterator
+import json
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from structlog.testing import capture_logs
 
 from actors.brokers.alpaca import AlpacaBroker
 from actors.brokers.base import (
@@ -24,7 +27,7 @@ from actors.brokers.base import (
     SubmissionOutcomeUnknown,
 )
 from tests.fakes import FakeTime
-from tests.fakes.alpaca_trading_server import FakeAlpacaTradingServer
+from tests.fakes.alpaca_trading_server import FakeAlpacaTradingServer, HistoryStamp
 
 NEW_YORK = ZoneInfo("America/New_York")
 START = 1000.0  # FakeTime's monotonic start
@@ -512,3 +515,203 @@ async def test_rate_limit_remaining_follows_the_headers(
     await broker.account()
     await broker.positions()
     assert broker.rate_limit_remaining == server.rate_limit - 2
+
+
+# ---------------------------------------------------------------- closing equity
+
+WED, THU, FRI = dt.date(2023, 12, 27), dt.date(2023, 12, 28), dt.date(2023, 12, 29)
+TUE = dt.date(2024, 1, 2)  # the session of WALL0 (New Year's Day is a holiday)
+HISTORY = {WED: 100_100.0, THU: 100_200.5, FRI: 99_800.25}
+HISTORY_PATH = "/v2/account/portfolio/history"
+
+
+@pytest.fixture
+def history(server: FakeAlpacaTradingServer) -> FakeAlpacaTradingServer:
+    """The fake with New Year's Day shut and three closes of the week before."""
+    server.holidays.add(dt.date(2024, 1, 1))
+    server.set_equity_history(HISTORY)
+    return server
+
+
+def warnings_of(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+    return [e for e in logs if e["event"] == "closing_equity_unavailable"]
+
+
+@pytest.mark.parametrize("stamp", ["midnight", "close", "evening"])
+async def test_closing_equity_maps_daily_points_to_their_sessions(
+    broker: AlpacaBroker, history: FakeAlpacaTradingServer, stamp: HistoryStamp
+) -> None:
+    """However Alpaca stamps a daily point, it counts for the session of its New York date."""
+    history.history_stamp = stamp
+    assert await broker.closing_equity([FRI, THU]) == {THU: 100_200.5, FRI: 99_800.25}
+
+
+async def test_closing_equity_asks_only_for_the_span_of_the_sessions(
+    broker: AlpacaBroker, history: FakeAlpacaTradingServer
+) -> None:
+    """One daily request from the first session's midnight to the midnight after the last."""
+    await broker.closing_equity([FRI, THU])
+    [request] = history.requests_to("GET", HISTORY_PATH)
+    assert request.query["timeframe"] == "1D"
+    assert dt.datetime.fromisoformat(request.query["start"]) == dt.datetime(
+        2023, 12, 28, tzinfo=NEW_YORK
+    )
+    assert dt.datetime.fromisoformat(request.query["end"]) == dt.datetime(
+        2023, 12, 30, tzinfo=NEW_YORK
+    )
+    assert "period" not in request.query
+
+
+async def test_closing_equity_omits_todays_live_point_until_the_close(
+    broker: AlpacaBroker, history: FakeAlpacaTradingServer, clock: FakeTime
+) -> None:
+    """During Tuesday's session its point is the live equity: omitted; after 16:00 it is told."""
+    assert await broker.closing_equity([FRI, TUE]) == {FRI: 99_800.25}
+    clock.now += 6.5 * 3600  # Tuesday 16:30 New York
+    assert await broker.closing_equity([FRI, TUE]) == {FRI: 99_800.25, TUE: 100_000.0}
+
+
+async def test_closing_equity_asks_nothing_when_no_session_has_closed(
+    broker: AlpacaBroker, history: FakeAlpacaTradingServer
+) -> None:
+    """Only sessions not closed yet: no request, an empty answer."""
+    assert await broker.closing_equity([TUE, dt.date(2024, 1, 3)]) == {}
+    assert history.requests_to("GET", HISTORY_PATH) == []
+
+
+async def test_closing_equity_omits_sessions_without_a_usable_point(
+    broker: AlpacaBroker, history: FakeAlpacaTradingServer
+) -> None:
+    """A session Alpaca has no point for, or a zero equity (not funded yet), is left out."""
+    history.set_equity_history({dt.date(2023, 12, 22): 0.0, THU: 100_200.5})
+    assert await broker.closing_equity([dt.date(2023, 12, 22), WED, THU]) == {THU: 100_200.5}
+
+
+async def test_closing_equity_without_the_endpoint_is_empty_with_a_warning(
+    broker: AlpacaBroker, history: FakeAlpacaTradingServer
+) -> None:
+    """A 404 (no such endpoint) is not retried: an empty answer and a warning naming it."""
+    history.fail_next(1, 404, body={"code": 40410000, "message": "endpoint not found"})
+    with capture_logs() as logs:
+        assert await broker.closing_equity([THU]) == {}
+    [warning] = warnings_of(logs)
+    assert warning["log_level"] == "warning"
+    assert "HTTP 404: endpoint not found" in warning["error"]
+    assert len(history.requests_to("GET", HISTORY_PATH)) == 1
+
+
+async def test_closing_equity_after_5xx_retries_is_empty_with_a_warning(
+    make_broker: MakeBroker, history: FakeAlpacaTradingServer, clock: FakeTime
+) -> None:
+    """Persistent 500s are retried like any read, then give an empty answer and a warning."""
+    broker = make_broker(max_read_retries=2)
+    history.fail_next(3, 500)
+    with capture_logs() as logs:
+        assert await broker.closing_equity([THU]) == {}
+    [warning] = warnings_of(logs)
+    assert "HTTP 500" in warning["error"]
+    assert len(history.requests_to("GET", HISTORY_PATH)) == 3
+    assert len(clock.sleeps) == 2
+
+
+async def test_closing_equity_recovers_from_one_5xx(
+    broker: AlpacaBroker, history: FakeAlpacaTradingServer
+) -> None:
+    """One 503 then an answer: the closes, after one retry."""
+    history.fail_next(1, 503)
+    assert await broker.closing_equity([WED]) == {WED: 100_100.0}
+    assert len(history.requests_to("GET", HISTORY_PATH)) == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"timestamp": "soon", "equity": [1.0], "profit_loss": [], "profit_loss_pct": []},
+        {
+            "timestamp": [1703739600, 1703826000],
+            "equity": [100.0],
+            "profit_loss": [0.0],
+            "profit_loss_pct": [0.0],
+            "base_value": 100.0,
+            "timeframe": "1D",
+        },
+        {
+            "timestamp": [1703739600],
+            "equity": [100.0],
+            "profit_loss": [0.0],
+            "profit_loss_pct": [0.0],
+            "base_value": 100.0,
+            "timeframe": "15Min",
+        },
+    ],
+    ids=["wrong-types", "lengths-differ", "not-daily"],
+)
+async def test_closing_equity_malformed_answer_is_empty_with_a_warning(
+    broker: AlpacaBroker, history: FakeAlpacaTradingServer, body: dict[str, Any]
+) -> None:
+    """An answer that is not a daily history gives an empty answer and a warning, no retry."""
+    history.fail_next(1, 200, body=body)
+    with capture_logs() as logs:
+        assert await broker.closing_equity([THU]) == {}
+    assert len(warnings_of(logs)) == 1
+    assert len(history.requests_to("GET", HISTORY_PATH)) == 1
+
+
+async def test_closing_equity_timeout_respects_the_deadline(
+    make_broker: MakeBroker, history: FakeAlpacaTradingServer
+) -> None:
+    """A history request that never answers is cut at timeout_s: empty, warned, still held."""
+    broker = make_broker(timeout_s=0.3, max_read_retries=0)
+    history.hang_next(1)
+    with capture_logs() as logs:
+        assert await broker.closing_equity([THU]) == {}
+    assert history.holding.is_set()
+    assert not history.release.is_set()  # the server never answered: our deadline ended it
+    [warning] = warnings_of(logs)
+    assert r"no answer within 0.3s" in warning["error"]
+    assert await broker.closing_equity([THU]) == {THU: 100_200.5}  # a fresh client works
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_closing_equity_refused_credentials_are_account_blocked(
+    broker: AlpacaBroker, history: FakeAlpacaTradingServer, status: int
+) -> None:
+    """401/403 are not "not available": AccountBlocked, as on every read."""
+    history.fail_next(1, status, body={"code": 40310000, "message": "forbidden"})
+    with pytest.raises(AccountBlocked, match=str(status)):
+        await broker.closing_equity([THU])
+
+
+def test_fake_history_serves_a_period_ending_now(history: FakeAlpacaTradingServer) -> None:
+    """The fake answers a plain period=1W query as Alpaca does: the week up to now."""
+    request = urllib.request.Request(
+        f"{history.url}{HISTORY_PATH}?period=1W&timeframe=1D",
+        headers={"APCA-API-KEY-ID": history.api_key, "APCA-API-SECRET-KEY": history.secret_key},
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        body = json.load(answer)
+    days = [dt.datetime.fromtimestamp(t, NEW_YORK).date() for t in body["timestamp"]]
+    assert days == [WED, THU, FRI, TUE]
+    assert body["equity"] == [100_100.0, 100_200.5, 99_800.25, 100_000.0]
+    assert body["base_value"] == 100_100.0
+    assert body["profit_loss"][1] == pytest.approx(100.5)
+    assert body["timeframe"] == "1D"
+
+
+@pytest.mark.parametrize(
+    ("stamp", "new_york_time"),
+    [("midnight", dt.time(0)), ("close", dt.time(16)), ("evening", dt.time(19))],
+)
+def test_fake_history_stamps_points_as_configured(
+    history: FakeAlpacaTradingServer, stamp: HistoryStamp, new_york_time: dt.time
+) -> None:
+    """Thursday's point is stamped at 00:00 New York, at its close, or 00:00 UTC after it."""
+    history.history_stamp = stamp
+    request = urllib.request.Request(
+        f"{history.url}{HISTORY_PATH}?start=2023-12-28T00:00:00-05:00&period=1D&timeframe=1D",
+        headers={"APCA-API-KEY-ID": history.api_key, "APCA-API-SECRET-KEY": history.secret_key},
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        body = json.load(answer)
+    [stamped] = [dt.datetime.fromtimestamp(t, NEW_YORK) for t in body["timestamp"]]
+    assert stamped == dt.datetime.combine(THU, new_york_time, NEW_YORK)

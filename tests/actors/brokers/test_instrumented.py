@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import pytest
 
 from actors.brokers.base import (
+    Broker,
     BrokerAccount,
     BrokerOrder,
     BrokerPosition,
@@ -46,6 +48,11 @@ class FlakyBroker:
         now = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
         return MarketClock(now, False, now, now)
 
+    async def closing_equity(self, sessions: Sequence[dt.date]) -> dict[dt.date, float]:
+        if self.fail:
+            raise BrokerUnavailable("HTTP 503")
+        return dict.fromkeys(sessions, 1.0)
+
     async def close(self) -> None:
         return None
 
@@ -73,3 +80,30 @@ async def test_latency_errors_and_headroom_are_recorded() -> None:
     )
     assert r.get_sample_value("tradingd_broker_rate_limit_remaining") == 187
     assert broker.name == "flaky"
+
+
+async def test_closing_equity_passes_through_and_is_measured() -> None:
+    """closing_equity answers with the inner broker's closes and is timed and counted by class."""
+    metrics = Metrics()
+    inner = FlakyBroker()
+    broker = InstrumentedBroker(inner, metrics)
+    day = dt.date(2026, 11, 23)
+    assert await broker.closing_equity([day]) == {day: 1.0}
+    inner.fail = True
+    with pytest.raises(BrokerUnavailable):
+        await broker.closing_equity([day])
+    r = metrics.registry
+    labels = {"method": "closing_equity"}
+    assert r.get_sample_value("tradingd_broker_request_duration_seconds_count", labels) == 2
+    assert (
+        r.get_sample_value(
+            "tradingd_broker_request_errors_total",
+            {"method": "closing_equity", "error": "BrokerUnavailable"},
+        )
+        == 1
+    )
+
+
+def test_instrumented_broker_speaks_the_broker_protocol() -> None:
+    """The wrapper is itself a Broker, so it can stand wherever one is expected."""
+    assert isinstance(InstrumentedBroker(FlakyBroker(), Metrics()), Broker)

@@ -584,3 +584,124 @@ def test_broker_order_ids_are_deterministic() -> None:
     """The broker order id is "sim-" plus 16 hex digits of sha256 of the client id."""
     assert sim_broker_order_id("abc") == "sim-ba7816bf8f01cfea"
     assert sim_broker_order_id("abc") != sim_broker_order_id("abd")
+
+
+# ---------------------------------------------------------------- closing equity
+
+THU = dt.date(2024, 1, 4)
+SAT = dt.date(2024, 1, 6)
+SLIP = 7.5 / 10_000  # the reference system's slippage, as a fraction of the price
+FEE = 0.005  # commission per share
+
+
+@pytest.fixture
+def three_days(prices: FakePrices) -> FakePrices:
+    """Opens and closes for Thursday, Friday and Monday, and Tuesday's opens."""
+    prices.opens.update({("AAA", THU): 100.0, ("BBB", FRI): 50.0, ("AAA", MON): 104.0})
+    prices.closes.update({("AAA", THU): 101.0, ("AAA", FRI): 103.0, ("BBB", FRI): 49.0})
+    prices.closes.update({("AAA", MON): 105.0, ("BBB", MON): 52.0})
+    prices.opens.update({("BBB", TUE): 53.0})
+    return prices
+
+
+async def trade_three_days(broker: SimBroker, clock: SimClock) -> None:
+    """Thursday buy 10 AAA, Friday buy 5 BBB, Monday sell the 10 AAA, each at that open."""
+    for day, request in (
+        (THU, order("b-thu", BUY, 10, "AAA")),
+        (FRI, order("b-fri", BUY, 5, "BBB")),
+        (MON, order("s-mon", SELL, 10, "AAA")),
+    ):
+        clock.set_time(et(day, 9))
+        assert (await broker.submit(request)).status is BrokerOrderStatus.FILLED
+
+
+def by_hand() -> dict[dt.date, float]:
+    """The equity at each close: cash after that day's fill plus the shares held at its closes."""
+    cash_thu = 100_000 - 10 * 100.0 * (1 + SLIP) - 10 * FEE
+    cash_fri = cash_thu - 5 * 50.0 * (1 + SLIP) - 5 * FEE
+    cash_mon = cash_fri + 10 * 104.0 * (1 - SLIP) - 10 * FEE
+    return {
+        THU: cash_thu + 10 * 101.0,
+        FRI: cash_fri + 10 * 103.0 + 5 * 49.0,
+        MON: cash_mon + 5 * 52.0,
+    }
+
+
+async def test_closing_equity_is_cash_plus_holdings_at_each_close(
+    store: Store, calendar: ExchangeCalendar, three_days: FakePrices
+) -> None:
+    """After trades on three sessions, each close's equity is that day's cash plus qty x close."""
+    clock = SimClock(et(THU, 8))
+    broker = SimBroker(store, clock=clock, calendar=calendar, prices=three_days)
+    await trade_three_days(broker, clock)
+    clock.set_time(et(TUE, 8))
+    closes = await broker.closing_equity([THU, FRI, MON])
+    assert closes == pytest.approx(by_hand(), abs=1e-6)
+
+
+async def test_closing_equity_is_the_same_before_and_after_later_fills(
+    store: Store, calendar: ExchangeCalendar, three_days: FakePrices
+) -> None:
+    """Reading on Monday evening and again after Tuesday's fill gives the same numbers."""
+    clock = SimClock(et(THU, 8))
+    broker = SimBroker(store, clock=clock, calendar=calendar, prices=three_days)
+    await trade_three_days(broker, clock)
+    clock.set_time(et(MON, 17))
+    evening = await broker.closing_equity([THU, FRI, MON])
+    clock.set_time(et(TUE, 9))
+    await broker.account()  # takes Monday's last_equity snapshot
+    assert (await broker.submit(order("b-tue", BUY, 3, "BBB"))).status is BrokerOrderStatus.FILLED
+    clock.set_time(et(TUE, 11))
+    after = await broker.closing_equity([THU, FRI, MON])
+    assert after == pytest.approx(evening, abs=1e-9)  # the Tuesday fill backed out
+    assert evening == pytest.approx(by_hand(), abs=1e-6)
+    assert (await broker.account()).last_equity == after[MON]
+
+
+async def test_closing_equity_omits_a_session_that_has_not_closed(
+    store: Store, calendar: ExchangeCalendar, three_days: FakePrices
+) -> None:
+    """During Monday's session only Friday's close is told, though the source knows Monday's."""
+    clock = SimClock(et(THU, 8))
+    broker = SimBroker(store, clock=clock, calendar=calendar, prices=three_days)
+    await trade_three_days(broker, clock)
+    clock.set_time(et(MON, 15, 59))
+    assert await broker.closing_equity([FRI, MON, TUE]) == pytest.approx(
+        {FRI: by_hand()[FRI]}, abs=1e-6
+    )
+
+
+async def test_closing_equity_omits_a_session_with_a_held_close_unknown(
+    store: Store, calendar: ExchangeCalendar, three_days: FakePrices
+) -> None:
+    """Without Friday's BBB close, Friday is omitted; Thursday and Monday are still told."""
+    del three_days.closes[("BBB", FRI)]
+    clock = SimClock(et(THU, 8))
+    broker = SimBroker(store, clock=clock, calendar=calendar, prices=three_days)
+    await trade_three_days(broker, clock)
+    clock.set_time(et(TUE, 8))
+    expected = by_hand()
+    del expected[FRI]
+    assert await broker.closing_equity([THU, FRI, MON]) == pytest.approx(expected, abs=1e-6)
+
+
+async def test_closing_equity_omits_days_that_are_not_sessions(
+    broker: SimBroker, clock: SimClock
+) -> None:
+    """A Saturday and a date the calendar cannot cover are omitted, not an error."""
+    clock.set_time(et(TUE, 8))
+    closes = await broker.closing_equity([SAT, dt.date(1600, 1, 3), FRI])
+    assert closes == {FRI: 100_000.0}
+
+
+async def test_closing_equity_agrees_with_the_last_equity_snapshot(
+    broker: SimBroker, prices: FakePrices, clock: SimClock
+) -> None:
+    """The snapshot session answers with last_equity, also after a change behind our back."""
+    prices.opens[("AAA", MON)] = 100.0
+    prices.closes[("AAA", MON)] = 102.0
+    await broker.submit(order("b1", BUY, 10))
+    clock.set_time(et(TUE, 9))
+    snapshot = (await broker.account()).last_equity
+    await broker.adjust_position("AAA", 100, 100.075)
+    assert await broker.closing_equity([MON]) == {MON: snapshot}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -116,20 +117,73 @@ async def test_changed_file_is_reread(tmp_path: Path) -> None:
     ids=["bad-date", "non-numeric", "empty-value", "short-row", "missing-column", "duplicate"],
 )
 async def test_errors_name_file_line_and_column(tmp_path: Path, body: str, where: str) -> None:
-    """Every data problem raises DataError naming the file, the line and the column."""
+    """A file that does not parse is left out; problems() names the file, line and column."""
     f = write(tmp_path / "bad.csv", body)
-    with pytest.raises(DataError) as err:
-        await CsvProvider(f).fetch(["A"], D(2024, 1, 1), D(2024, 1, 31))
-    assert str(f) in str(err.value)
-    assert where in str(err.value)
+    provider = CsvProvider(f)
+    frame = await provider.fetch(["A"], D(2024, 1, 1), D(2024, 1, 31))
+    assert frame.empty
+    problem = provider.problems()["A"]
+    assert str(f) in problem
+    assert where in problem
+
+
+async def test_bad_per_symbol_file_costs_that_symbol_only(tmp_path: Path) -> None:
+    """In a folder, a per-symbol file that does not parse drops its stem; the others load."""
+    write(tmp_path / "AAPL.csv", "date,open,high,low,close,volume\n2024-01-02,1,2,0.5,1.5,10\n")
+    bad = write(tmp_path / "MSFT.csv", "date,open,high,low,close,volume\n2024-01-02,1,x,1,1,1\n")
+    provider = CsvProvider(tmp_path)
+    frame = await provider.fetch(["AAPL", "MSFT"], D(2024, 1, 1), D(2024, 1, 31))
+    assert list(frame["symbol"]) == ["AAPL"]
+    assert provider.problems() == {"MSFT": f"{bad}: line 2: column high: not a number: 'x'"}
+
+
+async def test_bad_multi_symbol_file_drops_every_symbol_it_names(tmp_path: Path) -> None:
+    """A multi-symbol file with one bad row drops all the symbols named in it, none of its bars."""
+    write(tmp_path / "good.csv", HEADER + "C,2024-01-02,1,1,1,1,1\n")
+    write(
+        tmp_path / "bad.csv",
+        HEADER + "A,2024-01-02,1,1,1,1,1\nB,2024-01-02,1,1,1,1,1\nB,2024-01-03,1,1,1,oops,1\n",
+    )
+    provider = CsvProvider(tmp_path)
+    frame = await provider.fetch(["A", "B", "C"], D(2024, 1, 1), D(2024, 1, 31))
+    assert list(frame["symbol"]) == ["C"]
+    problems = provider.problems()
+    assert set(problems) == {"A", "B"}
+    assert "bad.csv: line 4: column close: not a number: 'oops'" in problems["A"]
+
+
+async def test_unreadable_file_is_reported_under_its_stem(tmp_path: Path) -> None:
+    """A file that cannot even be decoded is reported under its file stem."""
+    (tmp_path / "KO.csv").write_bytes(b"\xff\xfe\x00garbage\x80\x81")
+    provider = CsvProvider(tmp_path)
+    assert (await provider.fetch(["KO"], D(2024, 1, 1), D(2024, 1, 31))).empty
+    assert "cannot read" in provider.problems()["KO"]
+
+
+async def test_fixed_file_is_read_again_and_its_problem_clears(tmp_path: Path) -> None:
+    """Once the bad file is repaired, its symbol loads and problems() is empty."""
+    f = write(tmp_path / "A.csv", "date,open,high,low,close,volume\n2024-01-02,1,1,1,?,1\n")
+    provider = CsvProvider(tmp_path)
+    assert (await provider.fetch(["A"], D(2024, 1, 1), D(2024, 1, 31))).empty
+    assert set(provider.problems()) == {"A"}
+    write(f, "date,open,high,low,close,volume\n2024-01-02,1,1,1,1,1\n")
+    stat = f.stat()
+    os.utime(f, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    frame = await provider.fetch(["A"], D(2024, 1, 1), D(2024, 1, 31))
+    assert len(frame) == 1
+    assert provider.problems() == {}
 
 
 async def test_duplicate_across_files_names_both(tmp_path: Path) -> None:
-    """The same (symbol, date) in two files is an error naming the second and the first."""
+    """The same (symbol, date) in two files drops that symbol, naming the second and the first."""
     write(tmp_path / "a.csv", HEADER + "A,2024-01-02,1,1,1,1,1\n")
     write(tmp_path / "b.csv", HEADER + "B,2024-01-02,1,1,1,1,1\nA,2024-01-02,1,1,1,1,1\n")
-    with pytest.raises(DataError, match=r"b\.csv: line 3: column date: duplicate .*a\.csv line 2"):
-        await CsvProvider(tmp_path).fetch(["A"], D(2024, 1, 1), D(2024, 1, 31))
+    provider = CsvProvider(tmp_path)
+    frame = await provider.fetch(["A", "B"], D(2024, 1, 1), D(2024, 1, 31))
+    assert list(frame["symbol"]) == ["B"]
+    assert re.search(
+        r"b\.csv: line 3: column date: duplicate .*a\.csv line 2", provider.problems()["A"]
+    )
 
 
 async def test_missing_path_is_a_data_error(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,7 @@ class ScriptedBroker:
         self.cancel_after_plan: set[str] = set()
         self.on_submit: Callable[[OrderRequest], Awaitable[None]] | None = None
         self.blocked = False
+        self.closes: dict[dt.date, float] = {}  # equity at the close of a session
         self._steps: dict[str, deque[tuple[int, float]]] = {}
         self._ids = itertools.count(1)
 
@@ -185,6 +186,9 @@ class ScriptedBroker:
 
     async def clock(self) -> MarketClock:
         return MarketClock(NOW, True, NOW, NOW)
+
+    async def closing_equity(self, sessions: Sequence[dt.date]) -> dict[dt.date, float]:
+        return {s: self.closes[s] for s in sessions if s in self.closes}
 
     async def close(self) -> None:
         return None
@@ -430,19 +434,41 @@ async def test_unavailable_leaves_new_and_a_rerun_submits(
 
 
 async def test_account_blocked_stops_the_rest(store: Store, broker: ScriptedBroker) -> None:
-    """AccountBlocked rejects that order and submits none of the rest (no rows for them)."""
+    """AccountBlocked rejects that order and sends none of the rest (closed, never sent later)."""
     broker.faults.append("blocked")
     async with running(store, broker) as (ref, _):
         results = await ask_place(ref, place(spec("AAPL"), spec("MSFT"), spec("XOM")))
         await ask_settle(ref)
     assert [(r.symbol, r.status) for r in results] == [
         ("AAPL", S.REJECTED),
-        ("MSFT", S.NEW),
-        ("XOM", S.NEW),
+        ("MSFT", S.EXPIRED),
+        ("XOM", S.EXPIRED),
     ]
     assert all(r.error and "account blocked" in r.error for r in results)
     assert broker.submitted_ids() == [iid("AAPL")]
-    assert [r.symbol for r in await OrderStore(store).intents_for(asof=ASOF)] == ["AAPL"]
+    rows = await OrderStore(store).intents_for(asof=ASOF)
+    assert [(r.symbol, r.status) for r in rows] == [
+        ("AAPL", S.REJECTED),
+        ("MSFT", S.EXPIRED),
+        ("XOM", S.EXPIRED),
+    ]
+
+
+async def test_a_batch_is_written_before_its_first_order_is_sent(
+    store: Store, broker: ScriptedBroker
+) -> None:
+    """Every intent of a batch is in the store before the broker hears of the first one."""
+    seen: list[list[str]] = []
+    original = broker.submit
+
+    async def spy(request: OrderRequest) -> BrokerOrder:
+        seen.append([r.symbol for r in await OrderStore(store).intents_for(asof=ASOF)])
+        return await original(request)
+
+    broker.submit = spy  # type: ignore[method-assign]
+    async with running(store, broker) as (ref, _):
+        await ask_place(ref, place(spec("AAPL"), spec("MSFT"), spec("XOM")))
+    assert seen[0] == ["AAPL", "MSFT", "XOM"]
 
 
 async def test_sells_are_clamped_to_held_shares(store: Store, broker: ScriptedBroker) -> None:

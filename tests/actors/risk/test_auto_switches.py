@@ -49,6 +49,8 @@ def test_switch_names_are_the_documented_ones() -> None:
         "consecutive_failures",
         "order_rejection_rate",
         "bad_data",
+        "max_drawdown",
+        "broker_blocked",
     )
 
 
@@ -106,9 +108,18 @@ def test_bad_data(stale: bool, why: str | None, trips: bool) -> None:
 
 def test_every_rule_trips_together_in_order() -> None:
     """All conditions at once trip all switches, in rule order, with numbers in reasons."""
-    ctx = RiskContext(False, 0.07, 3, 5, 5, True, "NaN closes")
+    ctx = RiskContext(False, 0.07, 3, 5, 5, True, "NaN closes", 0.2, 150_000.0)
     tripped = evaluate(ctx, P)
-    assert [n for n, _ in tripped] == list(AUTO_SWITCHES)
+    # broker_blocked is tripped by the cycle from the broker's answer, not by a threshold
+    assert [n for n, _ in tripped] == [
+        "reconciliation_failed",
+        "daily_drawdown",
+        "consecutive_failures",
+        "order_rejection_rate",
+        "max_drawdown",
+        "bad_data",
+    ]
+    assert "20.00% below its high-water mark 150,000.00 > 15.00%" in dict(tripped)["max_drawdown"]
     reasons = dict(tripped)
     assert "7.00%" in reasons[DAILY_DRAWDOWN]
     assert "stale" in reasons[BAD_DATA]
@@ -121,3 +132,10 @@ def test_automatic_switches_block_entries() -> None:
 
     views = [SwitchView(name, "x", "risk") for name in AUTO_SWITCHES]
     assert entries_blocked(views, "momentum") == views
+
+
+@pytest.mark.parametrize(("drawdown", "trips"), [(0.15, False), (0.1501, True), (0.3, True)])
+def test_max_drawdown_strictly_beyond_the_limit(drawdown: float, trips: bool) -> None:
+    """max_drawdown trips only strictly beyond 15 % below the high-water mark."""
+    names = _names(replace(CALM, drawdown_from_peak=drawdown, peak_equity=100_000.0))
+    assert ("max_drawdown" in names) is trips

@@ -96,12 +96,32 @@ def test_commit_turns_a_reservation_into_a_position() -> None:
 
 
 def test_sale_frees_cost_and_adds_proceeds() -> None:
-    """A sale frees the cost basis from the allocation and adds the proceeds to cash."""
+    """A sale frees the cost basis, adds the proceeds to cash and the gain to its own money."""
     ledger = CashLedger({"a": 60_000}, account_cash=40_000, committed={"a": 20_000})
     ledger.record_sale("a", cost_basis=20_000, proceeds=22_000)
     assert ledger.committed("a") == 0
     assert ledger.account_cash == 62_000
-    assert ledger.available("a") == 60_000
+    assert ledger.realized("a") == 2_000
+    assert ledger.available("a") == 62_000
+
+
+def test_a_losing_strategy_cannot_spend_the_others_headroom() -> None:
+    """A realised loss shrinks the loser's buying power; idle account cash does not cover it."""
+    ledger = CashLedger(
+        {"loser": 25_000, "idle": 25_000}, account_cash=40_000, realized={"loser": -10_000}
+    )
+    assert ledger.available("loser") == 15_000
+    assert not ledger.reserve("loser", 15_000.01)
+    assert ledger.reserve("loser", 15_000)
+    assert ledger.available("idle") == 25_000
+
+
+def test_a_loss_booked_by_a_sale_is_the_losers_alone() -> None:
+    """Selling at a loss takes the loss out of that strategy's own money only."""
+    ledger = CashLedger({"a": 50_000, "b": 50_000}, account_cash=80_000, committed={"a": 20_000})
+    ledger.record_sale("a", cost_basis=20_000, proceeds=12_000)
+    assert ledger.available("a") == 42_000
+    assert ledger.available("b") == 50_000
 
 
 def test_state_round_trips() -> None:

@@ -80,8 +80,8 @@ def test_already_above_is_no_entry() -> None:
     assert MaCrossover().generate(ctx) == []
 
 
-def test_cross_down_exits_held() -> None:
-    """SMA20 crossing below SMA100 sells all held shares."""
+def test_fast_below_slow_exits_held_cross_seen_or_not() -> None:
+    """SMA20 below SMA100 sells all held shares, whether the cross was seen today or missed."""
     pos = HeldPosition("S0", 70, DATES[1].date(), 48.0, 1.5)
     ctx = make_ctx(
         fast=[99.0, 99.0],
@@ -93,9 +93,10 @@ def test_cross_down_exits_held() -> None:
     )
     signals = MaCrossover().generate(ctx)
     out = by_action(signals, SignalAction.SELL)
-    assert set(out) == {"S0"}  # S1 was already below: no cross, no exit
+    assert set(out) == {"S0", "S1"}  # S1 was already below (a missed cross): it exits too
     assert out["S0"].shares == 70
     assert "SMA20 99.00 crossed below SMA100 100.00" in out["S0"].reasoning
+    assert "SMA20 99.00 is below SMA100 100.00" in out["S1"].reasoning
     assert by_action(signals, SignalAction.BUY) == {}
 
 

@@ -76,10 +76,22 @@ def test_exit_after_hold_days() -> None:
         "S0": HeldPosition("S0", 30, DATES[T - 10].date(), 38.0),
         "S1": HeldPosition("S1", 40, DATES[T - 9].date(), 38.0),
     }
-    ctx = make_ctx([0.0, 0.0], [1.0, 1.0], positions=positions)
+    ctx = make_ctx([0.01, 0.01], [1.0, 1.0], positions=positions)
     [signal] = Momentum().generate(ctx)
     assert (signal.symbol, signal.action, signal.shares) == ("S0", SignalAction.SELL, 30)
     assert signal.reasoning == "held 10 sessions >= 10"
+
+
+def test_exit_when_momentum_is_lost() -> None:
+    """A held position whose momentum fell to 0 is sold before its hold time is up."""
+    positions = {
+        "S0": HeldPosition("S0", 30, DATES[T - 3].date(), 38.0),
+        "S1": HeldPosition("S1", 40, DATES[T - 3].date(), 38.0),
+    }
+    ctx = make_ctx([-0.02, 0.03], [1.0, 1.0], positions=positions)
+    [signal] = Momentum().generate(ctx)
+    assert (signal.symbol, signal.action, signal.shares) == ("S0", SignalAction.SELL, 30)
+    assert signal.reasoning == "momentum lost: 20-day momentum -2.0% <= 0.0%"
 
 
 def test_confidence_and_reasoning() -> None:
