@@ -38,6 +38,7 @@ from actors.data_feed.providers import BarProvider, make_provider
 from actors.messages import (
     ActorCrashed,
     AdoptBrokerState,
+    Alert,
     ApplySettings,
     ClearKillSwitch,
     CycleCompleted,
@@ -354,7 +355,7 @@ class Daemon:
     async def _publish(self, event: object) -> None:
         """Events for the operator: metrics, systemd STATUS, and the notifier (alerts, digest)."""
         if self.supervisor is not None and isinstance(
-            event, KillSwitchTripped | KillSwitchCleared | CycleCompleted
+            event, KillSwitchTripped | KillSwitchCleared | CycleCompleted | Alert
         ):
             await self.supervisor.ref("notifier").tell(event)
         if isinstance(event, KillSwitchTripped):

@@ -48,6 +48,7 @@ from actors.messages import (
 )
 from actors.notifier.channels import Channel, Message
 from actors.notifier.digest import minimal_digest
+from actors.risk.auto_switches import SELF_CLEARING
 from daemon.actor import Actor, handles
 from daemon.clock import Clock
 from daemon.metrics import Metrics
@@ -211,7 +212,11 @@ class Notifier(Actor):
                     "reason": msg.reason,
                     "source": msg.source,
                     "since": msg.since.isoformat(),
-                    "effect": "new entries are halted until an operator clears it",
+                    "effect": (
+                        "new entries are halted until the condition is gone (it clears itself)"
+                        if msg.switch in SELF_CLEARING
+                        else "new entries are halted until an operator clears it"
+                    ),
                 },
             )
         )

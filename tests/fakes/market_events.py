@@ -62,7 +62,7 @@ def bad_print(frame: pd.DataFrame, symbol: str, day: dt.date, factor: float) -> 
 
 
 def raw_split(frame: pd.DataFrame, symbol: str, day: dt.date, ratio: float) -> pd.DataFrame:
-    """An unadjusted split effective on ``day``: from ``day`` on o/h/l/c / ``ratio``, volume x ratio.
+    """An unadjusted split on ``day``: from ``day`` on o/h/l/c / ``ratio``, volume x ``ratio``.
 
     ``ratio=2`` is a 2:1 forward split (the price halves, the share count
     doubles), ``ratio=0.1`` a 1:10 reverse split. The bars before ``day`` stay as

@@ -195,7 +195,7 @@ def _calendar() -> ExchangeCalendar:
 @functools.lru_cache(maxsize=16)
 def _load(path: Path, _stamp: tuple[int, int]) -> pd.DataFrame:
     """One symbol's sessions (cached per file version: ``_stamp`` is mtime and size)."""
-    frame = pd.read_csv(path, dtype={c: np.float64 for c in COLUMNS[1:]})
+    frame = pd.read_csv(path, dtype=dict.fromkeys(COLUMNS[1:], np.float64))
     frame["date"] = pd.to_datetime(frame["date"], format="%Y-%m-%d").astype("datetime64[ns]")
     days = frame["date"].dt.date
     sessions = set(_calendar().sessions_between(days.min(), days.max()))
@@ -208,9 +208,9 @@ def _load(path: Path, _stamp: tuple[int, int]) -> pd.DataFrame:
             count=len(dropped),
             first=[str(d) for d in dropped.head(5)],
         )
-    frame = frame.loc[keep].reset_index(drop=True)
-    frame.insert(0, "symbol", path.stem)
-    return frame
+    out: pd.DataFrame = frame.loc[keep].reset_index(drop=True)
+    out.insert(0, "symbol", path.stem)
+    return out
 
 
 def real_bars(
