@@ -80,7 +80,8 @@ class DayLoss:
             parts.append(f"{self.session} close {self.session_return:+.2%} vs {self.previous}")
         else:
             parts.append(f"{self.session} vs {self.previous}: unknown (no close recorded)")
-        if self.in_session and math.isfinite(self.intraday_return):
+        # a broker that marks at closes (the simulated one) has no move of its own today
+        if self.in_session and math.isfinite(self.intraday_return) and self.intraday_return:
             parts.append(f"today so far {self.intraday_return:+.2%}")
         return "; ".join(parts)
 
