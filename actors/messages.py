@@ -17,37 +17,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from actors.data_feed.panel import BarPanel
 
-# ---------------------------------------------------------------- runtime
-
-
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
-    """Ask every actor in turn; a reply proves its mailbox is being served (watchdog)."""
-
-    seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class ActorStateChanged:
-    """An actor moved in its lifecycle (see ``daemon.actor.LIFECYCLE``)."""
-
-    actor: str
-    old: str
-    new: str
-    at: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ActorCrashed:
-    """A handler raised; the actor is being restarted. The poison message is not replayed."""
-
-    actor: str
-    message_type: str
-    error_type: str
-    error: str
-    restarts_in_window: int
-    at: dt.datetime
-
 
 class Severity(StrEnum):
     INFO = "info"
@@ -85,7 +54,7 @@ class SetStrategyEnabled:
 
 @dataclass(frozen=True, slots=True)
 class ApplySettings:
-    """A reloaded, validated configuration (``daemon.config.Settings``) to take from now on."""
+    """A reloaded, validated configuration (``actors.system.config.Settings``) to take from now on."""
 
     settings: Any
 

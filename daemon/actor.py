@@ -39,8 +39,8 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import anyio
 import structlog
 
-from actors.messages import Heartbeat
 from daemon.errors import ActorStopped, AskTimeout, FatalError, Refusal
+from daemon.messages import Heartbeat
 
 
 class ActorState(StrEnum):

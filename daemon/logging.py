@@ -20,7 +20,6 @@ import sys
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -32,7 +31,6 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 __all__ = [
     "REDACTED",
     "EventLog",
-    "EventType",
     "RedactSecrets",
     "configure_logging",
     "register_secret",
@@ -51,6 +49,7 @@ _LEVELS: Final = {
     "debug": 10,
 }
 _RUN_ID: Final = re.compile(r"[A-Za-z0-9_.-]+")
+_EVENT_KIND: Final = re.compile(r"[A-Z][A-Z0-9_]*")
 _EVENT_FILE: Final = re.compile(r"events_[A-Za-z0-9_.-]+\.jsonl")
 
 
@@ -206,26 +205,6 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-class EventType(StrEnum):
-    """Kinds of entries in the per-run event file (the reference system's names)."""
-
-    SIGNAL_GENERATED = "SIGNAL_GENERATED"
-    SIGNAL_REJECTED = "SIGNAL_REJECTED"
-    ORDER_INTENT_CREATED = "ORDER_INTENT_CREATED"
-    ORDER_SUBMITTED = "ORDER_SUBMITTED"
-    ORDER_FILLED = "ORDER_FILLED"
-    ORDER_REJECTED = "ORDER_REJECTED"
-    RECONCILIATION_CHECK = "RECONCILIATION_CHECK"
-    KILL_SWITCH_TRIGGERED = "KILL_SWITCH_TRIGGERED"
-    KILL_SWITCH_CLEARED = "KILL_SWITCH_CLEARED"
-    STRATEGY_DISABLED = "STRATEGY_DISABLED"
-    RISK_LIMIT_HIT = "RISK_LIMIT_HIT"
-    ERROR = "ERROR"
-    CYCLE_STARTED = "CYCLE_STARTED"
-    CYCLE_COMPLETED = "CYCLE_COMPLETED"
-    DATA_REJECTED = "DATA_REJECTED"
-
-
 _RESERVED_FIELDS: Final = frozenset({"ts", "run_id", "event_type"})
 
 
@@ -256,10 +235,11 @@ class EventLog:
             raise ValueError(f"invalid run_id {run_id!r}: only letters, digits, '_', '.', '-'")
         return self._directory / f"events_{run_id}.jsonl"
 
-    async def write(self, run_id: str, event: EventType, at: datetime, **fields: Any) -> None:
+    async def write(self, run_id: str, event: str, at: datetime, **fields: Any) -> None:
         """Append ``{"ts", "run_id", "event_type", **fields}`` (secrets redacted) as one line.
 
-        ``at`` must be timezone-aware; it is written in UTC ISO 8601. A failed
+        ``event`` is the kind (the application names them, e.g. ``CYCLE_STARTED``:
+        upper case, digits, ``_``). ``at`` must be timezone-aware; it is written in UTC ISO 8601. A failed
         write (disk full, read-only) is logged and counted, never raised: the
         store is the source of truth, and an event file must not be the reason
         a cycle cannot report how it ended.
@@ -267,13 +247,15 @@ class EventLog:
         path = self.path_for(run_id)
         if at.tzinfo is None or at.utcoffset() is None:
             raise ValueError(f"event time must be timezone-aware, got {at!r}")
+        if not _EVENT_KIND.fullmatch(str(event)):
+            raise ValueError(f"invalid event kind {event!r}: upper-case letters, digits, '_'")
         clash = _RESERVED_FIELDS.intersection(fields)
         if clash:
             raise ValueError(f"fields may not override {sorted(clash)}")
         record = {
             "ts": at.astimezone(UTC).isoformat(),
             "run_id": run_id,
-            "event_type": EventType(event).value,
+            "event_type": str(event),
             **self._redactor.redact_mapping(fields),
         }
         line = (_json.dumps(record, default=str) + "\n").encode()

@@ -1,8 +1,7 @@
-"""Prometheus metrics: our own registry, ``tradingd_`` prefix, base units, bounded labels.
+"""Prometheus exporter and the runtime's metrics: own registry, ``tradingd_`` prefix, base units.
 
-Labels are drawn from small, fixed sets (actor, strategy, status, outcome,
-command, reason, switch); never symbols or order ids. ``LABEL_ALLOWLIST`` is
-checked by a test against a real scrape.
+Labels are drawn from small, fixed sets, never symbols or order ids; the
+application's metrics (``actors.metrics``) extend ``RUNTIME_LABELS``.
 """
 
 from __future__ import annotations
@@ -32,18 +31,17 @@ from daemon.actor import ActorState
 if TYPE_CHECKING:
     from daemon.supervisor import Supervisor
 
-LABEL_ALLOWLIST = frozenset(
-    {"actor", "outcome", "status", "strategy", "command", "reason", "switch", "stage", "regime"}
-    | {"channel", "method", "error"}
-    | {"version", "python", "le", "quantile"}
-)
+RUNTIME_LABELS = frozenset({"actor", "outcome", "command", "version", "python", "le", "quantile"})
+"""The labels of the runtime's metrics; the application adds its own (``actors.metrics``)."""
 
-CYCLE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 HANDLER_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0)
 
 
-class Metrics:
-    """Every metric tradingd exports, on one registry."""
+class RuntimeMetrics:
+    """The runtime's metrics (actors, event loop, control socket, watchdog, backups) and the exporter.
+
+    The application subclasses it to add its own on the same registry.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
@@ -98,143 +96,8 @@ class Metrics:
         self.config_reloads = Counter(
             "tradingd_config_reloads", "Configuration reloads, by outcome.", ["outcome"], registry=r
         )
-        # ---- cycles
-        self.cycle_duration = Histogram(
-            "tradingd_cycle_duration_seconds",
-            "Wall time of one daily cycle.",
-            ["status"],
-            buckets=CYCLE_BUCKETS,
-            registry=r,
-        )
-        self.cycles = Counter("tradingd_cycles", "Daily cycles, by status.", ["status"], registry=r)
-        self.last_cycle_success = Gauge(
-            "tradingd_last_successful_cycle_timestamp_seconds",
-            "Unix time the last cycle completed successfully.",
-            registry=r,
-        )
-        self.cycle_running = Gauge(
-            "tradingd_cycle_running", "1 while a daily cycle is running.", registry=r
-        )
-        # ---- data and strategies
-        self.data_last_bar = Gauge(
-            "tradingd_data_last_bar_timestamp_seconds",
-            "Unix time (midnight UTC) of the latest session in the last snapshot.",
-            registry=r,
-        )
-        self.data_symbols = Gauge(
-            "tradingd_data_symbols",
-            "Symbols in the last snapshot, valid or rejected by validation.",
-            ["status"],
-            registry=r,
-        )
-        self.data_rejections = Counter(
-            "tradingd_data_rejections",
-            "Symbols dropped by data validation, by rule.",
-            ["reason"],
-            registry=r,
-        )
-        self.data_fetch_seconds = Histogram(
-            "tradingd_data_fetch_duration_seconds",
-            "Time to build a market snapshot (fetch, validate, indicators).",
-            buckets=CYCLE_BUCKETS,
-            registry=r,
-        )
-        self.signals = Gauge(
-            "tradingd_signals",
-            "Signals in the last cycle per strategy and funnel stage.",
-            ["strategy", "stage"],
-            registry=r,
-        )
-        self.strategy_failures = Counter(
-            "tradingd_strategy_failures",
-            "Strategy runs that raised instead of returning signals.",
-            ["strategy"],
-            registry=r,
-        )
-        self.strategy_seconds = Histogram(
-            "tradingd_strategy_duration_seconds",
-            "Time one strategy took to generate signals.",
-            ["strategy"],
-            buckets=HANDLER_BUCKETS,
-            registry=r,
-        )
-        # ---- portfolio, orders, reconciliation
-        self.portfolio_value = Gauge(
-            "tradingd_portfolio_value_dollars", "Broker equity at the last cycle.", registry=r
-        )
-        self.daily_pnl_ratio = Gauge(
-            "tradingd_daily_pnl_ratio",
-            "Equity change since the start-of-day value (0.01 = +1%).",
-            registry=r,
-        )
-        self.heat_ratio = Gauge(
-            "tradingd_heat_ratio", "Exposure / portfolio value after the last cycle.", registry=r
-        )
-        self.heat_limit_ratio = Gauge(
-            "tradingd_heat_limit_ratio", "The regime's heat limit at the last cycle.", registry=r
-        )
-        self.regime = Gauge(
-            "tradingd_regime",
-            "1 for the regime of the last cycle (low_volatility, normal, high_volatility, crisis).",
-            ["regime"],
-            registry=r,
-        )
-        self.positions_count = Gauge(
-            "tradingd_positions",
-            "Open positions (strategy x symbol) after the last cycle.",
-            registry=r,
-        )
-        self.orders = Counter(
-            "tradingd_orders",
-            "Order intents by final status of their cycle.",
-            ["status"],
-            registry=r,
-        )
-        self.reconciliation_passed = Gauge(
-            "tradingd_reconciliation_passed", "1 when the last reconciliation passed.", registry=r
-        )
-        self.reconciliation_discrepancies = Gauge(
-            "tradingd_reconciliation_discrepancies",
-            "Discrepancies found by the last reconciliation.",
-            registry=r,
-        )
-        self.last_reconciliation_success = Gauge(
-            "tradingd_last_successful_reconciliation_timestamp_seconds",
-            "Unix time of the last reconciliation that passed.",
-            registry=r,
-        )
-        self.broker_seconds = Histogram(
-            "tradingd_broker_request_duration_seconds",
-            "Latency of broker calls, by method.",
-            ["method"],
-            buckets=HANDLER_BUCKETS,
-            registry=r,
-        )
-        self.broker_errors = Counter(
-            "tradingd_broker_request_errors",
-            "Broker calls that raised, by method and error class.",
-            ["method", "error"],
-            registry=r,
-        )
-        self.broker_rate_limit_remaining = Gauge(
-            "tradingd_broker_rate_limit_remaining",
-            "Requests left in the broker's rate-limit window (Alpaca's X-Ratelimit-Remaining).",
-            registry=r,
-        )
-        self.notifications = Counter(
-            "tradingd_notifications",
-            "Notifications by channel and outcome (sent, retried, failed, deduplicated, dropped).",
-            ["channel", "outcome"],
-            registry=r,
-        )
         self.backups = Counter(
             "tradingd_backups", "Daily database backups by outcome.", ["outcome"], registry=r
-        )
-        self.kill_switch_active = Gauge(
-            "tradingd_kill_switch_active",
-            "1 while a kill switch is tripped.",
-            ["switch"],
-            registry=r,
         )
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -265,7 +128,7 @@ class Metrics:
 
 
 class _ActorObserver:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: RuntimeMetrics) -> None:
         self._m = metrics
 
     def state_changed(self, actor: str, old: ActorState, new: ActorState) -> None:
@@ -303,7 +166,10 @@ class _SupervisorCollector(Collector):
 
 
 async def watch_event_loop_lag(
-    metrics: Metrics, interval: float = 0.5, *, on_sample: Callable[[float], Any] | None = None
+    metrics: RuntimeMetrics,
+    interval: float = 0.5,
+    *,
+    on_sample: Callable[[float], Any] | None = None,
 ) -> None:
     """Measure how late the loop wakes a timer: a direct reading of a blocked loop.
 

@@ -30,7 +30,6 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from actors.messages import ActorCrashed, ActorStateChanged, Heartbeat
 from daemon.actor import (
     Actor,
     ActorCell,
@@ -42,6 +41,7 @@ from daemon.actor import (
 )
 from daemon.clock import Clock, WallClock
 from daemon.errors import ActorStopped, AskTimeout, FatalError
+from daemon.messages import ActorCrashed, ActorStateChanged, Heartbeat
 
 log = structlog.get_logger()
 

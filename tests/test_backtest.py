@@ -13,9 +13,9 @@ import anyio
 import pytest
 
 from actors.data_feed.providers.synthetic import SyntheticProvider
-from daemon.backtest import apply_overrides, run_backtest
-from daemon.calendar import ExchangeCalendar
-from daemon.config import Settings, load_settings
+from actors.market.calendar import ExchangeCalendar
+from actors.system.backtest import apply_overrides, run_backtest
+from actors.system.config import Settings, load_settings
 
 CAL = ExchangeCalendar("XNYS")
 
@@ -171,7 +171,7 @@ def test_cli_two_years_synthetic_writes_report_and_summary(tmp_path: Path) -> No
         [
             sys.executable,
             "-m",
-            "daemon",
+            "actors",
             "backtest",
             "--from",
             "2024-11-25",
@@ -208,7 +208,7 @@ def test_cli_on_a_csv_folder(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "daemon",
+            "actors",
             "backtest",
             "--from",
             "2026-04-01",
@@ -240,7 +240,7 @@ def test_cli_bad_strategy_names_the_option(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "daemon",
+            "actors",
             "backtest",
             "--from",
             "2026-04-01",

@@ -34,7 +34,7 @@ def daemon(tmp_path: Path) -> Iterator[Proc]:
 
 def restore(proc: Proc, backup: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "daemon", "restore", str(backup), "--config", str(proc.config)],
+        [sys.executable, "-m", "actors", "restore", str(backup), "--config", str(proc.config)],
         capture_output=True,
         text=True,
         timeout=60,

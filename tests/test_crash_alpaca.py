@@ -56,7 +56,7 @@ def start(workdir: Path, fake: FakeAlpacaTradingServer, asof: str) -> subprocess
         [
             sys.executable,
             "-m",
-            "daemon",
+            "actors",
             "run",
             "--once",
             "--force",

@@ -65,7 +65,7 @@ class Proc:
 
     def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "daemon.ctl", "--socket", str(self.socket_path), *args],
+            [sys.executable, "-m", "actors.system.ctl", "--socket", str(self.socket_path), *args],
             capture_output=True,
             text=True,
             timeout=60,
@@ -96,7 +96,7 @@ def start(short_dir: Path, tmp_path: Path, *, extra: str = "") -> Proc:
     }
     env.pop("WATCHDOG_PID", None)
     popen = subprocess.Popen(
-        [sys.executable, "-m", "daemon", "run", "--config", str(config)],
+        [sys.executable, "-m", "actors", "run", "--config", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -251,7 +251,7 @@ def test_operator_switches_via_tradectl(daemon: Proc) -> None:
 def test_second_instance_on_same_state_refuses(daemon: Proc, tmp_path: Path) -> None:
     """A second daemon on the same state directory exits non-zero naming the lock holder."""
     second = subprocess.run(
-        [sys.executable, "-m", "daemon", "run", "--config", str(daemon.config)],
+        [sys.executable, "-m", "actors", "run", "--config", str(daemon.config)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -266,7 +266,14 @@ def test_second_instance_on_same_state_refuses(daemon: Proc, tmp_path: Path) -> 
 def test_tradectl_says_when_daemon_is_not_running(short_dir: Path) -> None:
     """tradectl exits 3 with a clear message when no daemon listens."""
     result = subprocess.run(
-        [sys.executable, "-m", "daemon.ctl", "--socket", str(short_dir / "none.sock"), "ping"],
+        [
+            sys.executable,
+            "-m",
+            "actors.system.ctl",
+            "--socket",
+            str(short_dir / "none.sock"),
+            "ping",
+        ],
         capture_output=True,
         text=True,
         timeout=30,
@@ -281,7 +288,7 @@ def test_bad_config_exits_78_naming_the_key(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text("[metrics]\nport = 'high'\n")
     result = subprocess.run(
-        [sys.executable, "-m", "daemon", "check-config", "--config", str(config)],
+        [sys.executable, "-m", "actors", "check-config", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -295,7 +302,7 @@ def test_bad_config_exits_78_naming_the_key(tmp_path: Path) -> None:
 def test_check_config_masks_secrets(tmp_path: Path) -> None:
     """check-config prints the effective config with secrets masked."""
     result = subprocess.run(
-        [sys.executable, "-m", "daemon", "check-config"],
+        [sys.executable, "-m", "actors", "check-config"],
         capture_output=True,
         text=True,
         timeout=60,

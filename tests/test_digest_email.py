@@ -14,10 +14,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from daemon.app import Daemon
-from daemon.calendar import ExchangeCalendar
+from actors.market.calendar import ExchangeCalendar
+from actors.system.app import Daemon
+from actors.system.config import load_settings
 from daemon.clock import SimClock
-from daemon.config import load_settings
 from daemon.systemd import SystemdNotifier
 from tests.actors.notifier import SmtpSink
 
@@ -112,7 +112,7 @@ def test_report_commands_rebuild_a_past_digest(tmp_path: Path, smtp: SmtpSink) -
 
     out = tmp_path / "reports"
     result = subprocess.run(
-        [sys.executable, "-m", "daemon", "report", "--out", str(out), "--config", str(config)],
+        [sys.executable, "-m", "actors", "report", "--out", str(out), "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -124,14 +124,14 @@ def test_report_commands_rebuild_a_past_digest(tmp_path: Path, smtp: SmtpSink) -
     assert png_size((out / f"equity-{ASOF}.png").read_bytes()) == (900, 500)
 
     daemon_proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon", "run", "--config", str(config)],
+        [sys.executable, "-m", "actors", "run", "--config", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**dict(__import__("os").environ), "TRADINGD_SCHEDULE__RUN_ON_START": "false"},
     )
     try:
         socket = str(tmp_path / "run" / "tradingd.sock")
-        ctl = [sys.executable, "-m", "daemon.ctl", "--socket", socket]
+        ctl = [sys.executable, "-m", "actors.system.ctl", "--socket", socket]
         for _ in range(600):
             if subprocess.run([*ctl, "ping"], capture_output=True, check=False).returncode == 0:
                 break

@@ -10,17 +10,18 @@ import pytest
 
 from actors.brokers.prices import ProviderPriceSource
 from actors.brokers.sim import SimBroker
+from actors.cycle.supervisor import WaitCycle
 from actors.data_feed.providers import make_provider
+from actors.market.calendar import ExchangeCalendar
 from actors.messages import CycleTrigger, StartCycle
-from actors.risk.supervisor import WaitCycle
-from daemon.backtest import AFTER_CLOSE, AFTER_OPEN, apply_overrides, run_backtest
-from daemon.calendar import ExchangeCalendar
+from actors.metrics import Metrics
+from actors.store import open_store
+from actors.store.signals import SignalStore
+from actors.system.backtest import AFTER_CLOSE, AFTER_OPEN, apply_overrides, run_backtest
+from actors.system.config import Settings, load_settings
+from actors.system.graph import MANUAL, build_graph
 from daemon.clock import SimClock, WallClock
-from daemon.config import Settings, load_settings
-from daemon.graph import MANUAL, build_graph
-from daemon.metrics import Metrics
 from daemon.store import Store
-from daemon.store.signals import SignalStore
 
 CAL = ExchangeCalendar("XNYS")
 SESSIONS = CAL.sessions_between(dt.date(2026, 6, 1), dt.date(2026, 6, 30))
@@ -29,7 +30,7 @@ SYMBOLS = "AAPL,MSFT,XOM,JPM,KO,PFE,NVDA,CAT,WMT,BAC,GS,COST"
 
 async def live_orders(settings: Settings, db: Path) -> list[tuple[str, str, str, int]]:
     """Drive the daemon's own graph (live data feed, provider prices) on a SimClock."""
-    store = await Store.open(db)
+    store = await open_store(db)
     try:
         signals = SignalStore(store)
         ids = {
@@ -84,7 +85,7 @@ async def intents(store: Store) -> list[tuple[str, str, str, int]]:
 
 async def backtest_orders(settings: Settings, out: Path) -> list[tuple[str, str, str, int]]:
     await run_backtest(settings, start=SESSIONS[0], end=SESSIONS[-1], out=out)
-    store = await Store.open(out / "backtest.db", lock=False, readonly=True)
+    store = await open_store(out / "backtest.db", lock=False, readonly=True)
     try:
         return await intents(store)
     finally:

@@ -20,7 +20,7 @@ def tradingd(workdir: Path, *args: str, now: str | None = None) -> subprocess.Co
     if now is not None:
         env["TRADINGD_FAKE_NOW"] = now
     return subprocess.run(
-        [sys.executable, "-m", "daemon", *args, "--config", str(workdir / "tradingd.toml")],
+        [sys.executable, "-m", "actors", *args, "--config", str(workdir / "tradingd.toml")],
         capture_output=True,
         text=True,
         timeout=300,

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from actors.messages import CycleStatus, IntentKind, KillSwitchTripped
-from daemon.store.orders import IntentRow
+from actors.store.orders import IntentRow
 from tests.fakes.market_events import (
     bad_print,
     crash_day,
@@ -470,7 +470,7 @@ async def test_a_403_not_allowed_to_trade_latches_broker_blocked(tmp_path: Path)
     from actors.brokers.alpaca import AlpacaBroker
     from actors.brokers.base import Broker
     from actors.data_feed.providers import BarProvider
-    from daemon.calendar import ExchangeCalendar
+    from actors.market.calendar import ExchangeCalendar
     from daemon.clock import Clock
     from daemon.store import Store
     from tests.fakes.alpaca_trading_server import FakeAlpacaTradingServer
@@ -507,7 +507,7 @@ async def test_a_second_cycle_the_same_trading_date_places_nothing(
 ) -> None:
     """A second cycle for a date that completed is refused, after a restart too, in or after hours;
     forced, it sends no new entry."""
-    from actors.risk.supervisor import CycleAlreadyCompleted
+    from actors.cycle.supervisor import CycleAlreadyCompleted
 
     trading = dt.date(2007, 9, 5)
     first_at: Any = dt.time(9, 47) if hours == "during" else "after_close"
@@ -538,8 +538,8 @@ def test_a_2007_2009_backtest_stops_entries_after_losses_and_at_the_drawdown_swi
 
     import anyio
 
-    from daemon.backtest import run_backtest
-    from daemon.config import load_settings
+    from actors.system.backtest import run_backtest
+    from actors.system.config import load_settings
     from tests.fakes.scenario import write_bars
 
     first, last = dt.date(2007, 1, 3), dt.date(2009, 12, 31)

@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 from actors.data_feed.providers.synthetic import SyntheticProvider
-from daemon.calendar import ExchangeCalendar
+from actors.market.calendar import ExchangeCalendar
 
 ASOF = dt.date(2026, 11, 23)
 DURING_ASOF = "2026-11-23T09:47:00-05:00"  # 09:47 New York time on ASOF
@@ -22,7 +22,7 @@ DURING_ASOF = "2026-11-23T09:47:00-05:00"  # 09:47 New York time on ASOF
 
 def run_once(cwd: Path, *args: str) -> tuple[int, list[dict[str, object]]]:
     result = subprocess.run(
-        [sys.executable, "-m", "daemon", "run", "--once", *args],
+        [sys.executable, "-m", "actors", "run", "--once", *args],
         capture_output=True,
         text=True,
         timeout=240,

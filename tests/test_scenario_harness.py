@@ -15,9 +15,9 @@ import pytest
 from actors.brokers.base import OrderSide
 from actors.messages import CycleStatus
 from actors.orders.costs import apply_costs
-from daemon.config import Settings
+from actors.store.orders import IntentRow
+from actors.system.config import Settings
 from daemon.errors import ConfigError
-from daemon.store.orders import IntentRow
 from tests.fakes.market_events import (
     bad_print,
     crash_day,

@@ -64,7 +64,7 @@ def env_at(now: str) -> dict[str, str]:
 
 def tradingd(workdir: Path, now: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "daemon", *args, "--config", str(workdir / "tradingd.toml")],
+        [sys.executable, "-m", "actors", *args, "--config", str(workdir / "tradingd.toml")],
         capture_output=True,
         text=True,
         timeout=240,
@@ -77,7 +77,7 @@ def tradingd(workdir: Path, now: str, *args: str) -> subprocess.CompletedProcess
 def ctl(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     socket = str(workdir / "run" / "tradingd.sock")
     return subprocess.run(
-        [sys.executable, "-m", "daemon.ctl", "--socket", socket, *args],
+        [sys.executable, "-m", "actors.system.ctl", "--socket", socket, *args],
         capture_output=True,
         text=True,
         timeout=360,
@@ -246,7 +246,7 @@ def test_restart_and_run_cycle_refuse_a_done_date(workdir: Path) -> None:
     bought = buys(workdir)
     log = (workdir / "daemon.log").open("w")
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "daemon", "run", "--config", str(workdir / "tradingd.toml")],
+        [sys.executable, "-m", "actors", "run", "--config", str(workdir / "tradingd.toml")],
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,

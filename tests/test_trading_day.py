@@ -54,7 +54,7 @@ def workdir() -> Iterator[Path]:
 
 def tradingd(workdir: Path, now: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "daemon", *args, "--config", str(workdir / "tradingd.toml")],
+        [sys.executable, "-m", "actors", *args, "--config", str(workdir / "tradingd.toml")],
         capture_output=True,
         text=True,
         timeout=240,
@@ -69,7 +69,7 @@ def ctl(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         [
             sys.executable,
             "-m",
-            "daemon.ctl",
+            "actors.system.ctl",
             "--socket",
             str(workdir / "run" / "tradingd.sock"),
             *args,
@@ -102,7 +102,7 @@ def test_first_day_trades_and_rerun_places_nothing(workdir: Path) -> None:
     assert f"tradingd: trading date {ASOF} is done" in second.stdout
 
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "daemon", "run", "--config", str(workdir / "tradingd.toml")],
+        [sys.executable, "-m", "actors", "run", "--config", str(workdir / "tradingd.toml")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=workdir,

@@ -109,7 +109,7 @@ from actors.brokers.base import (
     OrderSide,
     SubmissionOutcomeUnknown,
 )
-from actors.data_feed.ratelimit import RateLimiter
+from daemon.ratelimit import RateLimiter
 
 # alpaca.trading's package import pulls in its websocket stream, which imports the
 # deprecated ``websockets.legacy`` (a warning attributed to websockets, so the

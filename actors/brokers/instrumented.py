@@ -19,7 +19,7 @@ from actors.brokers.base import (
     MarketClock,
     OrderRequest,
 )
-from daemon.metrics import Metrics
+from actors.metrics import Metrics
 
 T = TypeVar("T")
 

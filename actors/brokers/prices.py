@@ -13,7 +13,7 @@ import datetime as dt
 import pandas as pd
 
 from actors.data_feed.providers import BarProvider
-from daemon.calendar import ExchangeCalendar
+from actors.market.calendar import ExchangeCalendar
 from daemon.clock import Clock
 
 

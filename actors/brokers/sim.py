@@ -1,7 +1,7 @@
 """The simulated broker: a cash account that fills market orders at the session open.
 
 It behaves like Alpaca where the rest of tradingd can tell the difference, and
-keeps its whole book in the store (``daemon.store.sim_broker``): a new
+keeps its whole book in the store (``actors.store.sim_broker``): a new
 ``SimBroker`` on the same database after a crash sees every order, fill,
 position and the cash exactly. Nothing is cached between calls.
 
@@ -54,7 +54,7 @@ Valuation
   last session strictly before the exchange-local date of now (Alpaca's
   "previous trading day"). The first ``account()`` call that sees a reference
   session later than the stored one computes it and persists it in
-  ``sim_account.last_equity`` (with the session, see ``daemon.store.sim_broker``):
+  ``sim_account.last_equity`` (with the session, see ``actors.store.sim_broker``):
   cash and positions as they stood at that close (fills whose trade session is
   later are backed out, so reading before or after today's fills gives the same
   number), marked at that session's closes. If a held symbol's close for that
@@ -98,17 +98,17 @@ from actors.brokers.base import (
     OrderRequest,
     OrderSide,
 )
+from actors.market.calendar import ExchangeCalendar, trading_date
 from actors.orders.costs import COMMISSION_PER_SHARE, apply_costs
-from daemon.calendar import ExchangeCalendar, trading_date
-from daemon.clock import Clock
-from daemon.store.core import Store
-from daemon.store.sim_broker import (
+from actors.store.sim_broker import (
     SimAccountRow,
     SimBrokerStore,
     SimBrokerWriter,
     SimOrderRow,
     SimPositionRow,
 )
+from daemon.clock import Clock
+from daemon.store.core import Store
 
 MARK_LOOKBACK_SESSIONS = 10
 

@@ -37,6 +37,7 @@ from actors.data_feed.params import DataParams
 from actors.data_feed.providers import BarProvider, provider_problems
 from actors.data_feed.universe import Universe, load_universe
 from actors.data_feed.validator import ValidationReport, validate
+from actors.market.calendar import ExchangeCalendar
 from actors.messages import (
     ApplySettings,
     DataUnavailable,
@@ -45,10 +46,9 @@ from actors.messages import (
     MarketSnapshot,
     SymbolRejected,
 )
+from actors.metrics import Metrics
 from daemon.actor import Actor, handles
-from daemon.calendar import ExchangeCalendar
 from daemon.errors import TradingdError
-from daemon.metrics import Metrics
 
 log = structlog.get_logger()
 

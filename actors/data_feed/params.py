@@ -1,4 +1,4 @@
-"""Typed parameters of the market-data side; composed into ``daemon.config.Settings``."""
+"""Typed parameters of the market-data side; composed into ``actors.system.config.Settings``."""
 
 from __future__ import annotations
 

@@ -37,8 +37,8 @@ from typing import Any
 
 import structlog
 
+from actors.cycle.kill_switches import SELF_CLEARING
 from actors.messages import (
-    ActorCrashed,
     Alert,
     CycleCompleted,
     GetStatus,
@@ -46,14 +46,14 @@ from actors.messages import (
     KillSwitchTripped,
     Severity,
 )
+from actors.metrics import Metrics
 from actors.notifier.channels import Channel, Message
 from actors.notifier.digest import minimal_digest
-from actors.risk.auto_switches import SELF_CLEARING
+from actors.store.notifications import NotificationStore
 from daemon.actor import Actor, handles
 from daemon.clock import Clock
-from daemon.metrics import Metrics
+from daemon.messages import ActorCrashed
 from daemon.store.core import Store
-from daemon.store.notifications import NotificationStore
 
 log = structlog.get_logger()
 

@@ -111,17 +111,17 @@ from actors.messages import (
     SettleOrders,
 )
 from actors.orders.intents import SIDES, intent_id, next_status
-from daemon.actor import Actor, handles
-from daemon.clock import Clock
-from daemon.errors import Refusal, TradingdError
-from daemon.store.core import Store
-from daemon.store.orders import (
+from actors.store.orders import (
     STOP_ATR_MULTIPLE,
     IntentRow,
     NegativePosition,
     OrderStore,
     OverFill,
 )
+from daemon.actor import Actor, handles
+from daemon.clock import Clock
+from daemon.errors import Refusal, TradingdError
+from daemon.store.core import Store
 
 log = structlog.get_logger()
 

@@ -1,4 +1,4 @@
-"""Typed parameters of the risk layer; composed by ``daemon.config`` as ``risk.*`` sections.
+"""Typed parameters of the risk layer; composed by ``actors.system.config`` as ``risk.*`` sections.
 
 Every ratio is a share (0.30 = 30 %); VIX levels are in VIX points. The
 defaults are the reference system's rules.

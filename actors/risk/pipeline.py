@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from actors.cycle.kill_switches import SwitchView
 from actors.data_feed.panel import FloatArray
 from actors.messages import Signal, SignalAction
 from actors.orders.costs import COMMISSION_PER_SHARE, SLIPPAGE_BPS
@@ -28,7 +29,6 @@ from actors.risk.heat import heat_check
 from actors.risk.params import CorrelationParams
 from actors.risk.pending import should_park
 from actors.risk.regime import RegimeDecision, strategy_allowed
-from actors.risk.switches import SwitchView
 
 
 class Stage(StrEnum):

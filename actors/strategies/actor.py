@@ -17,14 +17,14 @@ import anyio
 import structlog
 
 from actors.messages import ApplySettings, GenerateSignals, GetStatus, Signals
+from actors.metrics import Metrics
+from actors.store.models import ModelStore, StoredModel
 from actors.strategies.base import Strategy, StrategyContext
 from actors.strategies.ml_momentum import MlMomentum, ModelState
 from actors.strategies.params import StrategyParams
 from actors.strategies.registry import STRATEGY_CLASSES
 from daemon.actor import Actor, handles
 from daemon.clock import Clock
-from daemon.metrics import Metrics
-from daemon.store.models import ModelStore, StoredModel
 
 log = structlog.get_logger()
 

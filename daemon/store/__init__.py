@@ -1,16 +1,9 @@
-"""The state database: SQLite (WAL), the single source of truth. All SQL lives here."""
+"""The runtime's database: one SQLite (WAL) connection, its lock, migrations runner, backups.
+
+It holds no tables of its own: the application passes its schema as migrations
+(``Store.open(path, migrations=...)``); the trading tables live in ``actors.store``.
+"""
 
 from daemon.store.core import Store, StoreLock
-from daemon.store.cycles import CycleJournal, CycleRecord, CycleStep
-from daemon.store.state import KillSwitchRecord, KillSwitchStore, SystemState
 
-__all__ = [
-    "CycleJournal",
-    "CycleRecord",
-    "CycleStep",
-    "KillSwitchRecord",
-    "KillSwitchStore",
-    "Store",
-    "StoreLock",
-    "SystemState",
-]
+__all__ = ["Store", "StoreLock"]

@@ -30,7 +30,6 @@ import aiosqlite
 
 from daemon.errors import StoreCorruptError, StoreError, StoreLockedError, StoreVersionError
 from daemon.store.direct import DirectConnection
-from daemon.store.schema import MIGRATIONS
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 Row = sqlite3.Row
@@ -85,7 +84,7 @@ class StoreLock:
 
 
 class Store:
-    """The state database. Use ``await Store.open(path)``; ``await store.close()`` at exit."""
+    """The state database. Use ``await Store.open(path, migrations=...)``; ``await store.close()`` at exit."""
 
     def __init__(self, path: Path, conn: aiosqlite.Connection, lock: StoreLock | None) -> None:
         self.path = path
@@ -96,6 +95,8 @@ class Store:
         self._closed = False
         self._prepared = False
         self._scratch = False
+        self.latest_version = 0
+        """The schema version this program knows (the number of migrations it opened with)."""
 
     # ------------------------------------------------------------ lifecycle
 
@@ -106,7 +107,7 @@ class Store:
         *,
         lock: bool = True,
         readonly: bool = False,
-        migrations: Sequence[str] | None = None,
+        migrations: Sequence[str],
         scratch: bool = False,
     ) -> Store:
         """Open (creating and migrating if needed) the database at ``path``.
@@ -115,11 +116,11 @@ class Store:
         fsync at all (``synchronous=OFF``, ``durable`` writes included). Never
         for the daemon's state.
 
-        ``migrations`` defaults to ``schema.MIGRATIONS``; step *n* (1-based) brings
-        the database to ``user_version`` *n*.
+        ``migrations`` is the application's schema (the runtime has none of its
+        own); step *n* (1-based) brings the database to ``user_version`` *n*.
         """
         path = Path(path)
-        steps = tuple(MIGRATIONS if migrations is None else migrations)
+        steps = tuple(migrations)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -155,6 +156,7 @@ class Store:
         conn.row_factory = sqlite3.Row
         store = cls(path, conn, file_lock)
         store._scratch = scratch
+        store.latest_version = len(steps)
         try:
             await store._prepare(readonly=readonly, migrations=steps)
             if scratch:

@@ -22,8 +22,8 @@ from typing import Any
 
 import anyio
 
-from daemon.backtest import apply_overrides, run_backtest
-from daemon.config import load_settings
+from actors.system.backtest import apply_overrides, run_backtest
+from actors.system.config import load_settings
 from daemon.logging import configure_logging
 
 START = dt.date(2016, 11, 21)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daemon.ctl import request
+from actors.system.ctl import request
 from tests.benchmarks.bench_startup import running_daemon
 
 MAX_CYCLES = 15

@@ -53,7 +53,7 @@ def daemon_env(state: Path, symbols: int, **extra: str) -> dict[str, str]:
 
 
 def tradingd() -> list[str]:
-    return [sys.executable, "-m", "daemon"]
+    return [sys.executable, "-m", "actors"]
 
 
 def measure(symbols: int) -> dict[str, Any]:

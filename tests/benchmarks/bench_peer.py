@@ -36,12 +36,12 @@ from typing import Any
 import anyio
 import pandas as pd
 
-import daemon.backtest as backtest_mod
+import actors.system.backtest as backtest_mod
 from actors.data_feed.providers import clip_range
 from actors.data_feed.providers.synthetic import SyntheticProvider
-from daemon.backtest import apply_overrides, run_backtest
-from daemon.calendar import ExchangeCalendar
-from daemon.config import load_settings
+from actors.market.calendar import ExchangeCalendar
+from actors.system.backtest import apply_overrides, run_backtest
+from actors.system.config import load_settings
 from daemon.logging import configure_logging
 from tests.benchmarks.bench_backtest import END, START, symbol_names
 

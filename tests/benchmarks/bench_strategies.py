@@ -23,12 +23,12 @@ import pandas as pd
 from actors.data_feed.indicators import compute_indicators
 from actors.data_feed.panel import BarPanel
 from actors.data_feed.providers.synthetic import SyntheticProvider
+from actors.market.calendar import ExchangeCalendar
 from actors.reports.charts import equity_chart_png
 from actors.strategies.base import StrategyContext
 from actors.strategies.ml_momentum import MlMomentum
 from actors.strategies.params import StrategiesParams
 from actors.strategies.registry import build_strategies
-from daemon.calendar import ExchangeCalendar
 
 DAYS = 300
 ASOF = dt.date(2026, 11, 23)

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import anyio
 import pytest
 
-from actors.messages import ActorCrashed, ActorStateChanged
 from daemon.actor import (
     LIFECYCLE,
     Actor,
@@ -22,6 +21,7 @@ from daemon.actor import (
 )
 from daemon.clock import SimClock
 from daemon.errors import ActorStopped, AskTimeout, FatalError, Refusal
+from daemon.messages import ActorCrashed, ActorStateChanged
 from daemon.supervisor import OneForOne, Supervisor
 
 

@@ -16,14 +16,8 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from daemon.logging import (
-    REDACTED,
-    EventLog,
-    EventType,
-    RedactSecrets,
-    configure_logging,
-    register_secret,
-)
+from actors.events import EventType
+from daemon.logging import REDACTED, EventLog, RedactSecrets, configure_logging, register_secret
 
 FAKE_SECRET = "AKFAKESECRET123"
 LATE_SECRET = "LATEFAKESECRET456"

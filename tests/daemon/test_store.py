@@ -17,9 +17,10 @@ from typing import NoReturn
 
 import pytest
 
+from actors.store import open_store
+from actors.store.schema import LATEST_VERSION
 from daemon.errors import StoreCorruptError, StoreError, StoreLockedError, StoreVersionError
 from daemon.store import Store
-from daemon.store.schema import LATEST_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,10 +49,10 @@ SCHEMA_TABLES = {
 LOCK_HOLDER = """
 import asyncio, sys
 from pathlib import Path
-from daemon.store import Store
+from actors.store import open_store
 
 async def main():
-    store = await Store.open(Path(sys.argv[1]))
+    store = await open_store(Path(sys.argv[1]))
     print("locked", flush=True)
     sys.stdin.readline()
     await store.close()
@@ -76,7 +77,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(db_path(tmp_path))
+    s = await open_store(db_path(tmp_path))
     try:
         yield s
     finally:
@@ -195,7 +196,7 @@ async def test_newer_database_is_refused_untouched(tmp_path: Path) -> None:
     before = sha256(path)
 
     with pytest.raises(StoreVersionError, match=f"schema version {LATEST_VERSION + 1}"):
-        await Store.open(path)
+        await open_store(path)
 
     assert sha256(path) == before
 
@@ -211,7 +212,7 @@ async def test_non_sqlite_file_is_refused_untouched(tmp_path: Path) -> None:
     before = sha256(path)
 
     with pytest.raises(StoreCorruptError, match="not a SQLite database"):
-        await Store.open(path)
+        await open_store(path)
 
     assert sha256(path) == before
 
@@ -219,7 +220,7 @@ async def test_non_sqlite_file_is_refused_untouched(tmp_path: Path) -> None:
 async def test_scribbled_database_is_refused_untouched(tmp_path: Path) -> None:
     """A database with garbage over its middle pages fails quick_check and is not rewritten."""
     path = db_path(tmp_path)
-    s = await Store.open(path)
+    s = await open_store(path)
     await s.executemany(
         "INSERT INTO notifications (channel, kind, subject, body, attempts, created_at)"
         " VALUES ('email', 'report', ?, ?, 1, '2024-01-02T00:00:00')",
@@ -235,7 +236,7 @@ async def test_scribbled_database_is_refused_untouched(tmp_path: Path) -> None:
     before = sha256(path)
 
     with pytest.raises(StoreCorruptError):
-        await Store.open(path)
+        await open_store(path)
 
     assert sha256(path) == before
 
@@ -246,7 +247,7 @@ async def test_scribbled_database_is_refused_untouched(tmp_path: Path) -> None:
 async def test_second_open_in_same_process_is_refused(store: Store) -> None:
     """A second open names the state directory and the holder's pid."""
     with pytest.raises(StoreLockedError) as info:
-        await Store.open(store.path)
+        await open_store(store.path)
     message = str(info.value)
     assert str(store.path.parent) in message
     assert f"pid {os.getpid()}" in message
@@ -269,28 +270,28 @@ async def test_lock_of_a_killed_process_is_released(tmp_path: Path) -> None:
             assert line == "locked\n", child.stderr.read() if child.stderr else ""
 
             with pytest.raises(StoreLockedError, match=f"pid {child.pid}"):
-                await Store.open(path)
+                await open_store(path)
         finally:
             child.send_signal(signal.SIGKILL)
             child.wait()
     assert child.returncode == -signal.SIGKILL
 
-    s = await Store.open(path)
+    s = await open_store(path)
     await s.close()
 
 
 async def test_close_releases_the_lock(tmp_path: Path) -> None:
     """After close() the same path opens again."""
-    s = await Store.open(db_path(tmp_path))
+    s = await open_store(db_path(tmp_path))
     await s.close()
-    again = await Store.open(db_path(tmp_path))
+    again = await open_store(db_path(tmp_path))
     await again.close()
 
 
 async def test_readonly_open_needs_no_lock(store: Store) -> None:
     """A read-only open (tradectl) works beside the writer and sees committed rows."""
     await store.execute("INSERT INTO system_state (key, value, updated_at) VALUES ('k', '1', 't')")
-    reader = await Store.open(store.path, readonly=True)
+    reader = await open_store(store.path, readonly=True)
     try:
         rows = await reader.fetchall("SELECT key FROM system_state")
         assert [r["key"] for r in rows] == ["k"]
@@ -308,7 +309,7 @@ async def test_state_dir_under_a_regular_file_is_a_store_error(tmp_path: Path) -
     before = sorted(p.name for p in tmp_path.iterdir())
 
     with pytest.raises(StoreError, match="cannot create state directory"):
-        await Store.open(blocker / "file.db")
+        await open_store(blocker / "file.db")
 
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert blocker.read_text() == "I am a file\n"
@@ -319,14 +320,14 @@ async def test_readonly_open_of_missing_database_creates_nothing(tmp_path: Path)
     path = tmp_path / "absent.db"
     threads = set(threading.enumerate())
     with pytest.raises(StoreError, match="cannot open"):
-        await Store.open(path, readonly=True)
+        await open_store(path, readonly=True)
     assert list(tmp_path.iterdir()) == []
     assert set(threading.enumerate()) - threads == set()
 
 
 async def test_write_through_readonly_store_is_a_store_error(store: Store) -> None:
     """A write on a read-only connection raises StoreError saying it is read-only."""
-    reader = await Store.open(store.path, readonly=True)
+    reader = await open_store(store.path, readonly=True)
     try:
         with pytest.raises(StoreError, match="read-only"):
             await reader.execute(
@@ -381,7 +382,7 @@ def fill_disk(path: Path) -> None:
 async def test_full_disk_write_fails_cleanly(tiny_disk: Path) -> None:
     """On a full disk a write raises StoreError saying so; the database stays intact and usable."""
     path = tiny_disk / "state" / "tradingd.db"
-    s = await Store.open(path)
+    s = await open_store(path)
     try:
         await s.execute("INSERT INTO system_state (key, value, updated_at) VALUES ('a', '1', 't')")
         filler = tiny_disk / "filler"
@@ -403,7 +404,7 @@ async def test_full_disk_write_fails_cleanly(tiny_disk: Path) -> None:
     finally:
         await s.close()
 
-    again = await Store.open(path)
+    again = await open_store(path)
     try:
         assert await again.integrity_check() == "ok"
         row = await again.fetchone("SELECT count(*) FROM system_state")
@@ -557,7 +558,7 @@ async def test_backup_is_a_consistent_copy(store: Store, tmp_path: Path) -> None
     target.parent.mkdir()
     await store.backup_to(target)
 
-    copy = await Store.open(target)
+    copy = await open_store(target)
     try:
         assert await copy.integrity_check() == "ok"
         assert await copy.user_version() == LATEST_VERSION
@@ -580,7 +581,7 @@ async def test_backup_refuses_an_existing_target(store: Store, tmp_path: Path) -
 async def test_close_joins_the_connection_thread(tmp_path: Path) -> None:
     """close() leaves no aiosqlite worker thread behind to keep the process alive."""
     before = set(threading.enumerate())
-    s = await Store.open(db_path(tmp_path))
+    s = await open_store(db_path(tmp_path))
     assert set(threading.enumerate()) - before, "expected a connection thread while open"
     await s.close()
     assert set(threading.enumerate()) - before == set()
@@ -588,7 +589,7 @@ async def test_close_joins_the_connection_thread(tmp_path: Path) -> None:
 
 async def test_closed_store_refuses_use(tmp_path: Path) -> None:
     """After close(), reads and writes raise StoreError and a second close() is harmless."""
-    s = await Store.open(db_path(tmp_path))
+    s = await open_store(db_path(tmp_path))
     await s.close()
     await s.close()
     assert s.closed
@@ -602,7 +603,7 @@ async def test_cancelled_close_still_stops_the_connection(tmp_path: Path) -> Non
     """close() cancelled while waiting for a transaction still closes store, thread and lock."""
     path = db_path(tmp_path)
     threads = set(threading.enumerate())
-    s = await Store.open(path)
+    s = await open_store(path)
     in_tx, resume, closing = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def holder() -> None:
@@ -636,7 +637,7 @@ async def test_cancelled_close_still_stops_the_connection(tmp_path: Path) -> Non
         thread.join(timeout=10)
     assert set(threading.enumerate()) - threads == set()
 
-    again = await Store.open(path)
+    again = await open_store(path)
     try:
         assert await again.fetchall("SELECT * FROM system_state") == []
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.store import Store
+from actors.store import open_store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,10 +20,10 @@ REPO = Path(__file__).resolve().parents[2]
 WRITER = """
 import asyncio, json, sys
 from pathlib import Path
-from daemon.store import Store
+from actors.store import open_store
 
 async def main(path, start):
-    store = await Store.open(Path(path))
+    store = await open_store(Path(path))
     try:
         for seq in range(start, start + 100_000):
             n = seq % 25 + 1
@@ -75,7 +75,7 @@ def run_and_kill(path: Path, start: int, kill_after: int) -> list[int]:
 
 
 async def check(path: Path, acknowledged: set[int]) -> None:
-    store = await Store.open(path)
+    store = await open_store(path)
     try:
         assert await store.integrity_check() == "ok"
         rows = await store.fetchall(

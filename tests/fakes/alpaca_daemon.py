@@ -13,7 +13,7 @@ from typing import Any
 
 from actors.data_feed.params import DEFAULT_UNIVERSE
 from actors.data_feed.providers.synthetic import SyntheticProvider
-from daemon.calendar import ExchangeCalendar
+from actors.market.calendar import ExchangeCalendar
 from tests.fakes.alpaca_trading_server import FakeAlpacaTradingServer
 
 

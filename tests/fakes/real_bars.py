@@ -69,7 +69,7 @@ import pandas as pd
 import pytest
 import structlog
 
-from daemon.calendar import ExchangeCalendar
+from actors.market.calendar import ExchangeCalendar
 
 log = structlog.get_logger()
 

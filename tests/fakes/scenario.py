@@ -8,9 +8,9 @@
         assert not await sc.entries(date(2008, 10, 16))
         assert "risk:daily_loss_limit" in (await sc.why_no_trade())["reasons"]
 
-What is real: ``daemon.graph.build_graph`` (kill switches, data feed,
+What is real: ``actors.system.graph.build_graph`` (kill switches, data feed,
 order manager, reconciler, the four strategies, the RiskSupervisor), the
-settings through ``daemon.config.load_settings`` (so validation runs; a bad
+settings through ``actors.system.config.load_settings`` (so validation runs; a bad
 key fails as ``ConfigError``), the bars through the ``csv`` provider (one
 ``<SYMBOL>.csv`` per symbol in ``bars_dir``, the volatility index as
 ``VIX.csv``), the SQLite state database opened with ``Store.open`` as the
@@ -92,10 +92,11 @@ from actors.brokers.base import Broker, BrokerAccount
 from actors.brokers.instrumented import InstrumentedBroker
 from actors.brokers.prices import ProviderPriceSource
 from actors.brokers.sim import PriceSource, SimBroker
+from actors.cycle.supervisor import WaitCycle
 from actors.data_feed.market import PrecomputedMarket
 from actors.data_feed.providers import BarProvider, make_provider
+from actors.market.calendar import ExchangeCalendar
 from actors.messages import (
-    ActorCrashed,
     Alert,
     CycleCompleted,
     CycleTrigger,
@@ -104,23 +105,23 @@ from actors.messages import (
     StartCycle,
     TripKillSwitch,
 )
-from actors.risk import switches as manual_switches
-from actors.risk.supervisor import WaitCycle
-from daemon.backtest import MarketPrices
-from daemon.calendar import ExchangeCalendar
+from actors.metrics import Metrics
+from actors.cycle import kill_switches as manual_switches
+from actors.store import open_store
+from actors.store.bars import BarCache
+from actors.store.broker_state import BrokerSnapshot, BrokerStateStore
+from actors.store.cycles import CycleJournal, CycleRecord
+from actors.store.equity import EquityCloses
+from actors.store.orders import IntentRow, OrderStore
+from actors.store.signals import FunnelRow, SignalStore
+from actors.store.state import KillSwitchRecord, KillSwitchStore
+from actors.system.backtest import MarketPrices
+from actors.system.config import Settings, load_settings
+from actors.system.graph import MANUAL, build_graph
 from daemon.clock import Clock, SimClock, WallClock
-from daemon.config import Settings, load_settings
 from daemon.errors import ConfigError
-from daemon.graph import MANUAL, build_graph
-from daemon.metrics import Metrics
-from daemon.store import CycleJournal, KillSwitchStore, Store
-from daemon.store.bars import BarCache
-from daemon.store.broker_state import BrokerSnapshot, BrokerStateStore
-from daemon.store.cycles import CycleRecord
-from daemon.store.equity import EquityCloses
-from daemon.store.orders import IntentRow, OrderStore
-from daemon.store.signals import FunnelRow, SignalStore
-from daemon.store.state import KillSwitchRecord
+from daemon.messages import ActorCrashed
+from daemon.store import Store
 from daemon.supervisor import Event, Supervisor
 
 At = Literal["open", "pre_open", "after_close"]
@@ -360,7 +361,7 @@ class Scenario:
         assert self._tg is not None, "use `async with Scenario(...)`"
         if self.clock is None:
             raise ValueError("the clock has no time yet: give start() a time or run a cycle")
-        store = await Store.open(self.db_path, scratch=self._store_kind == "scratch")
+        store = await open_store(self.db_path, scratch=self._store_kind == "scratch")
         try:
             self._graph = await self._build(store, self.clock)
             await self._tg.start(self._graph.supervisor.run)

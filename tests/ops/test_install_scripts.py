@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import SECRET_ENV
+from actors.system.config import SECRET_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "ops" / "install.sh"

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from actors.data_feed.params import DEFAULT_UNIVERSE
-from daemon.metrics import LABEL_ALLOWLIST, Metrics
+from actors.metrics import LABEL_ALLOWLIST, Metrics
 from tests.ops.tradingd_harness import REJECTING_VALIDATION, Daemon, running_daemon, workdir
 
 # Shapes of unbounded identifiers: a run or order id carries a date (20261118-...),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import EX_CONFIG, SECRET_ENV, DaemonSettings, load_settings
+from actors.system.config import EX_CONFIG, SECRET_ENV, DaemonSettings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "tradingd.service"

@@ -58,7 +58,7 @@ class Daemon:
 
     def ctl(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "daemon.ctl", "--socket", str(self.socket_path), *args],
+            [sys.executable, "-m", "actors.system.ctl", "--socket", str(self.socket_path), *args],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -129,7 +129,7 @@ def running_daemon(work: Path, *, extra_config: str = "") -> Iterator[Daemon]:
     log_path = work / "tradingd.log"
     with log_path.open("wb") as log:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "run", "--config", str(config)],
+            [sys.executable, "-m", "actors", "run", "--config", str(config)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -184,7 +184,7 @@ class _NoActors:
 
 def exported_series_names() -> set[str]:
     """Every sample name the daemon's registry can export (the Counter _total form etc.)."""
-    from daemon.metrics import Metrics
+    from actors.metrics import Metrics
 
     metrics = Metrics()
     metrics.watch_supervisor(_NoActors())  # type: ignore[arg-type]

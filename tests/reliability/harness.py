@@ -1,6 +1,6 @@
 """The daemon's own actor graph on a SimClock, driven one session at a time (test helper).
 
-As in ``tests/test_live_vs_backtest.py``: ``daemon.graph.build_graph`` with the live
+As in ``tests/test_live_vs_backtest.py``: ``actors.system.graph.build_graph`` with the live
 ``DataFeed`` and a provider, a broker of the test's choosing (the SimBroker over
 ``ProviderPriceSource``, or ``AlpacaBroker`` against the fake trading server), and
 a store in a temporary directory. ``run_day`` sets the clock to just after the
@@ -21,18 +21,19 @@ import anyio
 from actors.brokers.base import Broker
 from actors.brokers.prices import ProviderPriceSource
 from actors.brokers.sim import SimBroker
+from actors.cycle.supervisor import WaitCycle
 from actors.data_feed.providers import BarProvider
+from actors.market.calendar import ExchangeCalendar
 from actors.messages import CycleCompleted, CycleTrigger, GetKillSwitches, StartCycle
-from actors.risk.supervisor import WaitCycle
+from actors.metrics import Metrics
+from actors.store import open_store
+from actors.store.signals import SignalStore
+from actors.system.backtest import AFTER_CLOSE, AFTER_OPEN
+from actors.system.config import Settings
+from actors.system.graph import MANUAL, build_graph
 from daemon.actor import ActorState
-from daemon.backtest import AFTER_CLOSE, AFTER_OPEN
-from daemon.calendar import ExchangeCalendar
 from daemon.clock import SimClock, WallClock
-from daemon.config import Settings
-from daemon.graph import MANUAL, build_graph
-from daemon.metrics import Metrics
 from daemon.store import Store
-from daemon.store.signals import SignalStore
 from daemon.supervisor import Supervisor
 
 CAL = ExchangeCalendar("XNYS")
@@ -98,7 +99,7 @@ async def running_graph(
     start: dt.date,
 ) -> AsyncIterator[Graph]:
     """Build and start the graph; stop it and close the store on the way out."""
-    store = await Store.open(db)
+    store = await open_store(db)
     built: Broker | None = None
     try:
         signals = SignalStore(store)

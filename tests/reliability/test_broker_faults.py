@@ -21,13 +21,13 @@ import pytest
 
 from actors.brokers.alpaca import AlpacaBroker
 from actors.brokers.base import Broker
+from actors.cycle import kill_switches
 from actors.data_feed.params import DEFAULT_UNIVERSE
 from actors.data_feed.providers import BarProvider
 from actors.data_feed.providers.synthetic import SyntheticProvider
 from actors.messages import AdoptBrokerState, ClearKillSwitch, CycleStatus
-from actors.risk import auto_switches
+from actors.system.config import Settings, load_settings
 from daemon.clock import SimClock
-from daemon.config import Settings, load_settings
 from daemon.store import Store
 from tests.fakes.alpaca_trading_server import FakeAlpacaTradingServer, FillMode
 from tests.reliability.harness import CAL, BrokerFactory, Graph, running_graph
@@ -191,14 +191,14 @@ async def test_rejections_trip_order_rejection_rate_and_clear_resumes(
         fake.reject_next(5, "asset is not tradable")
         status, reason, posted = await day(g, fake, closes, SESSIONS[0])
         assert len(posted) >= 6, posted  # 5 refused of at most 9: above 50 %
-        assert auto_switches.ORDER_REJECTION_RATE in await g.active_switches(), reason
+        assert kill_switches.ORDER_REJECTION_RATE in await g.active_switches(), reason
 
         status, reason, posted = await day(g, fake, closes, SESSIONS[1])
         buys = [p for p in posted if p.endswith("-buy")]
         assert buys == [], reason
 
         await g.sup.ref("kill_switches").ask(
-            ClearKillSwitch(auto_switches.ORDER_REJECTION_RATE, "test: broker fixed", "operator")
+            ClearKillSwitch(kill_switches.ORDER_REJECTION_RATE, "test: broker fixed", "operator")
         )
         status, reason, posted = await day(g, fake, closes, SESSIONS[2])
         assert status is CycleStatus.COMPLETED, reason
@@ -220,10 +220,10 @@ async def test_three_failing_cycles_trip_consecutive_failures(
             status, reason, posted = await day(g, fake, closes, session)
             assert posted, (session, reason)
             switches = await g.active_switches()
-            assert (auto_switches.CONSECUTIVE_FAILURES in switches) == (n == 3), (n, switches)
+            assert (kill_switches.CONSECUTIVE_FAILURES in switches) == (n == 3), (n, switches)
 
         await g.sup.ref("kill_switches").ask(
-            ClearKillSwitch(auto_switches.CONSECUTIVE_FAILURES, "test: broker fixed", "operator")
+            ClearKillSwitch(kill_switches.CONSECUTIVE_FAILURES, "test: broker fixed", "operator")
         )
         status, reason, posted = await day(g, fake, closes, SESSIONS[3])
         assert status is CycleStatus.COMPLETED, reason
@@ -281,14 +281,14 @@ async def test_position_changed_behind_our_back_trips_reconciliation_until_adopt
         status, reason, posted = await day(g, fake, closes, SESSIONS[1])
         assert "reconciliation failed" in reason, reason
         assert symbol in reason
-        assert auto_switches.RECONCILIATION_FAILED in await g.active_switches()
+        assert kill_switches.RECONCILIATION_FAILED in await g.active_switches()
         assert [p for p in posted if p.endswith("-buy")] == [], posted
         assert not [p for p in posted if f"-{symbol}-" in p], posted
 
         report = await g.sup.ref("reconciler").ask(AdoptBrokerState("test: the broker is right"))
         assert report.passed, report
         await g.sup.ref("kill_switches").ask(
-            ClearKillSwitch(auto_switches.RECONCILIATION_FAILED, "test: adopted", "operator")
+            ClearKillSwitch(kill_switches.RECONCILIATION_FAILED, "test: adopted", "operator")
         )
         status, reason, posted = await day(g, fake, closes, SESSIONS[2])
         assert status is CycleStatus.COMPLETED, reason

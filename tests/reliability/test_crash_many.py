@@ -74,7 +74,7 @@ def ctl(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         [
             sys.executable,
             "-m",
-            "daemon.ctl",
+            "actors.system.ctl",
             "--socket",
             str(workdir / "run" / "tradingd.sock"),
             *args,
@@ -90,7 +90,7 @@ def disable_strategy_on_running_daemon(workdir: Path, fake: FakeAlpacaTradingSer
     """Start the daemon (no cycle), ``tradectl disable ma_crossover``, stop it cleanly."""
     env = {**os.environ, "ALPACA_API_KEY": fake.api_key, "ALPACA_SECRET_KEY": fake.secret_key}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon", "run", "--config", str(workdir / "tradingd.toml")],
+        [sys.executable, "-m", "actors", "run", "--config", str(workdir / "tradingd.toml")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,

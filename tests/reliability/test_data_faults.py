@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from actors.cycle import kill_switches
 from actors.data_feed.providers import BarProvider
 from actors.data_feed.providers.csv_provider import CsvProvider
 from actors.data_feed.providers.synthetic import SyntheticProvider
 from actors.messages import ClearKillSwitch, CycleStatus
-from actors.risk import auto_switches
-from daemon.backtest import apply_overrides
-from daemon.config import Settings, load_settings
+from actors.system.backtest import apply_overrides
+from actors.system.config import Settings, load_settings
 from daemon.errors import ProviderError
 from tests.reliability.harness import CAL, BrokerFactory, Graph, running_graph, sim_broker
 
@@ -34,7 +34,7 @@ DAY = dt.date(2026, 11, 16)
 NEXT = CAL.next_session(DAY)
 LAST = CAL.previous_session(DAY)  # the newest bar DAY's cycle expects
 HISTORY_START = LAST - dt.timedelta(days=500)
-BAD_DATA = auto_switches.BAD_DATA
+BAD_DATA = kill_switches.BAD_DATA
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,7 @@ def ctl(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         [
             sys.executable,
             "-m",
-            "daemon.ctl",
+            "actors.system.ctl",
             "--socket",
             str(workdir / "run" / "tradingd.sock"),
             *args,
@@ -93,7 +93,7 @@ def test_secrets_appear_in_no_output_metric_event_or_reply(
         [
             sys.executable,
             "-m",
-            "daemon",
+            "actors",
             "run",
             "--once",
             "--asof",
@@ -119,7 +119,7 @@ def test_secrets_appear_in_no_output_metric_event_or_reply(
         (creds / name.lower()).write_text(value + "\n")
     log = (workdir / "daemon.out").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon", "run", "--config", str(workdir / "tradingd.toml")],
+        [sys.executable, "-m", "actors", "run", "--config", str(workdir / "tradingd.toml")],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=workdir,

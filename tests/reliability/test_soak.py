@@ -22,8 +22,8 @@ import pytest
 
 from actors.data_feed.providers.synthetic import SyntheticProvider
 from actors.messages import CycleStatus
-from daemon.backtest import apply_overrides
-from daemon.config import load_settings
+from actors.system.backtest import apply_overrides
+from actors.system.config import load_settings
 from tests.reliability.harness import CAL, running_graph, sim_broker
 
 SYMBOLS = "AAPL,MSFT,XOM,JPM,KO,PFE,NVDA,CAT,WMT,BAC,GS,COST"

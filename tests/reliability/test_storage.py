@@ -117,7 +117,7 @@ def once(d: Disk, asof: str) -> tuple[int, list[dict[str, object]], str]:
         [
             sys.executable,
             "-m",
-            "daemon",
+            "actors",
             "run",
             "--once",
             "--asof",
@@ -176,7 +176,7 @@ def test_full_disk_on_a_running_daemon_answers_run_cycle_with_the_reason(disk: D
     assert code == 0, err
     log = (disk.work / "daemon.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon", "run", "--config", str(disk.config)],
+        [sys.executable, "-m", "actors", "run", "--config", str(disk.config)],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=disk.work,
@@ -210,7 +210,7 @@ def test_full_disk_on_a_running_daemon_answers_run_cycle_with_the_reason(disk: D
 
 def ctl(d: Disk, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "daemon.ctl", "--socket", str(d.socket), *args],
+        [sys.executable, "-m", "actors.system.ctl", "--socket", str(d.socket), *args],
         capture_output=True,
         text=True,
         timeout=120,

@@ -1,6 +1,6 @@
 """The systemd watchdog of the real ``Daemon``: pings stop when the loop or an actor is stuck.
 
-An in-process ``daemon.app.Daemon`` with a ``SystemdNotifier`` bound to a datagram
+An in-process ``actors.system.app.Daemon`` with a ``SystemdNotifier`` bound to a datagram
 socket of the test's (``WATCHDOG_USEC`` = 1 s, so a ping every 0.5 s). A thread
 timestamps every datagram as it arrives, so a blocked event loop cannot hide
 the gap. Two ways to get stuck:
@@ -33,8 +33,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from actors.messages import FetchSnapshot
-from daemon.app import Daemon
-from daemon.config import load_settings
+from actors.system.app import Daemon
+from actors.system.config import load_settings
 from daemon.systemd import SystemdNotifier
 
 pytestmark = pytest.mark.slow

@@ -36,7 +36,7 @@ from daemon.errors import ConfigError
 
 if TYPE_CHECKING:
     from actors.data_feed.params import DataParams
-    from daemon.store.bars import BarCache
+    from actors.store.bars import BarCache
 
 SessionsFn = Callable[[dt.date, dt.date], Sequence[dt.date]]
 """The exchange sessions in ``[a, b]`` (both inclusive), ascending."""

@@ -44,8 +44,8 @@ import structlog
 
 from actors.data_feed.params import AlphaVantageParams
 from actors.data_feed.providers import empty_bars, normalize_bars
-from actors.data_feed.ratelimit import Monotonic, RateLimiter, Sleep
 from daemon.errors import ProviderError
+from daemon.ratelimit import Monotonic, RateLimiter, Sleep
 
 log = structlog.get_logger(__name__)
 

@@ -17,7 +17,7 @@ from actors.brokers.base import (
     OrderRequest,
 )
 from actors.brokers.instrumented import InstrumentedBroker
-from daemon.metrics import Metrics
+from actors.metrics import Metrics
 
 
 class FlakyBroker:

@@ -20,7 +20,8 @@ from actors.brokers.base import (
     OrderSide,
 )
 from actors.brokers.sim import SimBroker, sim_broker_order_id
-from daemon.calendar import ExchangeCalendar
+from actors.market.calendar import ExchangeCalendar
+from actors.store import open_store
 from daemon.clock import SimClock
 from daemon.store import Store
 
@@ -61,7 +62,7 @@ def calendar() -> ExchangeCalendar:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "state" / "tradingd.db")
+    s = await open_store(tmp_path / "state" / "tradingd.db")
     try:
         yield s
     finally:
@@ -394,7 +395,7 @@ async def test_a_new_broker_on_the_same_store_sees_the_same_book(
     """After a restart every order, fill, position, flag and the cash are exactly as they were."""
     path = tmp_path / "restart.db"
     prices.opens[("AAA", MON)] = 100.0
-    store = await Store.open(path)
+    store = await open_store(path)
     try:
         first = SimBroker(store, clock=clock, calendar=calendar, prices=prices)
         await first.submit(order("b1", BUY, 10))
@@ -406,7 +407,7 @@ async def test_a_new_broker_on_the_same_store_sees_the_same_book(
         await store.close()
     assert pending.status is BrokerOrderStatus.ACCEPTED
 
-    store = await Store.open(path)
+    store = await open_store(path)
     try:
         second = SimBroker(store, clock=clock, calendar=calendar, prices=prices, initial_cash=5.0)
         after = (await second.account(), await second.positions(), await lookup(second, "b1"))

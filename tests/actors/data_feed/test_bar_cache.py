@@ -11,7 +11,8 @@ import pytest
 
 from actors.data_feed.providers import CachedProvider, normalize_bars
 from actors.data_feed.providers.synthetic import SyntheticProvider, epoch_sessions
-from daemon.store.bars import BarCache
+from actors.store import open_store
+from actors.store.bars import BarCache
 from daemon.store.core import Store
 
 
@@ -56,7 +57,7 @@ class CountingProvider:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "state.db")
+    s = await open_store(tmp_path / "state.db")
     yield s
     await s.close()
 
@@ -167,14 +168,14 @@ async def test_cached_provider_skips_ranges_without_sessions(store: Store) -> No
 async def test_cached_provider_restart_fetches_only_new_days(tmp_path: Path) -> None:
     """After a restart (a new store on the same file) only the new days are asked for."""
     path = tmp_path / "state.db"
-    store = await Store.open(path)
+    store = await open_store(path)
     try:
         await CachedProvider(CountingProvider(), BarCache(store), sessions).fetch(
             ["AAA"], D(2024, 1, 2), D(2024, 3, 1)
         )
     finally:
         await store.close()
-    store = await Store.open(path)
+    store = await open_store(path)
     try:
         inner = CountingProvider()
         await CachedProvider(inner, BarCache(store), sessions).fetch(

@@ -14,8 +14,8 @@ from actors.data_feed.market import PrecomputedMarket
 from actors.data_feed.params import DataParams, UniverseParams
 from actors.data_feed.providers import clip_range
 from actors.data_feed.providers.synthetic import SyntheticProvider
+from actors.market.calendar import ExchangeCalendar
 from actors.messages import DataUnavailable, FetchSnapshot, LastPrice, MarketSnapshot
-from daemon.calendar import ExchangeCalendar
 
 CAL = ExchangeCalendar("XNYS")
 SYMBOLS = ("AAA", "BBB", "CCC", "DDD", "EEE", "FFF")

@@ -17,7 +17,6 @@ from prometheus_client import Counter
 from structlog.testing import capture_logs
 
 from actors.messages import (
-    ActorCrashed,
     Alert,
     CycleCompleted,
     CycleStatus,
@@ -26,6 +25,7 @@ from actors.messages import (
     KillSwitchTripped,
     Severity,
 )
+from actors.metrics import Metrics
 from actors.notifier import (
     Channel,
     DeliveryError,
@@ -35,11 +35,12 @@ from actors.notifier import (
     Notifier,
     WebhookChannel,
 )
+from actors.store import open_store
+from actors.store.notifications import NotificationStore
 from daemon.actor import ActorRef
 from daemon.clock import SimClock
-from daemon.metrics import Metrics
+from daemon.messages import ActorCrashed
 from daemon.store import Store
-from daemon.store.notifications import NotificationStore
 from daemon.supervisor import OneForOne, Supervisor
 from tests.actors.notifier import SmtpSink, WebhookSink
 
@@ -99,7 +100,7 @@ class GatedChannel(RecordingChannel):
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "state" / "tradingd.db")
+    s = await open_store(tmp_path / "state" / "tradingd.db")
     yield s
     await s.close()
 

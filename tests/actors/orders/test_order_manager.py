@@ -41,10 +41,11 @@ from actors.messages import (
 )
 from actors.orders.intents import intent_id
 from actors.orders.manager import OrderManager
+from actors.store import open_store
+from actors.store.orders import OrderStore
 from daemon.actor import ActorRef
 from daemon.clock import SimClock
 from daemon.store import Store
-from daemon.store.orders import OrderStore
 from daemon.supervisor import OneForOne, Supervisor
 
 ASOF = dt.date(2026, 11, 23)
@@ -222,7 +223,7 @@ def iid(symbol: str = "AAPL", side: str = "buy", strategy: str = "momentum") -> 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "state" / "tradingd.db")
+    s = await open_store(tmp_path / "state" / "tradingd.db")
     yield s
     await s.close()
 

@@ -1,0 +1,1 @@
+"""The daily cycle: its owner, its steps, and every kill switch."""

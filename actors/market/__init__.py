@@ -1,0 +1,1 @@
+"""The market's calendar, which trading date a moment belongs to, and the daily scheduler."""

@@ -1,0 +1,141 @@
+"""The daily digest's data, read from the store (for the notifier, ``report`` and ``tradectl``).
+
+Everything comes from what the cycle persisted, so the digest of any past
+session can be rebuilt: its funnel, rejections, trades, the portfolio facts
+the cycle recorded (``cycle_details:<run_id>``), the reconciliation, and the
+performance of the equity curve (broker equity at the end of every cycle)
+with its chart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import anyio
+import pandas as pd
+
+from actors.notifier.digest import DigestData
+from actors.reports.charts import equity_chart_png
+from actors.reports.performance import FillRecord, closed_trades_from_fills, summarize
+from actors.store.broker_state import BrokerStateStore
+from actors.store.cycles import CycleJournal, CycleRecord
+from actors.store.orders import OrderStore
+from actors.store.signals import SignalStore
+from actors.store.state import KillSwitchStore, SystemState
+from daemon.errors import Refusal
+from daemon.store import Store
+
+
+async def find_cycle(
+    store: Store, *, run_id: str | None = None, asof: dt.date | None = None
+) -> CycleRecord:
+    """The cycle a digest is about: by run id, the last of a session, or the last one."""
+    journal = CycleJournal(store)
+    record: CycleRecord | None
+    if run_id is not None:
+        record = await journal.get(run_id)
+    elif asof is not None:
+        done = [r for r in await journal.for_asof(asof) if r.status != "running"]
+        record = done[-1] if done else None
+    else:
+        record = await journal.last()
+    if record is None:
+        what = run_id or (asof.isoformat() if asof else "any session")
+        raise Refusal(f"no cycle recorded for {what}")
+    return record
+
+
+async def digest_data(store: Store, record: CycleRecord, *, chart: bool = True) -> DigestData:
+    """Everything the digest shows for ``record``'s cycle."""
+    signals = SignalStore(store)
+    orders = OrderStore(store)
+    details: dict[str, Any] = await SystemState(store).get(f"cycle_details:{record.run_id}", {})
+    funnel = [row.as_dict() for row in await signals.funnel(record.run_id)]
+    why = await signals.rejections(record.run_id)
+    trades = await orders.trades_for(record.run_id)
+    positions = [p for p in await orders.positions() if float(p["shares"] or 0) > 0]
+    switches = [
+        {"switch": s.name, "reason": s.reason, "since": s.since.isoformat()}
+        for s in await KillSwitchStore(store).active()
+    ]
+    states = BrokerStateStore(store)
+    recon = await states.latest("RECONCILIATION")
+    curve = [(d, e) for d, e in await states.equity_curve() if d <= record.asof]
+    all_fills = await orders.fills()
+    equity = pd.Series(
+        [e for _, e in curve], index=pd.to_datetime([d for d, _ in curve]), dtype=float
+    )
+
+    def compute() -> tuple[dict[str, Any], bytes | None]:
+        closed = closed_trades_from_fills([FillRecord.from_mapping(r) for r in all_fills])
+        perf = summarize(equity, closed).as_dict()
+        png = equity_chart_png(equity, title="Equity (end of each cycle)") if chart else None
+        return perf, png
+
+    performance, png = await anyio.to_thread.run_sync(compute)
+    return DigestData(
+        run_id=record.run_id,
+        asof=record.asof,
+        status=record.status,
+        reason=record.reason or "",
+        funnel=funnel,
+        why_no_trade=why,
+        trades=[
+            {
+                "strategy": t["strategy"],
+                "symbol": t["symbol"],
+                "action": t["action"],
+                "shares": t["shares"],
+                "exec_price": t["exec_price"],
+                "slippage_cost": t["slippage_cost"],
+                "commission_cost": t["commission_cost"],
+                "total_cost": t["total_cost"],
+            }
+            for t in trades
+        ],
+        positions=[
+            {
+                "strategy": p["strategy"],
+                "symbol": p["symbol"],
+                "shares": p["shares"],
+                "avg_price": p["avg_price"],
+                "last_price": p.get("current_price"),
+                "unrealized_pnl": p.get("unrealized_pnl"),
+                "stop_price": p["stop_price"],
+            }
+            for p in positions
+        ],
+        portfolio_value=details.get("portfolio_value"),
+        daily_pnl=details.get("daily_pnl"),
+        heat=details.get("heat"),
+        heat_limit=details.get("heat_limit"),
+        regime=details.get("regime"),
+        kill_switches=switches,
+        reconciliation={
+            "passed": recon.passed if recon else None,
+            "discrepancies": [
+                {"kind": x.kind, "symbol": x.symbol, "local": x.local, "broker": x.broker}
+                for x in recon.discrepancies
+            ]
+            if recon
+            else [],
+        },
+        performance={
+            k: performance.get(k)
+            for k in (
+                "total_return",
+                "annualized_return",
+                "sharpe_ratio",
+                "sortino_ratio",
+                "max_drawdown",
+                "calmar_ratio",
+                "win_rate",
+                "profit_factor",
+                "average_win",
+                "average_loss",
+                "average_holding_sessions",
+            )
+        },
+        equity_png=png,
+    )

@@ -1,0 +1,1 @@
+"""Reconciliation: the pure comparison of broker and store, and the actor that runs it."""

@@ -1,0 +1,301 @@
+"""``Reconciler``: the mandatory gate that checks our books against the broker's.
+
+``Reconcile`` reads the broker's account and positions, compares them with the
+local ones (``actors.reconciliation.compare.compare``), writes a ``broker_state`` snapshot
+of the requested kind (START, RECONCILIATION, END) and answers a
+``ReconciliationReport``. A broker that cannot be read gives a *failed* report
+with ``error`` set (and no snapshot, since there is nothing to record); it never
+crashes the actor. The caller decides what a failed report stops.
+
+``AdoptBrokerState`` is the operator's way out of a mismatch: the broker's
+positions and cash become the local truth (logged as a warning with the
+operator's reason), and a passing RECONCILIATION snapshot is written.
+
+The cash baseline (see ``actors.store.broker_state``) is initialised once, on
+the first start of a fresh install: broker cash minus the cash effect of the
+trades already recorded, so a funded account starts reconciled. If the broker
+cannot be read at that moment the baseline stays unset, and every
+``Reconcile`` fails (naming the cause) until the operator adopts the broker's
+state or the actor starts again with the broker reachable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import structlog
+
+from actors.brokers.base import Broker, BrokerAccount, BrokerPosition
+from actors.messages import (
+    AdoptBrokerState,
+    GetClosingEquity,
+    GetStatus,
+    Reconcile,
+    ReconciliationReport,
+)
+from actors.reconciliation.compare import compare
+from actors.store.broker_state import SNAPSHOT_KINDS, BrokerStateStore, discrepancy_as_dict
+from daemon.actor import Actor, handles
+from daemon.clock import Clock
+from daemon.errors import FatalError, Refusal, TradingdError
+from daemon.store.core import Store
+
+log = structlog.get_logger()
+
+NO_BASELINE = (
+    "no cash baseline: the broker could not be read when the reconciler started; "
+    "adopt the broker's state (AdoptBrokerState) once it has been checked"
+)
+
+
+class BrokerUnreadable(Refusal):
+    """The broker could not be read, so its state cannot be adopted now."""
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _quantities(positions: list[BrokerPosition]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for p in positions:
+        totals[p.symbol] = totals.get(p.symbol, 0) + p.qty
+    return {symbol: qty for symbol, qty in totals.items() if qty != 0}
+
+
+class Reconciler(Actor):
+    def __init__(
+        self,
+        *,
+        store: Store,
+        broker: Broker,
+        clock: Clock,
+        tolerance: float = 0.01,
+        manual_strategy_id: int,
+    ) -> None:
+        if not tolerance >= 0.0:
+            raise ValueError(f"tolerance must be a non-negative fraction, got {tolerance!r}")
+        self._states = BrokerStateStore(store)
+        self._broker = broker
+        self._clock = clock
+        self._tolerance = tolerance
+        self._manual_strategy_id = manual_strategy_id
+        self.last_report: ReconciliationReport | None = None
+        self._broker_read = False  # whether last_report's broker figures are real
+
+    async def on_start(self) -> None:
+        """On a fresh install (no baseline yet), derive the cash baseline from the broker."""
+        await self._init_baseline()
+
+    async def _init_baseline(self) -> None:
+        """Set the cash baseline if there is none and the broker answers (else try later)."""
+        if await self._states.cash_baseline() is not None:
+            return
+        try:
+            account = await self._broker.account()
+        except FatalError:
+            raise
+        except TradingdError as exc:
+            log.warning("cash_baseline_not_initialised", error=_describe(exc))
+            return
+        deltas = await self._states.trade_cash_deltas()
+        baseline = account.cash - deltas
+        await self._states.set_cash_baseline(baseline, self._clock.now())
+        log.info(
+            "cash_baseline_initialised",
+            baseline=baseline,
+            broker_cash=account.cash,
+            trade_cash_deltas=deltas,
+        )
+
+    async def _read_broker(self) -> tuple[BrokerAccount, list[BrokerPosition]]:
+        return await self._broker.account(), await self._broker.positions()
+
+    @handles(Reconcile)
+    async def reconcile(self, msg: Reconcile) -> ReconciliationReport:
+        """Compare with the broker, snapshot as ``msg.kind``, answer the report."""
+        if msg.kind not in SNAPSHOT_KINDS:
+            raise Refusal(f"reconciliation kind must be one of {SNAPSHOT_KINDS}, got {msg.kind!r}")
+        # A broker that was down at start gets another chance here, so one bad
+        # minute at boot does not fail every reconciliation until a restart.
+        await self._init_baseline()
+        missing = None if await self._states.cash_baseline() is not None else NO_BASELINE
+        local_positions = await self._states.local_positions()
+        local_cash = await self._states.local_cash()
+        try:
+            account, positions = await self._read_broker()
+        except FatalError:
+            raise
+        except TradingdError as exc:
+            error = _describe(exc)
+            log.error("reconciliation_failed", run_id=msg.run_id, kind=msg.kind, error=error)
+            return self._keep(
+                ReconciliationReport(
+                    passed=False,
+                    discrepancies=(),
+                    local_cash=local_cash,
+                    broker_cash=0.0,
+                    broker_equity=0.0,
+                    at=self._clock.now(),
+                    error=error,
+                ),
+                broker_read=False,
+            )
+        broker_positions = _quantities(positions)
+        passed, discrepancies = compare(
+            local_positions,
+            broker_positions,
+            local_cash,
+            account.cash,
+            tolerance=self._tolerance,
+        )
+        passed = passed and missing is None
+        now = self._clock.now()
+        await self._states.snapshot(
+            msg.run_id,
+            msg.kind,
+            cash=account.cash,
+            equity=account.equity,
+            positions=broker_positions,
+            discrepancies=discrepancies,
+            passed=passed,
+            at=now,
+        )
+        for d in discrepancies:
+            log.error(
+                "reconciliation_discrepancy",
+                run_id=msg.run_id,
+                kind=msg.kind,
+                discrepancy=d.kind,
+                symbol=d.symbol,
+                local=d.local,
+                broker=d.broker,
+                diff=d.diff,
+            )
+        if passed:
+            log.info("reconciliation_passed", run_id=msg.run_id, kind=msg.kind)
+        else:
+            log.error(
+                "reconciliation_failed",
+                run_id=msg.run_id,
+                kind=msg.kind,
+                discrepancies=len(discrepancies),
+                error=missing,
+            )
+        return self._keep(
+            ReconciliationReport(
+                passed=passed,
+                discrepancies=tuple(discrepancies),
+                local_cash=local_cash,
+                broker_cash=account.cash,
+                broker_equity=account.equity,
+                can_trade=account.can_trade,
+                at=now,
+                error=missing,
+                broker_last_equity=account.last_equity,
+            )
+        )
+
+    @handles(GetClosingEquity)
+    async def closing_equity(self, msg: GetClosingEquity) -> dict[dt.date, float]:
+        """The account's equity at the close of ``msg.sessions``, as far as the broker knows."""
+        try:
+            return await self._broker.closing_equity(msg.sessions)
+        except FatalError:
+            raise
+        except TradingdError as exc:
+            log.warning("closing_equity_failed", error=_describe(exc))
+            return {}
+
+    @handles(AdoptBrokerState)
+    async def adopt(self, msg: AdoptBrokerState) -> ReconciliationReport:
+        """Take the broker's positions and cash as the truth; refused if it cannot be read."""
+        try:
+            account, positions = await self._read_broker()
+        except FatalError:
+            raise
+        except TradingdError as exc:
+            raise BrokerUnreadable(f"cannot adopt the broker's state: {_describe(exc)}") from exc
+        held: dict[str, tuple[int, float]] = {}
+        for p in positions:
+            qty, _ = held.get(p.symbol, (0, p.avg_entry_price))
+            held[p.symbol] = (qty + p.qty, p.avg_entry_price)
+        cash_before = await self._states.local_cash()
+        now = self._clock.now()
+        changes = await self._states.adopt(
+            held, account.cash, now, strategy_id_for_unowned=self._manual_strategy_id
+        )
+        log.warning(
+            "broker_state_adopted",
+            reason=msg.reason,
+            local_cash_before=cash_before,
+            broker_cash=account.cash,
+            adjustments=[
+                {
+                    "strategy_id": c.strategy_id,
+                    "symbol": c.symbol,
+                    "before": c.before,
+                    "after": c.after,
+                }
+                for c in changes
+            ],
+        )
+        local_positions = await self._states.local_positions()
+        local_cash = await self._states.local_cash()
+        broker_positions = _quantities(positions)
+        passed, discrepancies = compare(
+            local_positions, broker_positions, local_cash, account.cash, tolerance=self._tolerance
+        )
+        await self._states.snapshot(
+            None,
+            "RECONCILIATION",
+            cash=account.cash,
+            equity=account.equity,
+            positions=broker_positions,
+            discrepancies=discrepancies,
+            passed=passed,
+            at=now,
+        )
+        return self._keep(
+            ReconciliationReport(
+                passed=passed,
+                discrepancies=tuple(discrepancies),
+                local_cash=local_cash,
+                broker_cash=account.cash,
+                broker_equity=account.equity,
+                can_trade=account.can_trade,
+                at=now,
+            )
+        )
+
+    @handles(GetStatus)
+    async def status(self, _msg: GetStatus) -> dict[str, Any]:
+        """The last report as a JSON-able dict (``passed`` None before the first one)."""
+        report = self.last_report
+        if report is None:
+            return {
+                "passed": None,
+                "at": None,
+                "discrepancies": [],
+                "local_cash": None,
+                "broker_cash": None,
+                "broker_equity": None,
+                "error": None,
+            }
+        return {
+            "passed": report.passed,
+            "at": report.at.isoformat(),
+            "discrepancies": [discrepancy_as_dict(d) for d in report.discrepancies],
+            "local_cash": report.local_cash,
+            "broker_cash": report.broker_cash if self._broker_read else None,
+            "broker_equity": report.broker_equity if self._broker_read else None,
+            "error": report.error,
+        }
+
+    def _keep(
+        self, report: ReconciliationReport, *, broker_read: bool = True
+    ) -> ReconciliationReport:
+        self.last_report = report
+        self._broker_read = broker_read
+        return report

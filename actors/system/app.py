@@ -1,0 +1,879 @@
+"""The composition root: builds the actor graph from ``Settings`` and runs the process.
+
+Start-up order (each step must succeed before the next):
+store (locked, migrated) -> calendar -> actors in dependency order -> metrics
+exporter -> control socket -> scheduler -> ``READY=1``. Shutdown runs it
+backwards: ``STOPPING=1``, scheduler, control socket, actors (reverse
+order, each with a shielded, time-limited ``on_stop``), exporter, store.
+
+- SIGTERM / SIGINT: graceful stop, exit 0.
+- SIGHUP (and ``tradectl reload``): reload the configuration; a bad file is
+  rejected with an error and the old configuration stays. Around a reload
+  systemd hears ``RELOADING=1`` ... ``READY=1``.
+- Watchdog: ``WATCHDOG=1`` only after a heartbeat has gone through every
+  running actor's mailbox, so a wedged actor, not only a dead loop, stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import os
+import signal
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+
+from actors.brokers.base import Broker
+from actors.brokers.instrumented import InstrumentedBroker
+from actors.brokers.prices import ProviderPriceSource
+from actors.brokers.sim import SimBroker
+from actors.cycle import kill_switches
+from actors.cycle.supervisor import CycleAlreadyCompleted, PlanCycle, WaitCycle
+from actors.data_feed.providers import BarProvider, make_provider
+from actors.market.calendar import ExchangeCalendar, trading_date
+from actors.market.scheduler import Scheduler, default_run_id
+from actors.messages import (
+    AdoptBrokerState,
+    Alert,
+    ApplySettings,
+    ClearKillSwitch,
+    CycleCompleted,
+    CycleTrigger,
+    Flatten,
+    GetKillSwitches,
+    GetStatus,
+    KillSwitchCleared,
+    KillSwitchTripped,
+    OrderResults,
+    Reconcile,
+    ReconciliationReport,
+    StartCycle,
+    TripKillSwitch,
+)
+from actors.metrics import Metrics
+from actors.notifier.actor import Flush, Notifier
+from actors.notifier.channels import Channel, EmailChannel, Message, WebhookChannel
+from actors.notifier.digest import render_digest
+from actors.notifier.digest_data import digest_data, find_cycle
+from actors.store import open_store
+from actors.store.bars import BarCache
+from actors.store.broker_state import BrokerStateStore
+from actors.store.cycles import CycleJournal
+from actors.store.orders import OrderStore
+from actors.store.pending import PendingStore
+from actors.store.signals import SignalStore
+from actors.strategies.registry import STRATEGY_CLASSES
+from actors.system.backup import backup_command, daily_backups
+from actors.system.config import Settings, alpaca_key_mismatch, load_settings
+from actors.system.graph import MANUAL, build_graph
+from actors.system.replay import replay
+from daemon import __version__
+from daemon.clock import Clock, WallClock
+from daemon.control import CommandError, CommandTable, ControlServer
+from daemon.errors import ConfigError, FatalError, Refusal
+from daemon.logging import register_secret, set_level
+from daemon.messages import ActorCrashed
+from daemon.metrics import watch_event_loop_lag
+from daemon.store import Store
+from daemon.supervisor import Supervisor
+from daemon.systemd import SystemdNotifier
+
+log = structlog.get_logger()
+
+#: Changing these needs a restart: they are bound or opened once at start.
+RESTART_ONLY = ("daemon", "metrics", "control", "schedule", "data", "broker", "backup")
+
+
+class Daemon:
+    """One tradingd process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_path: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+        notifier: SystemdNotifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.environ = dict(os.environ if environ is None else environ)
+        self.clock: Clock = clock or WallClock()
+        self.notifier = notifier or SystemdNotifier.from_env(self.environ)
+        self.metrics = Metrics()
+        self.started_monotonic = time.monotonic()
+        self.store: Store | None = None
+        self.supervisor: Supervisor | None = None
+        self.scheduler: Scheduler | None = None
+        self.metrics_port: int | None = None
+        self.broker: Broker | None = None
+        self._background: set[asyncio.Future[None]] = set()
+        self._stop = anyio.Event()
+        self._ready = anyio.Event()
+        self._last_cycle: CycleCompleted | None = None
+        for secret in self._secret_values():
+            register_secret(secret)
+
+    def _secret_values(self) -> list[str]:
+        s = self.settings.secrets
+        fields = (s.alpaca_api_key, s.alpaca_secret_key, s.alphavantage_api_key, s.smtp_password)
+        return [f.get_secret_value() for f in fields if f is not None]
+
+    # ------------------------------------------------------------ running
+
+    async def run(
+        self,
+        *,
+        once: bool = False,
+        asof: dt.date | None = None,
+        force: bool = False,
+        allow_entries: bool = False,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> int:
+        """Run until SIGTERM/SIGINT (or, with ``once``, one cycle); the process exit code.
+
+        ``force`` and ``allow_entries`` are the once-cycle's (see ``StartCycle``).
+        """
+        cfg = self.settings
+        store = await open_store(cfg.daemon.db_path)
+        self.store = store
+        exit_code = 0
+        try:
+            calendar = ExchangeCalendar(cfg.schedule.calendar)
+            await anyio.to_thread.run_sync(calendar.load)
+            signals = SignalStore(store)
+            strategy_ids = {
+                name: await signals.ensure_strategy(name, name.replace("_", " "), params.capital)
+                for name, params in cfg.strategies.items()
+            }
+            strategy_ids[MANUAL] = await signals.ensure_strategy(
+                MANUAL, "positions adopted from the broker or placed by hand", 0.0
+            )
+            supervisor = self._build_actors(store, calendar, strategy_ids)
+            self.metrics.watch_supervisor(supervisor)
+            async with anyio.create_task_group() as tg:
+                await tg.start(supervisor.run)
+                if cfg.metrics.enabled:
+                    self.metrics_port = await anyio.to_thread.run_sync(
+                        self.metrics.serve, cfg.metrics.host, cfg.metrics.port
+                    )
+                    log.info("metrics_listening", host=cfg.metrics.host, port=self.metrics_port)
+                control = ControlServer(
+                    cfg.daemon.socket_path,
+                    self._commands(calendar),
+                    mode_group=cfg.control.group,
+                    max_request_bytes=cfg.control.max_request_bytes,
+                    idle_timeout_s=cfg.control.idle_timeout_s,
+                    max_clients=cfg.control.max_clients,
+                    on_request=self._count_request,
+                )
+                control_scope = anyio.CancelScope()
+                await tg.start(self._scoped, control_scope, control.run)
+                scheduler_scope = anyio.CancelScope()
+                if not once:
+                    self.scheduler = self._build_scheduler(calendar)
+                    await tg.start(self._scoped, scheduler_scope, self.scheduler.run)
+                tg.start_soon(watch_event_loop_lag, self.metrics)
+                tg.start_soon(self._watchdog_loop, supervisor)
+                if cfg.backup.enabled and not once:  # [backup]: the daily backup task
+                    tg.start_soon(
+                        functools.partial(
+                            daily_backups,
+                            store,
+                            cfg,
+                            self.clock,
+                            on_outcome=lambda o: self.metrics.backups.labels(outcome=o).inc(),
+                        )
+                    )
+                await tg.start(self._signal_loop)
+                await self._seed_metrics(store, supervisor)
+                self.notifier.ready()
+                self.notifier.status("ready; waiting for the next cycle")
+                log.info(
+                    "daemon_ready",
+                    version=__version__,
+                    pid=os.getpid(),
+                    socket=str(cfg.daemon.socket_path),
+                    seconds=round(time.monotonic() - self.started_monotonic, 3),
+                )
+                self._ready.set()
+                task_status.started()
+                if once:
+                    exit_code = await self._run_once(
+                        calendar, asof, force=force, allow_entries=allow_entries
+                    )
+                else:
+                    await self._stop.wait()
+                self.notifier.stopping()
+                log.info("daemon_stopping")
+                scheduler_scope.cancel()
+                await supervisor.stop()
+                control_scope.cancel()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.move_on_after(10, shield=True):
+                if self.broker is not None:
+                    await self.broker.close()
+                await anyio.to_thread.run_sync(self.metrics.shutdown)
+                await store.close()
+            log.info("daemon_stopped", exit_code=exit_code)
+        return exit_code
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    @staticmethod
+    async def _scoped(scope: anyio.CancelScope, fn: Any, *, task_status: TaskStatus[None]) -> None:
+        """Run ``fn(task_status=...)`` inside ``scope`` so it can be stopped on its own."""
+        with scope:
+            await fn(task_status=task_status)
+
+    async def _run_once(
+        self,
+        calendar: ExchangeCalendar,
+        asof: dt.date | None,
+        *,
+        force: bool = False,
+        allow_entries: bool = False,
+    ) -> int:
+        """One cycle for ``asof`` (default: the trading date now); a done date places nothing."""
+        assert self.supervisor is not None
+        day = asof or trading_date(self.clock.now(), calendar)
+        risk = self.supervisor.ref("risk_supervisor")
+        run_id = default_run_id(day, CycleTrigger.START, self.clock.now())
+        start = StartCycle(run_id, day, CycleTrigger.START, force, allow_entries)
+        try:
+            await risk.ask(start)
+        except CycleAlreadyCompleted as exc:
+            # A done date is not an error: nothing to do, and the operator is told why.
+            log.info("cycle_refused", asof=str(day), completed_run=exc.run_id, reason=str(exc))
+            print(f"tradingd: {exc}", flush=True)
+            return 0
+        result: CycleCompleted = await risk.ask(WaitCycle(run_id), timeout=3600)
+        # The digest is queued by now; deliver it before the process exits.
+        await self.supervisor.ref("notifier").ask(Flush(timeout_s=60.0), timeout=90)
+        return 0 if result.status == "completed" else 1
+
+    # ------------------------------------------------------------ the actor graph
+
+    def _build_actors(
+        self, store: Store, calendar: ExchangeCalendar, strategy_ids: dict[str, int]
+    ) -> Supervisor:
+        secrets = self.settings.secrets
+        provider = make_provider(
+            self.settings.data,
+            alpaca_api_key=_secret(secrets.alpaca_api_key),
+            alpaca_secret_key=_secret(secrets.alpaca_secret_key),
+            alphavantage_api_key=_secret(secrets.alphavantage_api_key),
+            cache=BarCache(store),
+            sessions_fn=calendar.sessions_between,
+        )
+        broker = InstrumentedBroker(self._build_broker(store, calendar, provider), self.metrics)
+        self.broker = broker
+        sup = build_graph(
+            settings=lambda: self.settings,
+            store=store,
+            calendar=calendar,
+            clock=self.clock,
+            metrics=self.metrics,
+            strategy_ids=strategy_ids,
+            provider=provider,
+            broker=broker,
+            publish=self._publish,
+            on_event=self._on_supervisor_event,
+            on_escalate=self._escalate,
+        )
+        channels = build_channels(self.settings)
+        sup.add(
+            "notifier",
+            lambda: Notifier(
+                channels=channels,
+                clock=self.clock,
+                store=store,
+                metrics=self.metrics,
+                digest_builder=lambda event: _digest_message(store, event),
+            ),
+            mailbox_size=self.settings.daemon.mailbox_size,
+        )
+        self.supervisor = sup
+        return sup
+
+    def _build_broker(
+        self, store: Store, calendar: ExchangeCalendar, provider: BarProvider
+    ) -> Broker:
+        b = self.settings.broker
+        if b.kind == "sim":
+            return SimBroker(
+                store,
+                clock=self.clock,
+                calendar=calendar,
+                prices=ProviderPriceSource(provider, calendar, self.clock),
+                initial_cash=b.initial_cash,
+            )
+        from actors.brokers.alpaca import AlpacaBroker
+
+        key = _secret(self.settings.secrets.alpaca_api_key)
+        secret = _secret(self.settings.secrets.alpaca_secret_key)
+        if key is None or secret is None:
+            raise ConfigError("secrets.alpaca_api_key", "required when broker.kind = 'alpaca'")
+        mismatch = alpaca_key_mismatch(key, live=b.live_trading)
+        if mismatch is not None:
+            raise ConfigError("secrets.alpaca_api_key", mismatch)
+        return AlpacaBroker(
+            key, secret, paper=not b.live_trading, base_url=b.base_url, timeout_s=b.timeout_s
+        )
+
+    def _build_scheduler(self, calendar: ExchangeCalendar) -> Scheduler:
+        assert self.supervisor is not None
+        assert self.store is not None
+        s = self.settings.schedule
+        journal = CycleJournal(self.store)
+        risk = self.supervisor.ref("risk_supervisor")
+
+        async def emit(msg: StartCycle) -> None:
+            await risk.ask(msg)
+
+        return Scheduler(
+            clock=self.clock,
+            calendar=calendar,
+            at=s.time,
+            timezone=s.timezone,
+            run_on_start=s.run_on_start,
+            catch_up=s.catch_up,
+            completed=journal.completed_for,
+            emit=emit,
+        )
+
+    async def _publish(self, event: object) -> None:
+        """Events for the operator: metrics, systemd STATUS, and the notifier (alerts, digest)."""
+        if self.supervisor is not None and isinstance(
+            event, KillSwitchTripped | KillSwitchCleared | CycleCompleted | Alert
+        ):
+            await self.supervisor.ref("notifier").tell(event)
+        if isinstance(event, KillSwitchTripped):
+            self.metrics.kill_switch_active.labels(switch=event.switch).set(1)
+        elif isinstance(event, KillSwitchCleared):
+            self.metrics.kill_switch_active.labels(switch=event.switch).set(0)
+        elif isinstance(event, CycleCompleted):
+            self._last_cycle = event
+            self.notifier.status(
+                f"last cycle {event.run_id} ({event.asof}): {event.status}; "
+                f"signals {sum(event.raw_signals.values())}"
+            )
+
+    def _on_supervisor_event(self, event: object) -> None:
+        if isinstance(event, ActorCrashed):
+            log.warning("actor_restarting", actor=event.actor, after=event.message_type)
+            if self.supervisor is not None and event.actor != "notifier":
+                task = asyncio.ensure_future(self.supervisor.ref("notifier").tell(event))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def _escalate(self, actor: str, error: BaseException) -> None:
+        assert self.supervisor is not None
+        await self.supervisor.ref("kill_switches").ask(
+            TripKillSwitch(
+                kill_switches.ACTOR_CRASH_LOOP,
+                f"actor {actor} crashed too often ({type(error).__name__}: {error})",
+                "supervisor",
+            )
+        )
+
+    # ------------------------------------------------------------ watchdog, signals, reload
+
+    async def _seed_metrics(self, store: Store, supervisor: Supervisor) -> None:
+        """Labelled series at 0 (so `increase()` sees the first event) and facts from the store."""
+        m = self.metrics
+        for name in supervisor.names():
+            m.actor_restarts.labels(actor=name)
+        known = [
+            kill_switches.HALT,
+            kill_switches.ENTRIES_PAUSED,
+            kill_switches.ENV_DISABLED,
+            kill_switches.ACTOR_CRASH_LOOP,
+            *kill_switches.AUTO_SWITCHES,
+            *(kill_switches.strategy_switch(n) for n in STRATEGY_CLASSES),
+        ]
+        for switch in known:
+            m.kill_switch_active.labels(switch=switch).set(0)
+        for switch in await supervisor.ref("kill_switches").ask(GetKillSwitches()):
+            m.kill_switch_active.labels(switch=switch.name).set(1)
+        for status in ("completed", "halted", "failed"):
+            m.cycles.labels(status=status)
+        for name in STRATEGY_CLASSES:
+            m.strategy_failures.labels(strategy=name)
+        for channel in build_channels(self.settings):
+            for outcome in ("sent", "retried", "failed", "deduplicated", "dropped"):
+                m.notifications.labels(channel=channel.name, outcome=outcome)
+        last = await CycleJournal(store).last(status="completed")
+        if last is not None and last.finished_at is not None:
+            m.last_cycle_success.set(last.finished_at.timestamp())
+        recon = await BrokerStateStore(store).latest("RECONCILIATION")
+        if recon is not None and recon.passed:
+            m.last_reconciliation_success.set(recon.taken_at.timestamp())
+
+    async def _watchdog_loop(self, supervisor: Supervisor) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            answered = await supervisor.heartbeat(timeout=interval)
+            if all(answered.values()):
+                self.notifier.watchdog()
+                self.metrics.watchdog_pings.inc()
+            else:
+                wedged = sorted(name for name, ok in answered.items() if not ok)
+                self.metrics.watchdog_missed.inc()
+                log.error("watchdog_withheld", wedged_actors=wedged)
+            await anyio.sleep(interval)
+
+    async def _signal_loop(self, *, task_status: TaskStatus[None]) -> None:
+        """Handle signals; ready only once the handlers replace the default actions."""
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            task_status.started()
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                else:
+                    log.info("signal_received", signal=signal.Signals(signum).name)
+                    self.request_stop()
+
+    async def reload(self) -> dict[str, Any]:
+        """Load the configuration again; keep the old one when the new one is bad."""
+        self.notifier.reloading()
+        try:
+            new = await anyio.to_thread.run_sync(load_settings, self.config_path, self.environ)
+        except ConfigError as exc:
+            self.metrics.config_reloads.labels(outcome="rejected").inc()
+            log.error("config_reload_rejected", key=exc.key, reason=exc.reason)
+            self.notifier.ready()
+            return {"reloaded": False, "error": str(exc)}
+        old, self.settings = self.settings, new
+        needs_restart = [k for k in RESTART_ONLY if getattr(old, k) != getattr(new, k)]
+        set_level(new.daemon.log_level)
+        for secret in self._secret_values():
+            register_secret(secret)
+        if self.supervisor is not None:
+            for name in self.supervisor.names():
+                await self.supervisor.ref(name).tell(ApplySettings(new))
+        self.metrics.config_reloads.labels(outcome="applied").inc()
+        log.info("config_reloaded", needs_restart=needs_restart)
+        self.notifier.ready()
+        return {"reloaded": True, "needs_restart": needs_restart}
+
+    def _count_request(self, command: str, outcome: str, _seconds: float) -> None:
+        self.metrics.control_requests.labels(command=command, outcome=outcome).inc()
+
+    # ------------------------------------------------------------ control commands
+
+    def _commands(self, calendar: ExchangeCalendar) -> CommandTable:
+        table = CommandTable(default_timeout_s=30)
+        sup = self.supervisor
+        assert sup is not None
+        assert self.store is not None
+        signals = SignalStore(self.store)
+        journal = CycleJournal(self.store)
+        assert self.store is not None
+        board = sup.ref("kill_switches")
+        risk = sup.ref("risk_supervisor")
+
+        async def ping(_args: dict[str, Any]) -> dict[str, Any]:
+            return {"pong": True, "version": __version__}
+
+        async def status(_args: dict[str, Any]) -> dict[str, Any]:
+            names = list(STRATEGY_CLASSES)
+            answers = await asyncio.gather(
+                *(_ask_or_error(sup, f"strategy.{n}") for n in names),
+                _ask_or_error(sup, "risk_supervisor"),
+                _ask_or_error(sup, "kill_switches"),
+                _ask_or_error(sup, "data_feed"),
+                _ask_or_error(sup, "notifier"),
+            )
+            strategies = dict(zip(names, answers[: len(names)], strict=True))
+            cycle, kill_switches, data, notifications = answers[len(names) :]
+            next_run = self.scheduler.next_run() if self.scheduler else None
+            return {
+                "version": __version__,
+                "pid": os.getpid(),
+                "uptime_s": round(time.monotonic() - self.started_monotonic, 1),
+                "now": self.clock.now().isoformat(),
+                "next_cycle": next_run.isoformat() if next_run else None,
+                "cycle": cycle,
+                "kill_switches": kill_switches,
+                "data": data,
+                "notifications": notifications,
+                "strategies": strategies,
+                "actors": sup.status(),
+                "metrics_port": self.metrics_port,
+                "broker": self.settings.broker.kind,
+                "provider": self.settings.data.provider,
+            }
+
+        async def run_cycle(args: dict[str, Any]) -> dict[str, Any]:
+            day = _parse_date(args.get("asof")) or trading_date(self.clock.now(), calendar)
+            if not calendar.is_session(day):
+                raise CommandError(f"asof {day} is not a trading session", arg="asof")
+
+            def flag(name: str) -> bool:
+                value = args.get(name, False)
+                if not isinstance(value, bool):
+                    raise CommandError(f"must be true or false, not {value!r}", arg=name)
+                return value
+
+            force, allow_entries = flag("force"), flag("allow_entries")
+            if allow_entries and not force:
+                raise CommandError(
+                    "needs force (--force): it only applies to a forced re-run",
+                    arg="allow_entries",
+                )
+            run_id = default_run_id(day, CycleTrigger.OPERATOR, self.clock.now())
+            start = StartCycle(run_id, day, CycleTrigger.OPERATOR, force, allow_entries)
+            try:
+                await risk.ask(start)
+            except Refusal as exc:  # a cycle is running, or the date is done
+                raise CommandError(str(exc)) from exc
+            if args.get("wait"):
+                done: CycleCompleted = await risk.ask(WaitCycle(run_id), timeout=3600)
+                return _cycle_dict(done)
+            return {"run_id": run_id, "asof": str(day), "status": "started"}
+
+        async def trip(switch: str, reason: str) -> dict[str, Any]:
+            changed = await board.ask(TripKillSwitch(switch, reason, "operator"))
+            return {"switch": switch, "active": True, "changed": bool(changed)}
+
+        async def clear(switch: str, reason: str) -> dict[str, Any]:
+            try:
+                changed = await board.ask(ClearKillSwitch(switch, reason, "operator"))
+            except Refusal as exc:  # a switch set by configuration
+                raise CommandError(str(exc)) from exc
+            return {"switch": switch, "active": False, "changed": bool(changed)}
+
+        async def halt(args: dict[str, Any]) -> dict[str, Any]:
+            reason = str(args.get("reason") or "").strip()
+            if not reason:
+                raise CommandError("halt needs a reason", arg="reason")
+            return await trip(kill_switches.HALT, reason)
+
+        async def resume(args: dict[str, Any]) -> dict[str, Any]:
+            switch = str(args.get("switch") or kill_switches.HALT)
+            return await clear(switch, str(args.get("reason") or "operator resume"))
+
+        async def pause_entries(args: dict[str, Any]) -> dict[str, Any]:
+            return await trip(
+                kill_switches.ENTRIES_PAUSED, str(args.get("reason") or "operator pause")
+            )
+
+        async def resume_entries(args: dict[str, Any]) -> dict[str, Any]:
+            return await clear(kill_switches.ENTRIES_PAUSED, str(args.get("reason") or "operator"))
+
+        def strategy_arg(args: dict[str, Any]) -> str:
+            name = str(args.get("strategy") or "")
+            if name not in STRATEGY_CLASSES:
+                known = ", ".join(STRATEGY_CLASSES)
+                raise CommandError(f"unknown strategy {name!r}; known: {known}", arg="strategy")
+            return name
+
+        async def disable(args: dict[str, Any]) -> dict[str, Any]:
+            name = strategy_arg(args)
+            return await trip(
+                kill_switches.strategy_switch(name), str(args.get("reason") or "operator")
+            )
+
+        async def enable(args: dict[str, Any]) -> dict[str, Any]:
+            name = strategy_arg(args)
+            return await clear(
+                kill_switches.strategy_switch(name), str(args.get("reason") or "operator")
+            )
+
+        async def reload(_args: dict[str, Any]) -> dict[str, Any]:
+            return await self.reload()
+
+        async def funnel(args: dict[str, Any]) -> dict[str, Any]:
+            run_id = args.get("run") or args.get("run_id")
+            if not run_id:
+                last = await journal.last()
+                if last is None:
+                    return {"run_id": None, "funnel": []}
+                run_id = last.run_id
+            rows = await signals.funnel(str(run_id))
+            return {"run_id": run_id, "funnel": [r.as_dict() for r in rows]}
+
+        async def signals_cmd(args: dict[str, Any]) -> dict[str, Any]:
+            run_id = args.get("run") or args.get("run_id")
+            if not run_id:
+                last = await journal.last()
+                run_id = last.run_id if last else None
+            rows = await signals.signals_for_run(str(run_id)) if run_id else []
+            keep = (
+                "strategy",
+                "symbol",
+                "signal_type",
+                "confidence",
+                "shares",
+                "price",
+                "reasoning",
+            )
+            return {"run_id": run_id, "signals": [{k: r[k] for k in keep} for r in rows]}
+
+        store = self.store
+        orders = OrderStore(self.store)
+        pending = PendingStore(self.store)
+        manager = sup.ref("order_manager")
+        reconciler = sup.ref("reconciler")
+
+        async def positions(_args: dict[str, Any]) -> dict[str, Any]:
+            rows = await orders.positions()
+            keep = ("strategy", "symbol", "shares", "avg_price", "stop_price", "entry_date")
+            open_orders = [
+                {
+                    "intent_id": r.intent_id,
+                    "strategy": r.strategy,
+                    "symbol": r.symbol,
+                    "side": r.side,
+                    "qty": r.target_qty,
+                    "filled": r.filled_qty,
+                    "status": r.status,
+                }
+                for r in await orders.open_intents()
+            ]
+            return {
+                "positions": [{k: r.get(k) for k in keep} for r in rows],
+                "open_orders": open_orders,
+            }
+
+        async def why_no_trade(args: dict[str, Any]) -> dict[str, Any]:
+            strategy = args.get("strategy") or None
+            if strategy is not None:
+                strategy = strategy_arg(args)
+            rows = await signals.why_no_trade(strategy)
+            counts: dict[str, int] = {}
+            for row in rows:
+                key = f"{row['stage']}:{row['reason']}"
+                counts[key] = counts.get(key, 0) + 1
+            return {"strategy": strategy, "reasons": counts, "rejections": rows}
+
+        async def reconcile(_args: dict[str, Any]) -> dict[str, Any]:
+            report: ReconciliationReport = await reconciler.ask(Reconcile(None, "RECONCILIATION"))
+            return _report_dict(report)
+
+        async def adopt(args: dict[str, Any]) -> dict[str, Any]:
+            reason = str(args.get("reason") or "").strip()
+            if not reason:
+                raise CommandError("adopt needs a reason (it is logged)", arg="reason")
+            report: ReconciliationReport = await reconciler.ask(AdoptBrokerState(reason))
+            return _report_dict(report)
+
+        async def flatten(args: dict[str, Any]) -> dict[str, Any]:
+            target = str(args.get("target") or "").strip() or None
+            day = trading_date(self.clock.now(), calendar)
+            run_id = default_run_id(day, CycleTrigger.OPERATOR, self.clock.now())
+            try:
+                result: OrderResults = await manager.ask(Flatten(run_id, day, target), timeout=600)
+            except Refusal as exc:
+                raise CommandError(str(exc), arg="target") from exc
+            return {"orders": [_result_dict(r) for r in result.results]}
+
+        async def plan(args: dict[str, Any]) -> dict[str, Any]:
+            day = _parse_date(args.get("asof")) or trading_date(self.clock.now(), calendar)
+            run_id = default_run_id(day, CycleTrigger.OPERATOR, self.clock.now())
+            result: dict[str, Any] = await risk.ask(PlanCycle(run_id, day), timeout=600)
+            return result
+
+        async def orders_cmd(args: dict[str, Any]) -> dict[str, Any]:
+            asof = _parse_date(args.get("asof"))
+            rows = await orders.intents_for(asof=asof)
+            return {
+                "orders": [
+                    {
+                        "intent_id": r.intent_id,
+                        "strategy": r.strategy,
+                        "symbol": r.symbol,
+                        "side": r.side,
+                        "qty": r.target_qty,
+                        "filled": r.filled_qty,
+                        "status": r.status,
+                        "error": r.error_message,
+                    }
+                    for r in rows
+                ]
+            }
+
+        async def pending_cmd(_args: dict[str, Any]) -> dict[str, Any]:
+            return {"pending": await pending.all()}
+
+        async def report(args: dict[str, Any]) -> dict[str, Any]:
+            day = _parse_date(args.get("date") or args.get("asof"))
+            try:
+                record = await find_cycle(store, asof=day)
+            except Refusal as exc:
+                raise CommandError(str(exc), arg="date") from exc
+            message = render_digest(await digest_data(store, record, chart=False))
+            return {"run_id": record.run_id, "subject": message.subject, "text": message.text}
+
+        async def replay_cmd(args: dict[str, Any]) -> dict[str, Any]:
+            day = _parse_date(args.get("date") or args.get("asof"))
+            if day is None:
+                raise CommandError("replay needs a date (YYYY-MM-DD)", arg="date")
+            try:
+                result: dict[str, Any] = await replay(self.settings, day)
+            except Refusal as exc:
+                raise CommandError(str(exc), arg="date") from exc
+            return result
+
+        table.register("report", report, "The digest of a session as text (args: date).")
+        table.register(
+            "replay",
+            replay_cmd,
+            "Re-run a past session; show where it differs from live (args: date).",
+            timeout_s=1800,
+        )
+        table.register("positions", positions, "Open positions per strategy and open orders.")
+        table.register(
+            "why-no-trade", why_no_trade, "Why signals were not traded (args: strategy)."
+        )
+        table.register("reconcile", reconcile, "Reconcile with the broker now; show the diff.")
+        table.register("adopt", adopt, "Take the broker's state as truth (args: reason).")
+        table.register(
+            "flatten", flatten, "Sell all positions, or args target=STRATEGY|SYMBOL.", timeout_s=600
+        )
+        table.register(
+            "plan", plan, "Dry run of today's cycle: the orders it would place.", timeout_s=600
+        )
+        table.register("orders", orders_cmd, "Order intents (args: asof=DATE).")
+        table.register("pending", pending_cmd, "Pending signals waiting for heat or cash.")
+        table.register("ping", ping, "Answer pong with the daemon's version.")
+        table.register("status", status, "Actors, last and next cycle, kill switches, versions.")
+        table.register(
+            "run-cycle",
+            run_cycle,
+            "Run a cycle now (args: asof=DATE, wait=true, force=true, allow_entries=true).",
+            timeout_s=3600,
+        )
+        table.register("halt", halt, "Trip the trading_halted kill switch (args: reason).")
+        table.register("resume", resume, "Clear trading_halted, or args switch=NAME.")
+        table.register("pause-entries", pause_entries, "Stop new entries; exits still run.")
+        table.register("resume-entries", resume_entries, "Allow new entries again.")
+        table.register(
+            "disable", disable, "Disable a strategy from the next cycle (args: strategy)."
+        )
+        table.register("enable", enable, "Enable a strategy again (args: strategy).")
+        table.register("reload", reload, "Reload the configuration (as SIGHUP does).")
+        table.register("funnel", funnel, "Signal funnel of a run (args: run; default the last).")
+        table.register("signals", signals_cmd, "Signals of a run (args: run; default the last).")
+        table.register(  # [backup]
+            "backup",
+            backup_command(self.store, lambda: self.settings, self.clock),
+            "Back up the state database now; the file and its size.",
+            timeout_s=600,
+        )
+        return table
+
+
+async def _ask_or_error(sup: Supervisor, name: str) -> Any:
+    """An actor's part of ``status``, without waiting behind a long handler.
+
+    An actor busy with a message (fetching data, fitting a model) is reported
+    as busy from the supervisor's own bookkeeping instead of being asked: its
+    mailbox would make ``status`` wait for the whole handler.
+    """
+    cell = sup.cell(name)
+    if cell.current_message is not None:
+        return {"busy_with": cell.current_message}
+    try:
+        return await sup.ref(name).ask(GetStatus(), timeout=2.0)
+    except Exception as exc:  # status must answer even when one actor cannot
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _secret(value: Any) -> str | None:
+    return None if value is None else str(value.get_secret_value())
+
+
+def _parse_date(value: Any) -> dt.date | None:
+    if value in (None, ""):
+        return None
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise CommandError(f"asof {value!r} is not a date (YYYY-MM-DD)", arg="asof") from None
+
+
+def build_channels(settings: Settings) -> list[Channel]:
+    """The notification channels ``[notify]`` configures (none: alerts go to the log only)."""
+    n = settings.notify
+    channels: list[Channel] = []
+    if n.smtp_host and n.mail_to and n.mail_from:
+        password = _secret(settings.secrets.smtp_password)
+        channels.append(
+            EmailChannel(
+                n.smtp_host,
+                n.smtp_port,
+                n.smtp_security,
+                n.smtp_user,
+                password,
+                n.mail_from,
+                n.mail_to,
+            )
+        )
+    if n.webhook_url:
+        channels.append(WebhookChannel(n.webhook_url, style=n.webhook_style))
+    return channels
+
+
+async def _digest_message(store: Store, event: CycleCompleted) -> Message:
+    """The daily digest of ``event``'s cycle, read from the store."""
+    return render_digest(await digest_data(store, await find_cycle(store, run_id=event.run_id)))
+
+
+def _report_dict(report: ReconciliationReport) -> dict[str, Any]:
+    return {
+        "passed": report.passed,
+        "at": report.at.isoformat(),
+        "error": report.error,
+        "local_cash": round(report.local_cash, 2),
+        "broker_cash": round(report.broker_cash, 2),
+        "broker_equity": round(report.broker_equity, 2),
+        "discrepancies": [
+            {"kind": x.kind, "symbol": x.symbol, "local": x.local, "broker": x.broker}
+            for x in report.discrepancies
+        ],
+    }
+
+
+def _result_dict(r: Any) -> dict[str, Any]:
+    return {
+        "intent_id": r.intent_id,
+        "strategy": r.strategy,
+        "symbol": r.symbol,
+        "side": r.side,
+        "qty": r.qty,
+        "status": str(r.status),
+        "filled": r.filled_qty,
+        "error": r.error,
+        "existing": r.existing,
+    }
+
+
+def _cycle_dict(done: CycleCompleted) -> dict[str, Any]:
+    return {
+        "run_id": done.run_id,
+        "asof": str(done.asof),
+        "status": str(done.status),
+        "reason": done.reason,
+        "raw_signals": done.raw_signals,
+        "seconds": round(done.duration_s, 3),
+    }
+
+
+__all__ = ["Daemon", "FatalError"]

@@ -1,0 +1,437 @@
+"""``tradingd backtest``: replay sessions through the very same actor graph on a SimClock.
+
+For every session d in the range: the clock is set just after d's open, the
+RiskSupervisor runs d's cycle exactly as live (strategies see bars through
+the close of d-1, market orders fill at d's open with the reference system's
+slippage and commission, in the simulated broker), then the clock moves past
+d's close and the account is marked at the close. Nothing is re-implemented:
+``actors.system.graph.build_graph`` builds the same actors the daemon runs.
+
+Differences from live, all about speed, none about decisions: the market is
+loaded once and its indicators computed once over the whole history
+(``PrecomputedMarket``: causal indicators, sliced per session); the output
+database is a scratch store (no fsync); per-run event files are not written.
+
+Runs are deterministic: the same inputs give byte-identical ``trades.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+
+from actors.brokers.sim import SimBroker
+from actors.cycle.supervisor import WaitCycle
+from actors.data_feed.market import PrecomputedMarket
+from actors.data_feed.params import UniverseParams
+from actors.data_feed.providers import make_provider
+from actors.data_feed.universe import load_universe
+from actors.market.calendar import ExchangeCalendar
+from actors.messages import CycleCompleted, CycleTrigger, StartCycle
+from actors.metrics import Metrics
+from actors.store import open_store
+from actors.store.equity import EquityCloses
+from actors.store.orders import OrderStore
+from actors.store.signals import SignalStore
+from actors.system.config import Settings
+from actors.system.graph import MANUAL, build_graph
+from daemon.clock import SimClock, WallClock
+from daemon.errors import ConfigError
+from daemon.store import Store
+
+#: Where in a session the backtest stands when it runs the cycle / marks the close.
+AFTER_OPEN = dt.timedelta(minutes=1)
+AFTER_CLOSE = dt.timedelta(minutes=1)
+
+
+class MarketPrices:
+    """``PriceSource`` over a precomputed market, revealing a price only once it happened."""
+
+    def __init__(self, market: PrecomputedMarket, calendar: ExchangeCalendar, clock: SimClock):
+        self._market = market
+        self._calendar = calendar
+        self._clock = clock
+
+    async def open_price(self, symbol: str, session: dt.date) -> float | None:
+        if not self._calendar.is_session(session):
+            return None
+        if self._clock.now() < self._calendar.session_open(session):
+            return None
+        return self._market.price(symbol, session, "open")
+
+    async def close_price(self, symbol: str, session: dt.date) -> float | None:
+        if not self._calendar.is_session(session):
+            return None
+        if self._clock.now() < self._calendar.session_close(session):
+            return None
+        return self._market.price(symbol, session, "close")
+
+
+@dataclass
+class BacktestResult:
+    out: Path
+    sessions: list[dt.date]
+    equity: list[tuple[dt.date, float, float]] = field(default_factory=list)
+    cycles: list[CycleCompleted] = field(default_factory=list)
+    seconds: float = 0.0
+    load_seconds: float = 0.0
+
+    @property
+    def sessions_per_second(self) -> float:
+        return len(self.sessions) / self.seconds if self.seconds > 0 else 0.0
+
+
+def apply_overrides(
+    settings: Settings,
+    *,
+    provider: str | None = None,
+    universe: str | None = None,
+    strategies: str | None = None,
+    capital: float | None = None,
+) -> Settings:
+    """The settings with the command line's overrides; bad values name the option."""
+    data = settings.data
+    if provider is not None:
+        if provider not in ("synthetic", "csv", "alpaca", "alphavantage"):
+            raise ConfigError("--provider", f"unknown provider {provider!r}")
+        data = data.model_copy(update={"provider": provider})
+    if universe is not None:
+        path = Path(universe)
+        # A long symbol list is not a path (and stat() would fail: name too long).
+        if "," not in universe and (path.suffix == ".csv" or path.is_file()):
+            uni = UniverseParams(mode="csv", file=path)
+        else:
+            symbols = tuple(s.strip().upper() for s in universe.split(",") if s.strip())
+            if not symbols:
+                raise ConfigError("--universe", "no symbols given")
+            uni = UniverseParams(symbols=symbols)
+        data = data.model_copy(update={"universe": uni})
+    strategies_params = settings.strategies
+    if strategies is not None:
+        wanted = {s.strip() for s in strategies.split(",") if s.strip()}
+        known = set(type(strategies_params).model_fields)
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise ConfigError(
+                "--strategies", f"unknown strategies {unknown}; known: {sorted(known)}"
+            )
+        strategies_params = strategies_params.model_copy(
+            update={
+                name: getattr(strategies_params, name).model_copy(
+                    update={"enabled": name in wanted}
+                )
+                for name in known
+            }
+        )
+    broker = settings.broker.model_copy(update={"kind": "sim"})
+    if capital is not None:
+        if capital <= 0:
+            raise ConfigError("--capital", "must be positive")
+        enabled = [n for n, p in strategies_params.items() if p.enabled] or ["_"]
+        share = capital / len(enabled)
+        strategies_params = strategies_params.model_copy(
+            update={
+                n: getattr(strategies_params, n).model_copy(update={"capital": share})
+                for n, _ in strategies_params.items()
+            }
+        )
+        broker = broker.model_copy(update={"initial_cash": capital})
+    return settings.model_copy(
+        update={"data": data, "strategies": strategies_params, "broker": broker}
+    )
+
+
+async def run_backtest(
+    settings: Settings,
+    *,
+    start: dt.date,
+    end: dt.date,
+    out: Path,
+    progress: TextIO | None = None,
+) -> BacktestResult:
+    """Replay ``[start, end]``; writes ``backtest.db`` and the CSVs into ``out``."""
+    if end < start:
+        raise ConfigError("--to", f"{end} is before --from {start}")
+    out.mkdir(parents=True, exist_ok=True)
+    db_path = out / "backtest.db"
+    if db_path.exists():
+        raise ConfigError("--out", f"{db_path} already exists; choose an empty directory")
+    calendar = ExchangeCalendar(settings.schedule.calendar)
+    await anyio.to_thread.run_sync(calendar.load)
+    sessions = calendar.sessions_between(start, end)
+    if not sessions:
+        raise ConfigError("--from/--to", f"no trading session between {start} and {end}")
+    loading = time.perf_counter()
+    universe = await anyio.to_thread.run_sync(load_universe, settings.data.universe)
+    provider = make_provider(settings.data)
+    first = calendar.sessions_back(
+        calendar.previous_session(sessions[0]), settings.data.history_days
+    )
+    market = await PrecomputedMarket.load(
+        provider,
+        universe.symbols,
+        first[0],
+        sessions[-1],
+        validation=settings.data.validation,
+    )
+    result = BacktestResult(out=out, sessions=sessions, load_seconds=time.perf_counter() - loading)
+
+    store = await open_store(db_path, scratch=True)
+    try:
+        signals = SignalStore(store)
+        ids = {
+            name: await signals.ensure_strategy(name, name.replace("_", " "), p.capital)
+            for name, p in settings.strategies.items()
+        }
+        ids[MANUAL] = await signals.ensure_strategy(MANUAL, "manual", 0.0)
+        clock = SimClock(calendar.session_open(sessions[0]) - dt.timedelta(hours=1))
+        broker = SimBroker(
+            store,
+            clock=clock,
+            calendar=calendar,
+            prices=MarketPrices(market, calendar, clock),
+            initial_cash=settings.broker.initial_cash,
+        )
+        sup = build_graph(
+            settings=lambda: settings,
+            store=store,
+            calendar=calendar,
+            clock=clock,
+            metrics=Metrics(),
+            strategy_ids=ids,
+            provider=provider,
+            broker=broker,
+            market=market,
+            write_events=False,
+            supervisor_clock=WallClock(),
+        )
+        closes = EquityCloses(store)
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            await tg.start(sup.run)
+            risk = sup.ref("risk_supervisor")
+            bar = _Progress(progress, len(sessions))
+            for day in sessions:
+                clock.set_time(calendar.session_open(day) + AFTER_OPEN)
+                run_id = f"bt-{day:%Y%m%d}"
+                await risk.ask(StartCycle(run_id, day, CycleTrigger.SCHEDULE))
+                done: CycleCompleted = await risk.ask(WaitCycle(run_id), timeout=3600)
+                result.cycles.append(done)
+                clock.set_time(calendar.session_close(day) + AFTER_CLOSE)
+                account = await broker.account()
+                result.equity.append((day, account.equity, account.cash))
+                # The closing mark the daily-loss breaker compares the next session with.
+                await closes.record(day, account.equity, "session_close", clock.now())
+                bar.step()
+            bar.done()
+            await sup.stop()
+            tg.cancel_scope.cancel()
+        result.seconds = time.perf_counter() - started
+        await _write_csvs(store, result)
+    finally:
+        await store.close()
+    return result
+
+
+async def _write_csvs(store: Store, result: BacktestResult) -> None:
+    rows = await OrderStore(store).trade_ledger()
+    columns = [
+        "run_id", "date", "strategy", "symbol", "action", "shares", "requested_price",
+        "exec_price", "slippage_cost", "commission_cost", "total_cost", "notional", "intent_id",
+    ]  # fmt: skip
+
+    def write() -> None:
+        with (result.out / "trades.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(columns)
+            for r in rows:
+                w.writerow([_fmt(r[c]) for c in columns])
+        with (result.out / "equity.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["date", "equity", "cash"])
+            for day, equity, cash in result.equity:
+                w.writerow([day.isoformat(), f"{equity:.4f}", f"{cash:.4f}"])
+
+    await anyio.to_thread.run_sync(write)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return "" if value is None else str(value)
+
+
+class _Progress:
+    """Sessions done, sessions per second and ETA, on one terminal line (TTY only)."""
+
+    def __init__(self, stream: TextIO | None, total: int) -> None:
+        self._stream = stream if stream is not None and stream.isatty() else None
+        self._total = total
+        self._done = 0
+        self._t0 = time.perf_counter()
+
+    def step(self) -> None:
+        self._done += 1
+        if self._stream is None:
+            return
+        elapsed = time.perf_counter() - self._t0
+        rate = self._done / elapsed if elapsed > 0 else 0.0
+        eta = (self._total - self._done) / rate if rate > 0 else 0.0
+        width = 30
+        filled = int(width * self._done / self._total)
+        self._stream.write(
+            f"\r[{'#' * filled}{' ' * (width - filled)}] {self._done}/{self._total} sessions"
+            f"  {rate:6.1f}/s  ETA {eta:5.0f}s"
+        )
+        self._stream.flush()
+
+    def done(self) -> None:
+        if self._stream is not None:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+__all__ = ["BacktestResult", "apply_overrides", "run_backtest"]
+
+
+async def write_report(result: BacktestResult) -> str:
+    """Write ``report.html`` (chart, metrics, funnel totals); return the summary table."""
+    store = await open_store(result.out / "backtest.db", lock=False, readonly=True)
+    try:
+        fills = await OrderStore(store).fills()
+        funnel = await SignalStore(store).funnel_totals()
+    finally:
+        await store.close()
+
+    def render() -> str:
+        return _render_report(result, fills, funnel)
+
+    return await anyio.to_thread.run_sync(render)
+
+
+def _render_report(
+    result: BacktestResult, fills: list[dict[str, Any]], funnel: list[dict[str, Any]]
+) -> str:
+    import base64
+    import html
+
+    import pandas as pd
+
+    from actors.reports.charts import equity_chart_png
+    from actors.reports.performance import FillRecord, closed_trades_from_fills, summarize
+
+    equity = pd.Series(
+        [e for _, e, _ in result.equity], index=pd.to_datetime([d for d, _, _ in result.equity])
+    )
+    trades = closed_trades_from_fills([FillRecord.from_mapping(f) for f in fills])
+    portfolio = summarize(equity, trades, sessions=result.sessions)
+    per_strategy = {
+        name: summarize(equity, [t for t in trades if t.strategy == name], sessions=result.sessions)
+        for name in sorted({t.strategy for t in trades})
+    }
+    png = equity_chart_png(equity, title="Backtest equity")
+    stats = portfolio.as_dict()
+
+    def pct(v: Any) -> str:
+        return "n/a" if v is None else f"{v:+.2%}"
+
+    def num(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+
+    lines = [
+        f"backtest {result.sessions[0]} .. {result.sessions[-1]}: {len(result.sessions)} sessions"
+        f" in {result.seconds:.1f} s ({result.sessions_per_second:.0f} sessions/s,"
+        f" data {result.load_seconds:.1f} s)",
+        "",
+        f"{'metric':<22}{'value':>14}",
+        f"{'-' * 36}",
+    ]
+    rows = [
+        ("total return", pct(stats.get("total_return"))),
+        ("annualized return", pct(stats.get("annualized_return"))),
+        ("sharpe", num(stats.get("sharpe_ratio"))),
+        ("sortino", num(stats.get("sortino_ratio"))),
+        ("max drawdown", pct(stats.get("max_drawdown"))),
+        ("calmar", num(stats.get("calmar_ratio"))),
+        ("closed trades", str(len(trades))),
+        ("win rate", pct(stats.get("win_rate"))),
+        ("profit factor", num(stats.get("profit_factor"))),
+    ]
+    lines += [f"{k:<22}{v:>14}" for k, v in rows]
+    lines += ["", f"{'strategy':<20}{'raw':>7}{'regime':>8}{'corr':>7}{'risk':>7}{'exec':>7}"]
+    for f in funnel:
+        lines.append(
+            f"{f['strategy']:<20}{f['raw']:>7}{f['after_regime']:>8}{f['after_correlation']:>7}"
+            f"{f['after_risk']:>7}{f['executed']:>7}"
+        )
+    lines += ["", f"written: {result.out}/report.html, trades.csv, equity.csv, backtest.db"]
+    summary = "\n".join(lines)
+
+    esc = html.escape
+    cell = 'style="padding:4px 10px;border-bottom:1px solid #ddd;text-align:right"'
+    head = 'style="padding:4px 10px;border-bottom:2px solid #333;text-align:right"'
+
+    def table(headers: list[str], body: list[list[str]]) -> str:
+        out = ['<table style="border-collapse:collapse;margin:8px 0 20px">', "<tr>"]
+        out += [f"<th {head}>{esc(h)}</th>" for h in headers]
+        out.append("</tr>")
+        for row in body:
+            out.append("<tr>" + "".join(f"<td {cell}>{esc(str(c))}</td>" for c in row) + "</tr>")
+        out.append("</table>")
+        return "".join(out)
+
+    strat_rows = [
+        [
+            name,
+            str(sum(1 for t in trades if t.strategy == name)),
+            pct(s.as_dict().get("win_rate")),
+            num(s.as_dict().get("profit_factor")),
+            num(s.as_dict().get("average_win")),
+            num(s.as_dict().get("average_loss")),
+            num(s.as_dict().get("average_holding_sessions")),
+        ]
+        for name, s in per_strategy.items()
+    ]
+    doc = f"""<!doctype html><html><head><meta charset="utf-8">
+<title>tradingd backtest {result.sessions[0]} .. {result.sessions[-1]}</title></head>
+<body style="font-family:Helvetica,Arial,sans-serif;max-width:980px;margin:20px auto;color:#222">
+<h1 style="font-size:22px">Backtest {result.sessions[0]} .. {result.sessions[-1]}</h1>
+<p>{len(result.sessions)} sessions, {len(trades)} closed trades,
+{result.sessions_per_second:.0f} sessions/s.</p>
+<img alt="equity and drawdown" src="data:image/png;base64,{base64.b64encode(png).decode()}">
+<h2 style="font-size:18px">Portfolio</h2>
+{table(["metric", "value"], [[k, v] for k, v in rows])}
+<h2 style="font-size:18px">Per strategy (closed trades)</h2>
+{
+        table(
+            ["strategy", "trades", "win rate", "profit factor", "avg win", "avg loss", "avg hold"],
+            strat_rows,
+        )
+    }
+<h2 style="font-size:18px">Signal funnel totals</h2>
+{
+        table(
+            ["strategy", "raw", "after regime", "after correlation", "after risk", "executed"],
+            [
+                [
+                    f["strategy"],
+                    f["raw"],
+                    f["after_regime"],
+                    f["after_correlation"],
+                    f["after_risk"],
+                    f["executed"],
+                ]
+                for f in funnel
+            ],
+        )
+    }
+</body></html>
+"""
+    (result.out / "report.html").write_text(doc)
+    return summary
