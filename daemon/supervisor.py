@@ -6,7 +6,8 @@
 - A handler exception restarts *that* actor (a fresh instance) after
   ``backoff * 2**(n-1)`` seconds, capped; the others are untouched. The
   message that killed it is logged and reported (``ActorCrashed``), never
-  replayed.
+  replayed. The delay is a ``daemon.retry.Backoff``; the restart loop is not a
+  ``retry`` call, since its budget counts crashes within a window, not attempts.
 - More than ``max_restarts`` crashes within ``window_s`` escalates: the actor
   gives up (FAILED; asks fail with ``ActorStopped``), ``on_escalate`` is
   called (the risk side turns it into the ``actor_crash_loop`` kill switch)
@@ -23,7 +24,7 @@ import asyncio
 import datetime as dt
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -42,6 +43,7 @@ from daemon.actor import (
 from daemon.clock import Clock, WallClock
 from daemon.errors import ActorStopped, AskTimeout, FatalError
 from daemon.messages import ActorCrashed, ActorStateChanged, Heartbeat
+from daemon.retry import Backoff
 
 log = structlog.get_logger()
 
@@ -59,10 +61,16 @@ class OneForOne:
     backoff_s: float = 0.5
     backoff_max_s: float = 30.0
     stop_timeout_s: float = 5.0
+    restart_backoff: Backoff = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Built (and validated) once, so a bad setting fails here and not at the first crash.
+        policy = Backoff(base_s=self.backoff_s, cap_s=self.backoff_max_s)
+        object.__setattr__(self, "restart_backoff", policy)
 
     def backoff(self, attempt: int) -> float:
         """Delay before restart number ``attempt`` (1-based): exponential, capped."""
-        return float(min(self.backoff_max_s, self.backoff_s * (2 ** max(0, attempt - 1))))
+        return self.restart_backoff.delay(max(1, attempt))
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,9 +30,10 @@ What each call does on failure:
 - Reads (``account``, ``positions``, ``order_by_client_id``, ``clock``,
   ``calendar``) and ``cancel`` (DELETE is idempotent) retry 429, 5xx,
   timeouts and connection errors up to ``max_read_retries`` times with
-  jittered exponential backoff (``backoff_s * 2**attempt * [0.5, 1.5)``;
-  after a 429 that set a pause, the limiter's pause is the wait), then raise
-  ``BrokerUnavailable`` naming the HTTP status and the server's message.
+  jittered exponential backoff (``daemon.retry``: ``backoff_s * 2**attempt *
+  [0.5, 1.5)``; after a 429 that set a pause, the limiter's pause is the
+  wait), then raise ``BrokerUnavailable`` naming the HTTP status and the
+  server's message.
   401/403 raise ``AccountBlocked``; other 4xx and malformed answers raise
   ``BrokerError``.
 - ``closing_equity`` reads the daily portfolio history (one request for the
@@ -78,11 +79,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import random
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
@@ -110,6 +110,7 @@ from actors.brokers.base import (
     SubmissionOutcomeUnknown,
 )
 from daemon.ratelimit import RateLimiter
+from daemon.retry import Backoff, Sleep, retry
 
 # alpaca.trading's package import pulls in its websocket stream, which imports the
 # deprecated ``websockets.legacy`` (a warning attributed to websockets, so the
@@ -135,7 +136,6 @@ with warnings.catch_warnings():
     )
 
 T = TypeVar("T")
-Sleep = Callable[[float], Awaitable[None]]
 Clockf = Callable[[], float]
 CalendarDay = tuple[dt.date, dt.datetime, dt.datetime]
 
@@ -313,8 +313,8 @@ class AlpacaBroker:
         if max_read_retries < 0:
             raise ValueError("max_read_retries must be >= 0")
         self.timeout_s = timeout_s
-        self.max_read_retries = max_read_retries
-        self.backoff_s = backoff_s
+        self.read_backoff = Backoff(base_s=backoff_s, jitter=0.5, max_attempts=max_read_retries + 1)
+        """Reads: ``backoff_s * 2**(n-1) * [0.5, 1.5)`` before retry n, ``max_read_retries``."""
         self.rate_limit_remaining: int | None = None
         self._api_key = api_key
         self._secret_key = secret_key
@@ -518,23 +518,30 @@ class AlpacaBroker:
         Raises ``BrokerUnavailable`` once retries are spent and the ``_Failure``
         itself when it is not worth retrying (the caller maps it).
         """
-        attempt = 0
-        while True:
-            try:
-                return await self._attempt(fn)
-            except _Failure as failure:
-                if not failure.retryable:
-                    raise
-                if attempt >= self.max_read_retries:
-                    raise BrokerUnavailable(
-                        f"alpaca {what}: {failure.describe()} (gave up after {attempt + 1} tries)"
-                    ) from None
-                if not failure.paused:
-                    await self._sleep(self._backoff(attempt))
-                attempt += 1
+        try:
+            return await retry(
+                lambda: self._attempt(fn),
+                policy=self.read_backoff,
+                retry_on=_retryable,
+                sleep=self._sleep,
+                retry_after=_paused,
+            )
+        except _Failure as failure:
+            if not failure.retryable:
+                raise
+            tries = self.read_backoff.max_attempts
+            raise BrokerUnavailable(
+                f"alpaca {what}: {failure.describe()} (gave up after {tries} tries)"
+            ) from None
 
-    def _backoff(self, attempt: int) -> float:
-        return float(self.backoff_s * 2**attempt * (0.5 + random.random()))
+
+def _retryable(error: Exception) -> bool:
+    return isinstance(error, _Failure) and error.retryable
+
+
+def _paused(error: Exception) -> float | None:
+    """No wait of our own once a server reset paused the limiter: that pause is the wait."""
+    return 0.0 if isinstance(error, _Failure) and error.paused else None
 
 
 # ---------------------------------------------------------------- error mapping

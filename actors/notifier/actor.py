@@ -4,10 +4,10 @@ Handlers only render and enqueue, then return: delivery runs in one
 background task per channel, so a slow or hanging channel never delays the
 asker (the cycle) or the other channels.
 
-- **Retries.** A failed send is retried with exponential backoff on the
-  injected clock (``backoff_s * 2**(attempt-1)``, capped at ``backoff_max_s``)
-  up to ``max_attempts`` attempts; then the message is written to the
-  ``notifications`` table and counted ``failed``.
+- **Retries.** A failed send is retried (``daemon.retry``) with exponential
+  backoff on the injected clock (``backoff_s * 2**(attempt-1)``, capped at
+  ``backoff_max_s``) up to ``max_attempts`` attempts; then the message is
+  written to the ``notifications`` table and counted ``failed``.
 - **Deduplication.** An alert's ``key`` is sent once per ``dedup_window_s``
   (by the clock); the digest has no key and is never deduplicated. A cleared
   kill switch forgets its trip, so the next trip alerts again. The window is
@@ -53,6 +53,7 @@ from actors.store.notifications import NotificationStore
 from daemon.actor import Actor, handles
 from daemon.clock import Clock
 from daemon.messages import ActorCrashed
+from daemon.retry import Backoff, retry
 from daemon.store.core import Store
 
 log = structlog.get_logger()
@@ -137,9 +138,7 @@ class Notifier(Actor):
         self._counter: Any = getattr(metrics, "notifications", None)
         self._digest_builder = digest_builder
         self._dedup_window_s = dedup_window_s
-        self._max_attempts = max_attempts
-        self._backoff_s = backoff_s
-        self._backoff_max_s = backoff_max_s
+        self._backoff = Backoff(base_s=backoff_s, cap_s=backoff_max_s, max_attempts=max_attempts)
         self._queue_size = queue_size
         self._last_sent: dict[str, float] = {}
 
@@ -321,9 +320,6 @@ class Notifier(Actor):
 
     # ------------------------------------------------------------ delivery
 
-    def _backoff(self, attempt: int) -> float:
-        return float(min(self._backoff_max_s, self._backoff_s * 2 ** max(0, attempt - 1)))
-
     async def _work(self, box: _Outbox) -> None:
         while True:
             if not box.queue:
@@ -337,50 +333,59 @@ class Notifier(Actor):
 
     async def _deliver(self, box: _Outbox, message: Message) -> None:
         name = box.channel.name
-        for attempt in range(1, self._max_attempts + 1):
-            try:
-                await box.channel.send(message)
-            except Exception as exc:
-                # DeliveryError is the contract; anything else from a channel is a
-                # bug there, and must not kill this worker either.
-                error = f"{type(exc).__name__}: {exc}"
-                if attempt < self._max_attempts:
-                    delay = self._backoff(attempt)
-                    self._count(box, "retried")
-                    log.warning(
-                        "notification_retry",
-                        channel=name,
-                        kind=message.kind,
-                        subject=message.subject,
-                        key=message.key,
-                        attempt=attempt,
-                        delay_s=delay,
-                        error=error,
-                    )
-                    await self._clock.sleep(delay)
-                    continue
-                self._count(box, "failed")
-                log.error(
-                    "notification_failed",
-                    channel=name,
-                    kind=message.kind,
-                    subject=message.subject,
-                    key=message.key,
-                    attempts=attempt,
-                    error=error,
-                )
-                await self._record(box, message, attempt, error, self._clock.now())
-                return
-            self._count(box, "sent")
-            log.info(
-                "notification_sent",
+        tries = 0
+
+        async def send() -> None:
+            nonlocal tries
+            tries += 1
+            await box.channel.send(message)
+
+        def retrying(error: Exception, attempt: int, delay: float) -> None:
+            self._count(box, "retried")
+            log.warning(
+                "notification_retry",
                 channel=name,
                 kind=message.kind,
                 subject=message.subject,
                 key=message.key,
-                attempts=attempt,
+                attempt=attempt,
+                delay_s=delay,
+                error=_describe(error),
             )
+
+        try:
+            # DeliveryError is the contract; anything else from a channel is a bug
+            # there, and must not kill this worker either: every Exception is retried.
+            await retry(
+                send,
+                policy=self._backoff,
+                retry_on=Exception,
+                sleep=self._clock.sleep,
+                on_retry=retrying,
+            )
+        except Exception as exc:
+            error = _describe(exc)
+            self._count(box, "failed")
+            log.error(
+                "notification_failed",
+                channel=name,
+                kind=message.kind,
+                subject=message.subject,
+                key=message.key,
+                attempts=tries,
+                error=error,
+            )
+            await self._record(box, message, tries, error, self._clock.now())
             return
+        self._count(box, "sent")
+        log.info(
+            "notification_sent",
+            channel=name,
+            kind=message.kind,
+            subject=message.subject,
+            key=message.key,
+            attempts=tries,
+        )
 
     async def _record(
         self, box: _Outbox, message: Message, attempts: int, error: str, at: dt.datetime
@@ -396,3 +401,7 @@ class Notifier(Actor):
         box.counts[outcome] += 1
         if self._counter is not None:
             self._counter.labels(channel=box.channel.name, outcome=outcome).inc()
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
