@@ -54,7 +54,7 @@ class SetStrategyEnabled:
 
 @dataclass(frozen=True, slots=True)
 class ApplySettings:
-    """A reloaded, validated configuration (``actors.system.config.Settings``) to take from now on."""
+    """A reloaded, validated configuration (``actors.system.config.Settings``) to take now."""
 
     settings: Any
 
@@ -80,6 +80,15 @@ class ClearKillSwitch:
 @dataclass(frozen=True, slots=True)
 class GetKillSwitches:
     """Ask the kill-switch board for every switch (active or not)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchView:
+    """An active kill switch as the cycle and the risk pipeline see it (the board's answer)."""
+
+    name: str
+    reason: str
+    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +303,7 @@ class IntentStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class OrderIntentSpec:
-    """What the RiskSupervisor wants bought or sold (whole shares, market, day)."""
+    """What the CycleRunner wants bought or sold (whole shares, market, day)."""
 
     strategy: str
     symbol: str

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from actors.cycle.kill_switches import ENV_DISABLED, STRATEGY_PREFIX, SwitchView, strategy_switch
+from actors.cycle.kill_switches import ENV_DISABLED, strategy_switch
 from actors.messages import (
     ApplySettings,
     ClearKillSwitch,
@@ -23,6 +23,7 @@ from actors.messages import (
     GetStatus,
     KillSwitchCleared,
     KillSwitchTripped,
+    SwitchView,
     TripKillSwitch,
 )
 from actors.store.state import KillSwitchRecord, KillSwitchStore
@@ -143,10 +144,3 @@ class KillSwitchBoard(Actor):
     async def apply(self, msg: ApplySettings) -> None:
         risk = msg.settings.risk
         self._set_config(bool(risk.trading_disabled), tuple(risk.disabled_strategies))
-
-
-def disabled_strategies(active: list[SwitchView]) -> set[str]:
-    """Strategy names whose ``strategy_disabled:`` switch is active."""
-    return {
-        v.name.removeprefix(STRATEGY_PREFIX) for v in active if v.name.startswith(STRATEGY_PREFIX)
-    }

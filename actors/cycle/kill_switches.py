@@ -24,6 +24,13 @@ The automatic switches, evaluated by the cycle for the day's risk context
   is not an operator latch: the cycle clears it once the data is good again;
 * ``broker_blocked`` (set by the cycle, not here): the broker says the account may
   not trade, from its account flags or a refused submission.
+
+Blocks the cycle adds for itself alone (never latched, never on the board):
+
+* ``daily_loss_limit``: the day's loss is beyond ``risk.daily_loss_limit``: no
+  entries this cycle;
+* ``day_already_traded``: a forced re-run of a trading date whose cycle completed:
+  exits and stop checks only.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from actors.messages import SwitchView
 from actors.risk.params import KillSwitchParams
 
 HALT = "trading_halted"  # tradectl halt REASON: no new entries, no new cycles' entries
@@ -46,13 +54,6 @@ def strategy_switch(strategy: str) -> str:
     return f"{STRATEGY_PREFIX}{strategy}"
 
 
-@dataclass(frozen=True, slots=True)
-class SwitchView:
-    name: str
-    reason: str
-    source: str
-
-
 def entries_blocked(active: Iterable[SwitchView], strategy: str | None = None) -> list[SwitchView]:
     """The active switches that forbid new entries (for ``strategy`` when given).
 
@@ -62,6 +63,13 @@ def entries_blocked(active: Iterable[SwitchView], strategy: str | None = None) -
     """
     own = strategy_switch(strategy) if strategy is not None else None
     return [sw for sw in active if not sw.name.startswith(STRATEGY_PREFIX) or sw.name == own]
+
+
+def disabled_strategies(active: Iterable[SwitchView]) -> set[str]:
+    """Strategy names whose ``strategy_disabled:`` switch is active."""
+    return {
+        v.name.removeprefix(STRATEGY_PREFIX) for v in active if v.name.startswith(STRATEGY_PREFIX)
+    }
 
 
 RECONCILIATION_FAILED: Final = "reconciliation_failed"
@@ -82,6 +90,11 @@ AUTO_SWITCHES: Final = (
 )
 #: Switches the cycle clears by itself once their condition is gone (not operator latches).
 SELF_CLEARING: Final = frozenset({BAD_DATA})
+
+#: The cycle's own block when the day's loss is beyond the daily loss limit.
+DAILY_LOSS_LIMIT: Final = "daily_loss_limit"
+#: The cycle's own block in a forced re-run of a trading date whose cycle completed.
+DAY_ALREADY_TRADED: Final = "day_already_traded"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,1 +1,1 @@
-"""Risk: the kill-switch board and the RiskSupervisor that runs the daily cycle's gates."""
+"""Risk: the trading rules as pure functions (heat, daily loss, regime, correlation, stops)."""

@@ -15,9 +15,12 @@ from actors.cycle.kill_switches import (
     ORDER_REJECTION_RATE,
     RECONCILIATION_FAILED,
     RiskContext,
+    disabled_strategies,
     entries_blocked,
     evaluate,
+    strategy_switch,
 )
+from actors.messages import SwitchView
 from actors.risk.params import KillSwitchParams
 
 P = KillSwitchParams()
@@ -128,8 +131,6 @@ def test_every_rule_trips_together_in_order() -> None:
 
 def test_automatic_switches_block_entries() -> None:
     """Every automatic switch blocks all entries on the switch board."""
-    from actors.cycle.kill_switches import SwitchView
-
     views = [SwitchView(name, "x", "risk") for name in AUTO_SWITCHES]
     assert entries_blocked(views, "momentum") == views
 
@@ -139,3 +140,12 @@ def test_max_drawdown_strictly_beyond_the_limit(drawdown: float, trips: bool) ->
     """max_drawdown trips only strictly beyond 15 % below the high-water mark."""
     names = _names(replace(CALM, drawdown_from_peak=drawdown, peak_equity=100_000.0))
     assert ("max_drawdown" in names) is trips
+
+
+def test_disabled_strategies_are_named_by_their_switches() -> None:
+    """Only ``strategy_disabled:`` switches disable strategies, each its own."""
+    views = [
+        SwitchView(strategy_switch("momentum"), "x", "config"),
+        SwitchView(BAD_DATA, "x", "risk"),
+    ]
+    assert disabled_strategies(views) == {"momentum"}

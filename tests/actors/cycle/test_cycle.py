@@ -1,4 +1,4 @@
-"""One daily cycle through the actors: data feed, strategies, kill switches, RiskSupervisor."""
+"""One daily cycle through the actors: data feed, strategies, kill switches, CycleRunner."""
 
 from __future__ import annotations
 
@@ -15,16 +15,12 @@ from structlog.testing import capture_logs
 from actors.brokers.prices import ProviderPriceSource
 from actors.brokers.sim import SimBroker
 from actors.cycle import kill_switches
-from actors.cycle.cycle import CycleDeps
-from actors.cycle.kill_switch_board import KillSwitchBoard
-from actors.cycle.supervisor import (
+from actors.cycle.runner import (
     CycleAlreadyCompleted,
     CycleBusy,
     PlanCycle,
-    RiskSupervisor,
     WaitCycle,
 )
-from actors.data_feed.actor import DataFeed
 from actors.data_feed.params import DataParams, UniverseParams
 from actors.data_feed.providers.synthetic import SyntheticProvider
 from actors.market.calendar import ExchangeCalendar
@@ -42,26 +38,20 @@ from actors.messages import (
     TripKillSwitch,
 )
 from actors.metrics import Metrics
-from actors.orders.manager import OrderManager
-from actors.reconciliation.reconciler import Reconciler
-from actors.risk.params import RiskParams
 from actors.store import open_store
 from actors.store.cycles import CycleJournal
 from actors.store.equity import EquityCloses
 from actors.store.models import ModelStore
-from actors.store.orders import OrderStore
-from actors.store.pending import PendingStore
 from actors.store.signals import SignalStore
-from actors.store.state import KillSwitchStore, SystemState
-from actors.strategies.actor import StrategyActor
 from actors.strategies.base import Strategy, StrategyContext
-from actors.strategies.params import StrategiesParams, StrategyParams
+from actors.strategies.params import StrategiesParams
 from actors.strategies.registry import STRATEGY_CLASSES
-from daemon.clock import SimClock, WallClock
+from actors.system.config import load_settings
+from actors.system.graph import simulated_graph
+from daemon.clock import SimClock
 from daemon.errors import ProviderError, Refusal
-from daemon.logging import EventLog
 from daemon.store import Store
-from daemon.supervisor import OneForOne, Supervisor
+from daemon.supervisor import Supervisor
 
 ASOF = dt.date(2026, 11, 23)  # a Monday session
 CALENDAR = ExchangeCalendar("XNYS")
@@ -156,77 +146,32 @@ async def build(
     clock: SimClock | None = None,
     strategies: StrategiesParams | None = None,
 ) -> Graph:
+    """The real graph (``simulated_graph``) on ``store``; a fake provider or strategy if asked."""
     clock = clock or market_hours()
-    metrics = Metrics()
-    sup = Supervisor(OneForOne(backoff_s=0.0, backoff_max_s=0.0), clock=WallClock())
-    params = DataParams(universe=UniverseParams(symbols=universe))
-    synthetic = SyntheticProvider(params.synthetic)
-    feed_provider = provider or synthetic
-    strategies = strategies or StrategiesParams()
-    signal_store = SignalStore(store)
-    ids = {
-        name: await signal_store.ensure_strategy(name, name, p.capital)
-        for name, p in strategies.items()
+    environ = {
+        "TRADINGD_DAEMON__STATE_DIR": str(tmp_path / "state"),
+        "TRADINGD_DAEMON__RESTART_BACKOFF_S": "0",
+        "TRADINGD_DAEMON__RESTART_BACKOFF_MAX_S": "0",
     }
-    ids["manual"] = await signal_store.ensure_strategy("manual", "manual", 0.0)
+    settings = load_settings(None, environ)
+    data = settings.data.model_copy(update={"universe": UniverseParams(symbols=universe)})
+    strategies = strategies or StrategiesParams()
+    settings = settings.model_copy(update={"data": data, "strategies": strategies})
+    synthetic = SyntheticProvider(data.synthetic)
     broker = SimBroker(
         store, clock=clock, calendar=CALENDAR, prices=SyntheticPrices(synthetic, clock)
     )
-    sup.add("kill_switches", lambda: KillSwitchBoard(KillSwitchStore(store), clock))
-    sup.add(
-        "data_feed",
-        lambda: DataFeed(params, feed_provider, CALENDAR, metrics=metrics),  # type: ignore[arg-type]
+    graph = await simulated_graph(
+        settings,
+        store=store,
+        calendar=CALENDAR,
+        clock=clock,
+        provider=provider or synthetic,  # type: ignore[arg-type]
+        broker=lambda _store, _clock: broker,
+        events=True,
+        strategy_overrides={"momentum": Exploding(strategies.momentum)} if exploding else None,
     )
-    sup.add(
-        "order_manager",
-        lambda: OrderManager(store=store, broker=broker, clock=clock, strategy_ids=ids),
-    )
-    sup.add(
-        "reconciler",
-        lambda: Reconciler(
-            store=store, broker=broker, clock=clock, manual_strategy_id=ids["manual"]
-        ),
-    )
-    refs = {}
-    for name in STRATEGY_CLASSES:
-        p: StrategyParams = getattr(strategies, name)
-        injected = Exploding(p) if exploding and name == "momentum" else None
-        refs[name] = sup.add(
-            f"strategy.{name}",
-            lambda name=name, p=p, injected=injected: StrategyActor(
-                name, p, clock=clock, models=ModelStore(store), metrics=metrics, strategy=injected
-            ),
-        )
-    events_dir = tmp_path / "events"
-
-    def risk() -> RiskSupervisor:
-        deps = CycleDeps(
-            clock=clock,
-            calendar=CALENDAR,
-            journal=CycleJournal(store),
-            signals=SignalStore(store),
-            pending=PendingStore(store),
-            state=SystemState(store),
-            data_feed=sup.ref("data_feed"),
-            kill_switches=sup.ref("kill_switches"),
-            order_manager=sup.ref("order_manager"),
-            reconciler=sup.ref("reconciler"),
-            strategies=refs,
-            strategy_ids=ids,
-            orders=OrderStore(store),
-            equity=EquityCloses(store),
-            switch_records=KillSwitchStore(store),
-            events=EventLog(events_dir),
-            metrics=metrics,
-        )
-        return RiskSupervisor(deps, strategies=strategies, risk=RiskParams())
-
-    sup.add(
-        "risk_supervisor",
-        risk,
-        depends_on=["kill_switches", "data_feed", "order_manager", "reconciler"],
-    )
-    return Graph(sup, store, metrics, events_dir, broker, clock)
+    return Graph(graph.supervisor, store, graph.metrics, settings.daemon.events_dir, broker, clock)
 
 
 async def test_cycle_generates_persists_and_journals_signals(store: Store, tmp_path: Path) -> None:
@@ -519,6 +464,7 @@ async def test_stop_loss_exit_goes_first(store: Store, tmp_path: Path) -> None:
         graph.clock.set_time(CALENDAR.session_open(nxt) + dt.timedelta(hours=1))
         await graph.run(nxt, run_id="day2")
         await graph.sup.stop()
+    assert row is not None
     stop = await store.fetchall(
         "SELECT status, intent_kind FROM order_intents WHERE symbol = ? AND side = 'sell'",
         (row["symbol"],),

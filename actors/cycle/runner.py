@@ -1,4 +1,4 @@
-"""``RiskSupervisor``: owns the daily cycle (``actors/risk/cycle.py`` runs its gates).
+"""``CycleRunner``: owns the daily cycle (``actors/cycle/cycle.py`` runs its steps).
 
 A cycle runs in a task of its own, so the actor keeps serving its mailbox
 (status, heartbeats, a plan) while a cycle runs; a second ``StartCycle``
@@ -26,7 +26,8 @@ from typing import Any
 
 import structlog
 
-from actors.cycle.cycle import Cycle, CycleDeps, Outcome
+from actors.cycle.context import CycleDeps, Outcome
+from actors.cycle.cycle import Cycle
 from actors.events import EventType
 from actors.messages import (
     ApplySettings,
@@ -84,7 +85,9 @@ class PlanCycle:
     asof: dt.date
 
 
-class RiskSupervisor(Actor):
+class CycleRunner(Actor):
+    """Starts, plans and answers for cycles; the graph registers it as ``risk_supervisor``."""
+
     def __init__(
         self,
         deps: CycleDeps,

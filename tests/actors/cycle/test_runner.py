@@ -1,6 +1,6 @@
-"""RiskSupervisor: a trading date whose cycle completed is done, whatever the time of day.
+"""CycleRunner: a trading date whose cycle completed is done, whatever the time of day.
 
-The real actor graph (``actors.system.graph.build_graph``) on the synthetic market and the
+The real actor graph (``actors.system.graph.simulated_graph``) on the synthetic market and the
 simulated broker, with a SimClock; the journal is what decides.
 """
 
@@ -13,23 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from actors.brokers.prices import ProviderPriceSource
-from actors.brokers.sim import SimBroker
-from actors.cycle.supervisor import CycleAlreadyCompleted, CycleStarted, PlanCycle, WaitCycle
+from actors.cycle.runner import CycleAlreadyCompleted, CycleStarted, PlanCycle, WaitCycle
 from actors.data_feed.providers.synthetic import SyntheticProvider
 from actors.market.calendar import ExchangeCalendar
 from actors.messages import CycleCompleted, CycleTrigger, StartCycle
-from actors.metrics import Metrics
-from actors.store import open_store
 from actors.store.cycles import CycleJournal
 from actors.store.signals import SignalStore
 from actors.system.config import load_settings
-from actors.system.graph import MANUAL, build_graph
-from daemon.clock import SimClock, WallClock
+from actors.system.graph import simulated_graph
+from daemon.clock import SimClock
 from daemon.store import Store
 from daemon.supervisor import Supervisor
 
@@ -79,40 +74,18 @@ async def running(tmp_path: Path) -> AsyncIterator[Graph]:
     """The graph at 09:47 New York time on ASOF (orders fill at its open), for the block."""
     # The embedded default universe: it trades on its first day.
     settings = load_settings(None, {"TRADINGD_DAEMON__STATE_DIR": str(tmp_path / "state")})
-    store = await open_store(settings.daemon.db_path)
-    clock = SimClock(dt.datetime(2026, 11, 23, 9, 47, tzinfo=NY))
-    signals = SignalStore(store)
-    strategies = settings.strategies.items()
-    ids = {n: await signals.ensure_strategy(n, n, p.capital) for n, p in strategies}
-    ids[MANUAL] = await signals.ensure_strategy(MANUAL, "manual", 0.0)
-    provider = SyntheticProvider(settings.data.synthetic)
-    broker = SimBroker(
-        store,
-        clock=clock,
+    graph = await simulated_graph(
+        settings,
+        store=settings.daemon.db_path,
         calendar=CALENDAR,
-        prices=ProviderPriceSource(provider, CALENDAR, clock),
-        initial_cash=settings.broker.initial_cash,
-    )
-    sup = build_graph(
-        settings=lambda: settings,
-        store=store,
-        calendar=CALENDAR,
-        clock=clock,
-        metrics=Metrics(),
-        strategy_ids=ids,
-        provider=provider,
-        broker=broker,
-        write_events=False,
-        supervisor_clock=WallClock(),
+        clock=SimClock(dt.datetime(2026, 11, 23, 9, 47, tzinfo=NY)),
+        provider=SyntheticProvider(settings.data.synthetic),
     )
     try:
-        async with anyio.create_task_group() as tg:
-            await tg.start(sup.run)
-            yield Graph(sup, store, clock)
-            await sup.stop()
-            tg.cancel_scope.cancel()
+        async with graph.running():
+            yield Graph(graph.supervisor, graph.store, graph.clock)
     finally:
-        await store.close()
+        await graph.close()
 
 
 @pytest.mark.parametrize(

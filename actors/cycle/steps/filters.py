@@ -1,0 +1,221 @@
+"""Step 8, filters: per strategy regime -> correlation -> size, heat, cash.
+
+``pipeline.decide`` makes the decisions; this step feeds it each strategy's
+signals (less the exits its stops already send, plus its re-priced pending
+signals) and the portfolio as it stands. A trading date that already has
+entries from another run gets no second round of entries. A plan ends here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import structlog
+
+from actors.cycle.context import CycleContext, Outcome, last_prices
+from actors.messages import (
+    IntentKind,
+    MarketSnapshot,
+    OrderIntentSpec,
+    ReconciliationReport,
+    Signal,
+    SignalAction,
+    Signals,
+)
+from actors.risk import pipeline
+from actors.risk.cash import CashLedger
+from actors.risk.pending import reprice
+from actors.store.pending import PendingRow
+
+log = structlog.get_logger()
+
+#: The reason code of entries refused because the date already has another run's entries.
+ENTRIES_ALREADY_PLACED = "entries_already_placed"
+
+
+async def filters(cx: CycleContext) -> Outcome | None:
+    """Decide every strategy's signals; the accepted ones become the cycle's intents."""
+    st = cx.state
+    snap, report = st.market, st.recon
+    st.book = _book(cx, report, await cx.deps.orders.cash_flows_by_strategy())
+    out = st.outcome
+    out.regime = str(st.market_regime.regime)
+    out.notes = st.notes
+    out.intents.extend(st.stop_intents)
+    earlier = await _earlier_entries(cx)
+    for ans in st.answers:
+        if ans.error is not None:
+            st.failures.append(f"{ans.strategy}: {ans.error}")
+        sigs, refused = _second_round(_signals_for(cx, ans), earlier, ans.strategy)
+        decisions, funnel = pipeline.decide(
+            ans.strategy,
+            sigs,
+            breakout=getattr(cx.params, ans.strategy).breakout,
+            blocking=st.blocking,
+            regime=st.market_regime,
+            close=snap.panel.close,
+            symbols=snap.panel.symbols,
+            book=st.book,
+            correlation=cx.risk.correlation,
+        )
+        funnel.raw += len(refused)
+        decisions = refused + decisions
+        st.decided[ans.strategy] = decisions
+        out.raw[ans.strategy] = len(ans.signals)
+        out.signals.extend(dec.signal for dec in decisions)
+        out.funnel[ans.strategy] = funnel.as_counts()
+        _collect(cx, ans.strategy, decisions)
+    log.info(
+        "signals_generated",
+        run_id=cx.msg.run_id,
+        asof=str(cx.msg.asof),
+        raw_signals=out.raw,
+        regime=out.regime,
+    )
+    if cx.plan:
+        out.reason = f"plan: {len(out.intents)} orders would be placed"
+        return out
+    return None
+
+
+def _book(
+    cx: CycleContext, report: ReconciliationReport, flows: Mapping[str, float]
+) -> pipeline.Book:
+    """The portfolio as the filters see it; each strategy's realised P&L from its trades."""
+    st = cx.state
+    last = {s: lp.price for s, lp in st.market.last_prices.items()} or last_prices(st.market)
+    exposure = sum(
+        abs(p.shares) * last.get(p.symbol, p.entry_price)
+        for ps in st.positions.values()
+        for p in ps
+    )
+    committed = {n: sum(p.shares * p.entry_price for p in ps) for n, ps in st.positions.items()}
+    return pipeline.Book(
+        portfolio_value=report.broker_equity,
+        exposure=exposure,
+        cash=CashLedger(
+            {n: p.capital for n, p in cx.params.items()},
+            report.broker_cash,
+            committed=committed,
+            # cash flows = realised P&L - cost of what is still held
+            realized={n: flows.get(n, 0.0) + committed.get(n, 0.0) for n in committed},
+        ),
+        held_symbols={p.symbol for ps in st.positions.values() for p in ps},
+    )
+
+
+def _signals_for(cx: CycleContext, ans: Signals) -> list[Signal]:
+    """The strategy's signals, less exits its stops already send, plus its pending ones."""
+    st = cx.state
+    stopped = {i.symbol for i in st.stop_intents if i.strategy == ans.strategy}
+    sigs = [s for s in ans.signals if not (s.action is SignalAction.SELL and s.symbol in stopped)]
+    own = {s.symbol for s in sigs}
+    for p in st.pending:
+        if p.strategy != ans.strategy or p.symbol in own:
+            continue
+        fresh = _reprice(cx, p)
+        if fresh is not None:
+            sigs.append(fresh)
+    return sigs
+
+
+def _reprice(cx: CycleContext, p: PendingRow) -> Signal | None:
+    """A pending signal priced and sized on today's data (None: not tradable today)."""
+    snap = cx.state.market
+    if p.symbol not in snap.panel.symbols:
+        return None
+    col = snap.panel.symbols.index(p.symbol)
+    price = float(snap.panel.close[-1, col]) if len(snap.panel.dates) else math.nan
+    atr_rows = snap.indicators.get("atr14")
+    atr = float(atr_rows[-1, col]) if atr_rows is not None and len(atr_rows) else math.nan
+    params = getattr(cx.params, p.strategy)
+    return reprice(
+        p.signal,
+        price=price,
+        atr=atr,
+        capital=float(params.capital),
+        risk_capital=cx.risk_capital(p.strategy),
+        risk_per_trade=float(params.risk_per_trade),
+        stop_atr_multiple=cx.stop_multiple(p.strategy),
+        since=p.created_asof,
+    )
+
+
+def _collect(cx: CycleContext, name: str, decisions: list[pipeline.Decision]) -> None:
+    """Accepted decisions become intents (no sell of a disputed symbol); refusals are listed."""
+    st = cx.state
+    snap = st.market
+    for dec in decisions:
+        if dec.accepted and not (
+            dec.signal.action is SignalAction.SELL and dec.signal.symbol in st.disputed
+        ):
+            st.outcome.intents.append(_intent(dec, snap, cx.stop_multiple(name)))
+        elif dec.rejection is not None:
+            st.outcome.rejections.append(
+                {
+                    "strategy": name,
+                    "symbol": dec.signal.symbol,
+                    "stage": str(dec.rejection.stage),
+                    "reason": dec.rejection.reason_code,
+                    "details": dec.rejection.details,
+                }
+            )
+
+
+async def _earlier_entries(cx: CycleContext) -> dict[tuple[str, str], str]:
+    """(strategy, symbol) -> run id of entry intents other runs wrote for this date."""
+    rows = await cx.deps.orders.intents_for(asof=cx.msg.asof)
+    return {
+        (r.strategy, r.symbol): r.run_id
+        for r in rows
+        if r.kind is IntentKind.ENTRY and r.run_id != cx.msg.run_id
+    }
+
+
+def _second_round(
+    signals: list[Signal], earlier: Mapping[tuple[str, str], str], strategy: str
+) -> tuple[list[Signal], list[pipeline.Decision]]:
+    """Split off new entries on a date that already has another run's entries.
+
+    An entry whose (strategy, symbol) already has an intent for the date is the
+    same order (its intent id is the same) and is resolved, not resubmitted; any
+    *other* entry would be a second round (the positions the first round bought
+    change what the strategies see), so it is refused, naming the earlier run.
+    Returns the signals to decide on and the refusals.
+    """
+    if not earlier:
+        return signals, []
+    runs = sorted(set(earlier.values()))
+    keep: list[Signal] = []
+    refused: list[pipeline.Decision] = []
+    for sig in signals:
+        if sig.action is SignalAction.BUY and (strategy, sig.symbol) not in earlier:
+            why = {"runs": runs, "why": "this trading date already has entries: no second round"}
+            refused.append(
+                pipeline.Decision(
+                    sig,
+                    0,
+                    pipeline.Rejection(pipeline.Stage.KILL_SWITCH, ENTRIES_ALREADY_PLACED, why),
+                )
+            )
+        else:
+            keep.append(sig)
+    return keep, refused
+
+
+def _intent(dec: pipeline.Decision, snap: MarketSnapshot, stop_multiple: float) -> OrderIntentSpec:
+    """The order intent of an accepted decision (an entry carries its stop multiple)."""
+    sig: Signal = dec.signal
+    side = "buy" if sig.action is SignalAction.BUY else "sell"
+    return OrderIntentSpec(
+        strategy=sig.strategy,
+        symbol=sig.symbol,
+        side=side,
+        qty=dec.shares,
+        kind=IntentKind.ENTRY if side == "buy" else IntentKind.EXIT,
+        reference_price=sig.price,
+        atr=sig.atr if math.isfinite(sig.atr) else 0.0,
+        reason=sig.reasoning,
+        stop_atr_multiple=stop_multiple if side == "buy" else None,
+    )
