@@ -35,25 +35,18 @@ from actors.brokers.instrumented import InstrumentedBroker
 from actors.brokers.prices import ProviderPriceSource
 from actors.brokers.sim import SimBroker
 from actors.cycle import kill_switches
-from actors.cycle.supervisor import CycleAlreadyCompleted, PlanCycle, WaitCycle
+from actors.cycle.runner import CycleAlreadyCompleted, WaitCycle
 from actors.data_feed.providers import BarProvider, make_provider
 from actors.market.calendar import ExchangeCalendar, trading_date
 from actors.market.scheduler import Scheduler, default_run_id
 from actors.messages import (
-    AdoptBrokerState,
     Alert,
     ApplySettings,
-    ClearKillSwitch,
     CycleCompleted,
     CycleTrigger,
-    Flatten,
     GetKillSwitches,
-    GetStatus,
     KillSwitchCleared,
     KillSwitchTripped,
-    OrderResults,
-    Reconcile,
-    ReconciliationReport,
     StartCycle,
     TripKillSwitch,
 )
@@ -66,18 +59,16 @@ from actors.store import open_store
 from actors.store.bars import BarCache
 from actors.store.broker_state import BrokerStateStore
 from actors.store.cycles import CycleJournal
-from actors.store.orders import OrderStore
-from actors.store.pending import PendingStore
 from actors.store.signals import SignalStore
 from actors.strategies.registry import STRATEGY_CLASSES
-from actors.system.backup import backup_command, daily_backups
+from actors.system.backup import daily_backups
+from actors.system.commands import ControlCommands
 from actors.system.config import Settings, alpaca_key_mismatch, load_settings
-from actors.system.graph import MANUAL, build_graph
-from actors.system.replay import replay
+from actors.system.graph import MANUAL, live_graph
 from daemon import __version__
 from daemon.clock import Clock, WallClock
-from daemon.control import CommandError, CommandTable, ControlServer
-from daemon.errors import ConfigError, FatalError, Refusal
+from daemon.control import CommandTable, ControlServer
+from daemon.errors import ConfigError
 from daemon.logging import register_secret, set_level
 from daemon.messages import ActorCrashed
 from daemon.metrics import watch_event_loop_lag
@@ -149,61 +140,17 @@ class Daemon:
         try:
             calendar = ExchangeCalendar(cfg.schedule.calendar)
             await anyio.to_thread.run_sync(calendar.load)
-            signals = SignalStore(store)
-            strategy_ids = {
-                name: await signals.ensure_strategy(name, name.replace("_", " "), params.capital)
-                for name, params in cfg.strategies.items()
-            }
-            strategy_ids[MANUAL] = await signals.ensure_strategy(
-                MANUAL, "positions adopted from the broker or placed by hand", 0.0
-            )
+            strategy_ids = await _register_strategies(store, cfg)
             supervisor = self._build_actors(store, calendar, strategy_ids)
             self.metrics.watch_supervisor(supervisor)
             async with anyio.create_task_group() as tg:
                 await tg.start(supervisor.run)
-                if cfg.metrics.enabled:
-                    self.metrics_port = await anyio.to_thread.run_sync(
-                        self.metrics.serve, cfg.metrics.host, cfg.metrics.port
-                    )
-                    log.info("metrics_listening", host=cfg.metrics.host, port=self.metrics_port)
-                control = ControlServer(
-                    cfg.daemon.socket_path,
-                    self._commands(calendar),
-                    mode_group=cfg.control.group,
-                    max_request_bytes=cfg.control.max_request_bytes,
-                    idle_timeout_s=cfg.control.idle_timeout_s,
-                    max_clients=cfg.control.max_clients,
-                    on_request=self._count_request,
+                control_scope, scheduler_scope = await self._start_services(
+                    tg, store, calendar, supervisor, once=once
                 )
-                control_scope = anyio.CancelScope()
-                await tg.start(self._scoped, control_scope, control.run)
-                scheduler_scope = anyio.CancelScope()
-                if not once:
-                    self.scheduler = self._build_scheduler(calendar)
-                    await tg.start(self._scoped, scheduler_scope, self.scheduler.run)
-                tg.start_soon(watch_event_loop_lag, self.metrics)
-                tg.start_soon(self._watchdog_loop, supervisor)
-                if cfg.backup.enabled and not once:  # [backup]: the daily backup task
-                    tg.start_soon(
-                        functools.partial(
-                            daily_backups,
-                            store,
-                            cfg,
-                            self.clock,
-                            on_outcome=lambda o: self.metrics.backups.labels(outcome=o).inc(),
-                        )
-                    )
                 await tg.start(self._signal_loop)
                 await self._seed_metrics(store, supervisor)
-                self.notifier.ready()
-                self.notifier.status("ready; waiting for the next cycle")
-                log.info(
-                    "daemon_ready",
-                    version=__version__,
-                    pid=os.getpid(),
-                    socket=str(cfg.daemon.socket_path),
-                    seconds=round(time.monotonic() - self.started_monotonic, 3),
-                )
+                self._announce_ready()
                 self._ready.set()
                 task_status.started()
                 if once:
@@ -226,6 +173,64 @@ class Daemon:
                 await store.close()
             log.info("daemon_stopped", exit_code=exit_code)
         return exit_code
+
+    async def _start_services(
+        self,
+        tg: anyio.abc.TaskGroup,
+        store: Store,
+        calendar: ExchangeCalendar,
+        supervisor: Supervisor,
+        *,
+        once: bool,
+    ) -> tuple[anyio.CancelScope, anyio.CancelScope]:
+        """Metrics, control socket, scheduler, watchdog and backups; the two scopes to cancel."""
+        cfg = self.settings
+        if cfg.metrics.enabled:
+            self.metrics_port = await anyio.to_thread.run_sync(
+                self.metrics.serve, cfg.metrics.host, cfg.metrics.port
+            )
+            log.info("metrics_listening", host=cfg.metrics.host, port=self.metrics_port)
+        control = ControlServer(
+            cfg.daemon.socket_path,
+            self._commands(calendar),
+            mode_group=cfg.control.group,
+            max_request_bytes=cfg.control.max_request_bytes,
+            idle_timeout_s=cfg.control.idle_timeout_s,
+            max_clients=cfg.control.max_clients,
+            on_request=self._count_request,
+        )
+        control_scope = anyio.CancelScope()
+        await tg.start(self._scoped, control_scope, control.run)
+        scheduler_scope = anyio.CancelScope()
+        if not once:
+            self.scheduler = self._build_scheduler(calendar)
+            await tg.start(self._scoped, scheduler_scope, self.scheduler.run)
+        tg.start_soon(watch_event_loop_lag, self.metrics)
+        tg.start_soon(self._watchdog_loop, supervisor)
+        if cfg.backup.enabled and not once:  # [backup]: the daily backup task
+            tg.start_soon(
+                functools.partial(
+                    daily_backups,
+                    store,
+                    cfg,
+                    self.clock,
+                    on_outcome=lambda o: self.metrics.backups.labels(outcome=o).inc(),
+                )
+            )
+        return control_scope, scheduler_scope
+
+    def _announce_ready(self) -> None:
+        """READY=1 to systemd, the status line, and the ``daemon_ready`` log."""
+        cfg = self.settings
+        self.notifier.ready()
+        self.notifier.status("ready; waiting for the next cycle")
+        log.info(
+            "daemon_ready",
+            version=__version__,
+            pid=os.getpid(),
+            socket=str(cfg.daemon.socket_path),
+            seconds=round(time.monotonic() - self.started_monotonic, 3),
+        )
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -281,7 +286,7 @@ class Daemon:
         )
         broker = InstrumentedBroker(self._build_broker(store, calendar, provider), self.metrics)
         self.broker = broker
-        sup = build_graph(
+        sup = live_graph(
             settings=lambda: self.settings,
             store=store,
             calendar=calendar,
@@ -478,335 +483,11 @@ class Daemon:
     # ------------------------------------------------------------ control commands
 
     def _commands(self, calendar: ExchangeCalendar) -> CommandTable:
-        table = CommandTable(default_timeout_s=30)
-        sup = self.supervisor
-        assert sup is not None
-        assert self.store is not None
-        signals = SignalStore(self.store)
-        journal = CycleJournal(self.store)
-        assert self.store is not None
-        board = sup.ref("kill_switches")
-        risk = sup.ref("risk_supervisor")
-
-        async def ping(_args: dict[str, Any]) -> dict[str, Any]:
-            return {"pong": True, "version": __version__}
-
-        async def status(_args: dict[str, Any]) -> dict[str, Any]:
-            names = list(STRATEGY_CLASSES)
-            answers = await asyncio.gather(
-                *(_ask_or_error(sup, f"strategy.{n}") for n in names),
-                _ask_or_error(sup, "risk_supervisor"),
-                _ask_or_error(sup, "kill_switches"),
-                _ask_or_error(sup, "data_feed"),
-                _ask_or_error(sup, "notifier"),
-            )
-            strategies = dict(zip(names, answers[: len(names)], strict=True))
-            cycle, kill_switches, data, notifications = answers[len(names) :]
-            next_run = self.scheduler.next_run() if self.scheduler else None
-            return {
-                "version": __version__,
-                "pid": os.getpid(),
-                "uptime_s": round(time.monotonic() - self.started_monotonic, 1),
-                "now": self.clock.now().isoformat(),
-                "next_cycle": next_run.isoformat() if next_run else None,
-                "cycle": cycle,
-                "kill_switches": kill_switches,
-                "data": data,
-                "notifications": notifications,
-                "strategies": strategies,
-                "actors": sup.status(),
-                "metrics_port": self.metrics_port,
-                "broker": self.settings.broker.kind,
-                "provider": self.settings.data.provider,
-            }
-
-        async def run_cycle(args: dict[str, Any]) -> dict[str, Any]:
-            day = _parse_date(args.get("asof")) or trading_date(self.clock.now(), calendar)
-            if not calendar.is_session(day):
-                raise CommandError(f"asof {day} is not a trading session", arg="asof")
-
-            def flag(name: str) -> bool:
-                value = args.get(name, False)
-                if not isinstance(value, bool):
-                    raise CommandError(f"must be true or false, not {value!r}", arg=name)
-                return value
-
-            force, allow_entries = flag("force"), flag("allow_entries")
-            if allow_entries and not force:
-                raise CommandError(
-                    "needs force (--force): it only applies to a forced re-run",
-                    arg="allow_entries",
-                )
-            run_id = default_run_id(day, CycleTrigger.OPERATOR, self.clock.now())
-            start = StartCycle(run_id, day, CycleTrigger.OPERATOR, force, allow_entries)
-            try:
-                await risk.ask(start)
-            except Refusal as exc:  # a cycle is running, or the date is done
-                raise CommandError(str(exc)) from exc
-            if args.get("wait"):
-                done: CycleCompleted = await risk.ask(WaitCycle(run_id), timeout=3600)
-                return _cycle_dict(done)
-            return {"run_id": run_id, "asof": str(day), "status": "started"}
-
-        async def trip(switch: str, reason: str) -> dict[str, Any]:
-            changed = await board.ask(TripKillSwitch(switch, reason, "operator"))
-            return {"switch": switch, "active": True, "changed": bool(changed)}
-
-        async def clear(switch: str, reason: str) -> dict[str, Any]:
-            try:
-                changed = await board.ask(ClearKillSwitch(switch, reason, "operator"))
-            except Refusal as exc:  # a switch set by configuration
-                raise CommandError(str(exc)) from exc
-            return {"switch": switch, "active": False, "changed": bool(changed)}
-
-        async def halt(args: dict[str, Any]) -> dict[str, Any]:
-            reason = str(args.get("reason") or "").strip()
-            if not reason:
-                raise CommandError("halt needs a reason", arg="reason")
-            return await trip(kill_switches.HALT, reason)
-
-        async def resume(args: dict[str, Any]) -> dict[str, Any]:
-            switch = str(args.get("switch") or kill_switches.HALT)
-            return await clear(switch, str(args.get("reason") or "operator resume"))
-
-        async def pause_entries(args: dict[str, Any]) -> dict[str, Any]:
-            return await trip(
-                kill_switches.ENTRIES_PAUSED, str(args.get("reason") or "operator pause")
-            )
-
-        async def resume_entries(args: dict[str, Any]) -> dict[str, Any]:
-            return await clear(kill_switches.ENTRIES_PAUSED, str(args.get("reason") or "operator"))
-
-        def strategy_arg(args: dict[str, Any]) -> str:
-            name = str(args.get("strategy") or "")
-            if name not in STRATEGY_CLASSES:
-                known = ", ".join(STRATEGY_CLASSES)
-                raise CommandError(f"unknown strategy {name!r}; known: {known}", arg="strategy")
-            return name
-
-        async def disable(args: dict[str, Any]) -> dict[str, Any]:
-            name = strategy_arg(args)
-            return await trip(
-                kill_switches.strategy_switch(name), str(args.get("reason") or "operator")
-            )
-
-        async def enable(args: dict[str, Any]) -> dict[str, Any]:
-            name = strategy_arg(args)
-            return await clear(
-                kill_switches.strategy_switch(name), str(args.get("reason") or "operator")
-            )
-
-        async def reload(_args: dict[str, Any]) -> dict[str, Any]:
-            return await self.reload()
-
-        async def funnel(args: dict[str, Any]) -> dict[str, Any]:
-            run_id = args.get("run") or args.get("run_id")
-            if not run_id:
-                last = await journal.last()
-                if last is None:
-                    return {"run_id": None, "funnel": []}
-                run_id = last.run_id
-            rows = await signals.funnel(str(run_id))
-            return {"run_id": run_id, "funnel": [r.as_dict() for r in rows]}
-
-        async def signals_cmd(args: dict[str, Any]) -> dict[str, Any]:
-            run_id = args.get("run") or args.get("run_id")
-            if not run_id:
-                last = await journal.last()
-                run_id = last.run_id if last else None
-            rows = await signals.signals_for_run(str(run_id)) if run_id else []
-            keep = (
-                "strategy",
-                "symbol",
-                "signal_type",
-                "confidence",
-                "shares",
-                "price",
-                "reasoning",
-            )
-            return {"run_id": run_id, "signals": [{k: r[k] for k in keep} for r in rows]}
-
-        store = self.store
-        orders = OrderStore(self.store)
-        pending = PendingStore(self.store)
-        manager = sup.ref("order_manager")
-        reconciler = sup.ref("reconciler")
-
-        async def positions(_args: dict[str, Any]) -> dict[str, Any]:
-            rows = await orders.positions()
-            keep = ("strategy", "symbol", "shares", "avg_price", "stop_price", "entry_date")
-            open_orders = [
-                {
-                    "intent_id": r.intent_id,
-                    "strategy": r.strategy,
-                    "symbol": r.symbol,
-                    "side": r.side,
-                    "qty": r.target_qty,
-                    "filled": r.filled_qty,
-                    "status": r.status,
-                }
-                for r in await orders.open_intents()
-            ]
-            return {
-                "positions": [{k: r.get(k) for k in keep} for r in rows],
-                "open_orders": open_orders,
-            }
-
-        async def why_no_trade(args: dict[str, Any]) -> dict[str, Any]:
-            strategy = args.get("strategy") or None
-            if strategy is not None:
-                strategy = strategy_arg(args)
-            rows = await signals.why_no_trade(strategy)
-            counts: dict[str, int] = {}
-            for row in rows:
-                key = f"{row['stage']}:{row['reason']}"
-                counts[key] = counts.get(key, 0) + 1
-            return {"strategy": strategy, "reasons": counts, "rejections": rows}
-
-        async def reconcile(_args: dict[str, Any]) -> dict[str, Any]:
-            report: ReconciliationReport = await reconciler.ask(Reconcile(None, "RECONCILIATION"))
-            return _report_dict(report)
-
-        async def adopt(args: dict[str, Any]) -> dict[str, Any]:
-            reason = str(args.get("reason") or "").strip()
-            if not reason:
-                raise CommandError("adopt needs a reason (it is logged)", arg="reason")
-            report: ReconciliationReport = await reconciler.ask(AdoptBrokerState(reason))
-            return _report_dict(report)
-
-        async def flatten(args: dict[str, Any]) -> dict[str, Any]:
-            target = str(args.get("target") or "").strip() or None
-            day = trading_date(self.clock.now(), calendar)
-            run_id = default_run_id(day, CycleTrigger.OPERATOR, self.clock.now())
-            try:
-                result: OrderResults = await manager.ask(Flatten(run_id, day, target), timeout=600)
-            except Refusal as exc:
-                raise CommandError(str(exc), arg="target") from exc
-            return {"orders": [_result_dict(r) for r in result.results]}
-
-        async def plan(args: dict[str, Any]) -> dict[str, Any]:
-            day = _parse_date(args.get("asof")) or trading_date(self.clock.now(), calendar)
-            run_id = default_run_id(day, CycleTrigger.OPERATOR, self.clock.now())
-            result: dict[str, Any] = await risk.ask(PlanCycle(run_id, day), timeout=600)
-            return result
-
-        async def orders_cmd(args: dict[str, Any]) -> dict[str, Any]:
-            asof = _parse_date(args.get("asof"))
-            rows = await orders.intents_for(asof=asof)
-            return {
-                "orders": [
-                    {
-                        "intent_id": r.intent_id,
-                        "strategy": r.strategy,
-                        "symbol": r.symbol,
-                        "side": r.side,
-                        "qty": r.target_qty,
-                        "filled": r.filled_qty,
-                        "status": r.status,
-                        "error": r.error_message,
-                    }
-                    for r in rows
-                ]
-            }
-
-        async def pending_cmd(_args: dict[str, Any]) -> dict[str, Any]:
-            return {"pending": await pending.all()}
-
-        async def report(args: dict[str, Any]) -> dict[str, Any]:
-            day = _parse_date(args.get("date") or args.get("asof"))
-            try:
-                record = await find_cycle(store, asof=day)
-            except Refusal as exc:
-                raise CommandError(str(exc), arg="date") from exc
-            message = render_digest(await digest_data(store, record, chart=False))
-            return {"run_id": record.run_id, "subject": message.subject, "text": message.text}
-
-        async def replay_cmd(args: dict[str, Any]) -> dict[str, Any]:
-            day = _parse_date(args.get("date") or args.get("asof"))
-            if day is None:
-                raise CommandError("replay needs a date (YYYY-MM-DD)", arg="date")
-            try:
-                result: dict[str, Any] = await replay(self.settings, day)
-            except Refusal as exc:
-                raise CommandError(str(exc), arg="date") from exc
-            return result
-
-        table.register("report", report, "The digest of a session as text (args: date).")
-        table.register(
-            "replay",
-            replay_cmd,
-            "Re-run a past session; show where it differs from live (args: date).",
-            timeout_s=1800,
-        )
-        table.register("positions", positions, "Open positions per strategy and open orders.")
-        table.register(
-            "why-no-trade", why_no_trade, "Why signals were not traded (args: strategy)."
-        )
-        table.register("reconcile", reconcile, "Reconcile with the broker now; show the diff.")
-        table.register("adopt", adopt, "Take the broker's state as truth (args: reason).")
-        table.register(
-            "flatten", flatten, "Sell all positions, or args target=STRATEGY|SYMBOL.", timeout_s=600
-        )
-        table.register(
-            "plan", plan, "Dry run of today's cycle: the orders it would place.", timeout_s=600
-        )
-        table.register("orders", orders_cmd, "Order intents (args: asof=DATE).")
-        table.register("pending", pending_cmd, "Pending signals waiting for heat or cash.")
-        table.register("ping", ping, "Answer pong with the daemon's version.")
-        table.register("status", status, "Actors, last and next cycle, kill switches, versions.")
-        table.register(
-            "run-cycle",
-            run_cycle,
-            "Run a cycle now (args: asof=DATE, wait=true, force=true, allow_entries=true).",
-            timeout_s=3600,
-        )
-        table.register("halt", halt, "Trip the trading_halted kill switch (args: reason).")
-        table.register("resume", resume, "Clear trading_halted, or args switch=NAME.")
-        table.register("pause-entries", pause_entries, "Stop new entries; exits still run.")
-        table.register("resume-entries", resume_entries, "Allow new entries again.")
-        table.register(
-            "disable", disable, "Disable a strategy from the next cycle (args: strategy)."
-        )
-        table.register("enable", enable, "Enable a strategy again (args: strategy).")
-        table.register("reload", reload, "Reload the configuration (as SIGHUP does).")
-        table.register("funnel", funnel, "Signal funnel of a run (args: run; default the last).")
-        table.register("signals", signals_cmd, "Signals of a run (args: run; default the last).")
-        table.register(  # [backup]
-            "backup",
-            backup_command(self.store, lambda: self.settings, self.clock),
-            "Back up the state database now; the file and its size.",
-            timeout_s=600,
-        )
-        return table
-
-
-async def _ask_or_error(sup: Supervisor, name: str) -> Any:
-    """An actor's part of ``status``, without waiting behind a long handler.
-
-    An actor busy with a message (fetching data, fitting a model) is reported
-    as busy from the supervisor's own bookkeeping instead of being asked: its
-    mailbox would make ``status`` wait for the whole handler.
-    """
-    cell = sup.cell(name)
-    if cell.current_message is not None:
-        return {"busy_with": cell.current_message}
-    try:
-        return await sup.ref(name).ask(GetStatus(), timeout=2.0)
-    except Exception as exc:  # status must answer even when one actor cannot
-        return {"error": f"{type(exc).__name__}: {exc}"}
+        return ControlCommands(self, calendar).table()
 
 
 def _secret(value: Any) -> str | None:
     return None if value is None else str(value.get_secret_value())
-
-
-def _parse_date(value: Any) -> dt.date | None:
-    if value in (None, ""):
-        return None
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise CommandError(f"asof {value!r} is not a date (YYYY-MM-DD)", arg="asof") from None
 
 
 def build_channels(settings: Settings) -> list[Channel]:
@@ -836,44 +517,14 @@ async def _digest_message(store: Store, event: CycleCompleted) -> Message:
     return render_digest(await digest_data(store, await find_cycle(store, run_id=event.run_id)))
 
 
-def _report_dict(report: ReconciliationReport) -> dict[str, Any]:
-    return {
-        "passed": report.passed,
-        "at": report.at.isoformat(),
-        "error": report.error,
-        "local_cash": round(report.local_cash, 2),
-        "broker_cash": round(report.broker_cash, 2),
-        "broker_equity": round(report.broker_equity, 2),
-        "discrepancies": [
-            {"kind": x.kind, "symbol": x.symbol, "local": x.local, "broker": x.broker}
-            for x in report.discrepancies
-        ],
+async def _register_strategies(store: Store, cfg: Settings) -> dict[str, int]:
+    """Each configured strategy's id in the store (created on first run), and the manual book's."""
+    signals = SignalStore(store)
+    strategy_ids = {
+        name: await signals.ensure_strategy(name, name.replace("_", " "), params.capital)
+        for name, params in cfg.strategies.items()
     }
-
-
-def _result_dict(r: Any) -> dict[str, Any]:
-    return {
-        "intent_id": r.intent_id,
-        "strategy": r.strategy,
-        "symbol": r.symbol,
-        "side": r.side,
-        "qty": r.qty,
-        "status": str(r.status),
-        "filled": r.filled_qty,
-        "error": r.error,
-        "existing": r.existing,
-    }
-
-
-def _cycle_dict(done: CycleCompleted) -> dict[str, Any]:
-    return {
-        "run_id": done.run_id,
-        "asof": str(done.asof),
-        "status": str(done.status),
-        "reason": done.reason,
-        "raw_signals": done.raw_signals,
-        "seconds": round(done.duration_s, 3),
-    }
-
-
-__all__ = ["Daemon", "FatalError"]
+    strategy_ids[MANUAL] = await signals.ensure_strategy(
+        MANUAL, "positions adopted from the broker or placed by hand", 0.0
+    )
+    return strategy_ids
