@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import math
 import subprocess
 import sys
@@ -121,8 +122,8 @@ def test_no_look_ahead_changing_the_future_changes_nothing_before(tmp_path: Path
         )
         out_dir = tmp_path / f"out-{name}"
         anyio.run(
-            lambda s=settings, o=out_dir: run_backtest(
-                s, start=dt.date(2026, 6, 1), end=last, out=o
+            functools.partial(
+                run_backtest, settings, start=dt.date(2026, 6, 1), end=last, out=out_dir
             )
         )
         runs.append(read_trades(out_dir))
@@ -139,8 +140,8 @@ def test_same_inputs_give_byte_identical_trades(tmp_path: Path) -> None:
     outs = [tmp_path / "one", tmp_path / "two"]
     for out in outs:
         anyio.run(
-            lambda o=out: run_backtest(
-                settings, start=dt.date(2026, 5, 1), end=dt.date(2026, 7, 31), out=o
+            functools.partial(
+                run_backtest, settings, start=dt.date(2026, 5, 1), end=dt.date(2026, 7, 31), out=out
             )
         )
     first, second = ((o / "trades.csv").read_bytes() for o in outs)

@@ -8,19 +8,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from actors.brokers.prices import ProviderPriceSource
-from actors.brokers.sim import SimBroker
-from actors.cycle.supervisor import WaitCycle
 from actors.data_feed.providers import make_provider
 from actors.market.calendar import ExchangeCalendar
-from actors.messages import CycleTrigger, StartCycle
-from actors.metrics import Metrics
 from actors.store import open_store
-from actors.store.signals import SignalStore
-from actors.system.backtest import AFTER_CLOSE, AFTER_OPEN, apply_overrides, run_backtest
+from actors.system.backtest import apply_overrides, run_backtest
 from actors.system.config import Settings, load_settings
-from actors.system.graph import MANUAL, build_graph
-from daemon.clock import SimClock, WallClock
+from actors.system.graph import simulated_graph
+from daemon.clock import SimClock
 from daemon.store import Store
 
 CAL = ExchangeCalendar("XNYS")
@@ -30,49 +24,20 @@ SYMBOLS = "AAPL,MSFT,XOM,JPM,KO,PFE,NVDA,CAT,WMT,BAC,GS,COST"
 
 async def live_orders(settings: Settings, db: Path) -> list[tuple[str, str, str, int]]:
     """Drive the daemon's own graph (live data feed, provider prices) on a SimClock."""
-    store = await open_store(db)
+    graph = await simulated_graph(
+        settings,
+        store=db,
+        calendar=CAL,
+        clock=SimClock(CAL.session_open(SESSIONS[0]) - dt.timedelta(hours=1)),
+        provider=make_provider(settings.data),
+    )
     try:
-        signals = SignalStore(store)
-        ids = {
-            n: await signals.ensure_strategy(n, n, p.capital)
-            for n, p in settings.strategies.items()
-        }
-        ids[MANUAL] = await signals.ensure_strategy(MANUAL, "manual", 0.0)
-        clock = SimClock(CAL.session_open(SESSIONS[0]) - dt.timedelta(hours=1))
-        provider = make_provider(settings.data)
-        broker = SimBroker(
-            store,
-            clock=clock,
-            calendar=CAL,
-            prices=ProviderPriceSource(provider, CAL, clock),
-            initial_cash=settings.broker.initial_cash,
-        )
-        sup = build_graph(
-            settings=lambda: settings,
-            store=store,
-            calendar=CAL,
-            clock=clock,
-            metrics=Metrics(),
-            strategy_ids=ids,
-            provider=provider,
-            broker=broker,
-            write_events=False,
-            supervisor_clock=WallClock(),
-        )
-        async with anyio.create_task_group() as tg:
-            await tg.start(sup.run)
-            risk = sup.ref("risk_supervisor")
+        async with graph.running():
             for day in SESSIONS:
-                clock.set_time(CAL.session_open(day) + AFTER_OPEN)
-                run_id = f"live-{day:%Y%m%d}"
-                await risk.ask(StartCycle(run_id, day, CycleTrigger.SCHEDULE))
-                await risk.ask(WaitCycle(run_id), timeout=600)
-                clock.set_time(CAL.session_close(day) + AFTER_CLOSE)
-            await sup.stop()
-            tg.cancel_scope.cancel()
-        return await intents(store)
+                await graph.run_session(day, f"live-{day:%Y%m%d}", timeout=600)
+        return await intents(graph.store)
     finally:
-        await store.close()
+        await graph.close()
 
 
 async def intents(store: Store) -> list[tuple[str, str, str, int]]:

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from actors.brokers.base import OrderSide
+from actors.brokers.costs import apply_costs
 from actors.messages import CycleStatus
-from actors.orders.costs import apply_costs
 from actors.store.orders import IntentRow
 from actors.system.config import Settings
 from daemon.errors import ConfigError

@@ -1,11 +1,11 @@
 """``tradingd backtest``: replay sessions through the very same actor graph on a SimClock.
 
 For every session d in the range: the clock is set just after d's open, the
-RiskSupervisor runs d's cycle exactly as live (strategies see bars through
+CycleRunner runs d's cycle exactly as live (strategies see bars through
 the close of d-1, market orders fill at d's open with the reference system's
 slippage and commission, in the simulated broker), then the clock moves past
 d's close and the account is marked at the close. Nothing is re-implemented:
-``actors.system.graph.build_graph`` builds the same actors the daemon runs.
+``actors.system.graph.simulated_graph`` builds the same actors the daemon runs.
 
 Differences from live, all about speed, none about decisions: the market is
 loaded once and its indicators computed once over the whole history
@@ -26,51 +26,21 @@ from typing import Any, TextIO
 
 import anyio
 
-from actors.brokers.sim import SimBroker
-from actors.cycle.supervisor import WaitCycle
 from actors.data_feed.market import PrecomputedMarket
 from actors.data_feed.params import UniverseParams
-from actors.data_feed.providers import make_provider
+from actors.data_feed.providers import BarProvider, make_provider
 from actors.data_feed.universe import load_universe
 from actors.market.calendar import ExchangeCalendar
-from actors.messages import CycleCompleted, CycleTrigger, StartCycle
-from actors.metrics import Metrics
+from actors.messages import CycleCompleted
 from actors.store import open_store
 from actors.store.equity import EquityCloses
 from actors.store.orders import OrderStore
 from actors.store.signals import SignalStore
 from actors.system.config import Settings
-from actors.system.graph import MANUAL, build_graph
-from daemon.clock import SimClock, WallClock
+from actors.system.graph import Graph, simulated_graph
+from daemon.clock import SimClock
 from daemon.errors import ConfigError
 from daemon.store import Store
-
-#: Where in a session the backtest stands when it runs the cycle / marks the close.
-AFTER_OPEN = dt.timedelta(minutes=1)
-AFTER_CLOSE = dt.timedelta(minutes=1)
-
-
-class MarketPrices:
-    """``PriceSource`` over a precomputed market, revealing a price only once it happened."""
-
-    def __init__(self, market: PrecomputedMarket, calendar: ExchangeCalendar, clock: SimClock):
-        self._market = market
-        self._calendar = calendar
-        self._clock = clock
-
-    async def open_price(self, symbol: str, session: dt.date) -> float | None:
-        if not self._calendar.is_session(session):
-            return None
-        if self._clock.now() < self._calendar.session_open(session):
-            return None
-        return self._market.price(symbol, session, "open")
-
-    async def close_price(self, symbol: str, session: dt.date) -> float | None:
-        if not self._calendar.is_session(session):
-            return None
-        if self._clock.now() < self._calendar.session_close(session):
-            return None
-        return self._market.price(symbol, session, "close")
 
 
 @dataclass
@@ -168,6 +138,32 @@ async def run_backtest(
     if not sessions:
         raise ConfigError("--from/--to", f"no trading session between {start} and {end}")
     loading = time.perf_counter()
+    provider, market = await _load_market(settings, calendar, sessions)
+    result = BacktestResult(out=out, sessions=sessions, load_seconds=time.perf_counter() - loading)
+    graph = await simulated_graph(
+        settings,
+        store=db_path,
+        scratch=True,
+        calendar=calendar,
+        clock=SimClock(calendar.session_open(sessions[0]) - dt.timedelta(hours=1)),
+        provider=provider,
+        market=market,
+    )
+    try:
+        started = time.perf_counter()
+        async with graph.running():
+            await _drive(graph, result, _Progress(progress, len(sessions)))
+        result.seconds = time.perf_counter() - started
+        await _write_csvs(graph.store, result)
+    finally:
+        await graph.close()
+    return result
+
+
+async def _load_market(
+    settings: Settings, calendar: ExchangeCalendar, sessions: list[dt.date]
+) -> tuple[BarProvider, PrecomputedMarket]:
+    """The provider and every bar of the run (with its history window), loaded once."""
     universe = await anyio.to_thread.run_sync(load_universe, settings.data.universe)
     provider = make_provider(settings.data)
     first = calendar.sessions_back(
@@ -180,63 +176,21 @@ async def run_backtest(
         sessions[-1],
         validation=settings.data.validation,
     )
-    result = BacktestResult(out=out, sessions=sessions, load_seconds=time.perf_counter() - loading)
+    return provider, market
 
-    store = await open_store(db_path, scratch=True)
-    try:
-        signals = SignalStore(store)
-        ids = {
-            name: await signals.ensure_strategy(name, name.replace("_", " "), p.capital)
-            for name, p in settings.strategies.items()
-        }
-        ids[MANUAL] = await signals.ensure_strategy(MANUAL, "manual", 0.0)
-        clock = SimClock(calendar.session_open(sessions[0]) - dt.timedelta(hours=1))
-        broker = SimBroker(
-            store,
-            clock=clock,
-            calendar=calendar,
-            prices=MarketPrices(market, calendar, clock),
-            initial_cash=settings.broker.initial_cash,
-        )
-        sup = build_graph(
-            settings=lambda: settings,
-            store=store,
-            calendar=calendar,
-            clock=clock,
-            metrics=Metrics(),
-            strategy_ids=ids,
-            provider=provider,
-            broker=broker,
-            market=market,
-            write_events=False,
-            supervisor_clock=WallClock(),
-        )
-        closes = EquityCloses(store)
-        started = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            await tg.start(sup.run)
-            risk = sup.ref("risk_supervisor")
-            bar = _Progress(progress, len(sessions))
-            for day in sessions:
-                clock.set_time(calendar.session_open(day) + AFTER_OPEN)
-                run_id = f"bt-{day:%Y%m%d}"
-                await risk.ask(StartCycle(run_id, day, CycleTrigger.SCHEDULE))
-                done: CycleCompleted = await risk.ask(WaitCycle(run_id), timeout=3600)
-                result.cycles.append(done)
-                clock.set_time(calendar.session_close(day) + AFTER_CLOSE)
-                account = await broker.account()
-                result.equity.append((day, account.equity, account.cash))
-                # The closing mark the daily-loss breaker compares the next session with.
-                await closes.record(day, account.equity, "session_close", clock.now())
-                bar.step()
-            bar.done()
-            await sup.stop()
-            tg.cancel_scope.cancel()
-        result.seconds = time.perf_counter() - started
-        await _write_csvs(store, result)
-    finally:
-        await store.close()
-    return result
+
+async def _drive(graph: Graph, result: BacktestResult, bar: _Progress) -> None:
+    """One cycle a session, each session's account marked at its close."""
+    closes = EquityCloses(graph.store)
+    for day in result.sessions:
+        done = await graph.run_session(day, f"bt-{day:%Y%m%d}")
+        result.cycles.append(done)
+        account = await graph.broker.account()
+        result.equity.append((day, account.equity, account.cash))
+        # The closing mark the daily-loss breaker compares the next session with.
+        await closes.record(day, account.equity, "session_close", graph.clock.now())
+        bar.step()
+    bar.done()
 
 
 async def _write_csvs(store: Store, result: BacktestResult) -> None:
@@ -318,9 +272,7 @@ async def write_report(result: BacktestResult) -> str:
 def _render_report(
     result: BacktestResult, fills: list[dict[str, Any]], funnel: list[dict[str, Any]]
 ) -> str:
-    import base64
-    import html
-
+    """Write ``report.html`` into the run's directory; return the summary for the terminal."""
     import pandas as pd
 
     from actors.reports.charts import equity_chart_png
@@ -335,15 +287,59 @@ def _render_report(
         name: summarize(equity, [t for t in trades if t.strategy == name], sessions=result.sessions)
         for name in sorted({t.strategy for t in trades})
     }
+    rows = _portfolio_rows(portfolio.as_dict(), len(trades))
+    strat_rows = [
+        _strategy_row(name, sum(1 for t in trades if t.strategy == name), s.as_dict())
+        for name, s in per_strategy.items()
+    ]
     png = equity_chart_png(equity, title="Backtest equity")
-    stats = portfolio.as_dict()
+    html = _report_html(
+        result, closed=len(trades), rows=rows, strat_rows=strat_rows, funnel=funnel, png=png
+    )
+    (result.out / "report.html").write_text(html)
+    return _summary(result, rows, funnel)
 
-    def pct(v: Any) -> str:
-        return "n/a" if v is None else f"{v:+.2%}"
 
-    def num(v: Any) -> str:
-        return "n/a" if v is None else f"{v:.2f}"
+def _pct(v: Any) -> str:
+    return "n/a" if v is None else f"{v:+.2%}"
 
+
+def _num(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def _portfolio_rows(stats: dict[str, Any], closed: int) -> list[tuple[str, str]]:
+    """The portfolio metrics, as (name, formatted value)."""
+    return [
+        ("total return", _pct(stats.get("total_return"))),
+        ("annualized return", _pct(stats.get("annualized_return"))),
+        ("sharpe", _num(stats.get("sharpe_ratio"))),
+        ("sortino", _num(stats.get("sortino_ratio"))),
+        ("max drawdown", _pct(stats.get("max_drawdown"))),
+        ("calmar", _num(stats.get("calmar_ratio"))),
+        ("closed trades", str(closed)),
+        ("win rate", _pct(stats.get("win_rate"))),
+        ("profit factor", _num(stats.get("profit_factor"))),
+    ]
+
+
+def _strategy_row(name: str, closed: int, stats: dict[str, Any]) -> list[str]:
+    """One strategy's closed-trade statistics, formatted."""
+    return [
+        name,
+        str(closed),
+        _pct(stats.get("win_rate")),
+        _num(stats.get("profit_factor")),
+        _num(stats.get("average_win")),
+        _num(stats.get("average_loss")),
+        _num(stats.get("average_holding_sessions")),
+    ]
+
+
+def _summary(
+    result: BacktestResult, rows: list[tuple[str, str]], funnel: list[dict[str, Any]]
+) -> str:
+    """The plain-text summary: run, portfolio metrics, funnel totals, files written."""
     lines = [
         f"backtest {result.sessions[0]} .. {result.sessions[-1]}: {len(result.sessions)} sessions"
         f" in {result.seconds:.1f} s ({result.sessions_per_second:.0f} sessions/s,"
@@ -351,17 +347,6 @@ def _render_report(
         "",
         f"{'metric':<22}{'value':>14}",
         f"{'-' * 36}",
-    ]
-    rows = [
-        ("total return", pct(stats.get("total_return"))),
-        ("annualized return", pct(stats.get("annualized_return"))),
-        ("sharpe", num(stats.get("sharpe_ratio"))),
-        ("sortino", num(stats.get("sortino_ratio"))),
-        ("max drawdown", pct(stats.get("max_drawdown"))),
-        ("calmar", num(stats.get("calmar_ratio"))),
-        ("closed trades", str(len(trades))),
-        ("win rate", pct(stats.get("win_rate"))),
-        ("profit factor", num(stats.get("profit_factor"))),
     ]
     lines += [f"{k:<22}{v:>14}" for k, v in rows]
     lines += ["", f"{'strategy':<20}{'raw':>7}{'regime':>8}{'corr':>7}{'risk':>7}{'exec':>7}"]
@@ -371,67 +356,61 @@ def _render_report(
             f"{f['after_risk']:>7}{f['executed']:>7}"
         )
     lines += ["", f"written: {result.out}/report.html, trades.csv, equity.csv, backtest.db"]
-    summary = "\n".join(lines)
+    return "\n".join(lines)
 
-    esc = html.escape
+
+def _html_table(headers: list[str], body: list[list[Any]]) -> str:
+    """A plain HTML table, every cell escaped."""
+    import html
+
     cell = 'style="padding:4px 10px;border-bottom:1px solid #ddd;text-align:right"'
     head = 'style="padding:4px 10px;border-bottom:2px solid #333;text-align:right"'
+    out = ['<table style="border-collapse:collapse;margin:8px 0 20px">', "<tr>"]
+    out += [f"<th {head}>{html.escape(h)}</th>" for h in headers]
+    out.append("</tr>")
+    for row in body:
+        out.append(
+            "<tr>" + "".join(f"<td {cell}>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+        )
+    out.append("</table>")
+    return "".join(out)
 
-    def table(headers: list[str], body: list[list[str]]) -> str:
-        out = ['<table style="border-collapse:collapse;margin:8px 0 20px">', "<tr>"]
-        out += [f"<th {head}>{esc(h)}</th>" for h in headers]
-        out.append("</tr>")
-        for row in body:
-            out.append("<tr>" + "".join(f"<td {cell}>{esc(str(c))}</td>" for c in row) + "</tr>")
-        out.append("</table>")
-        return "".join(out)
 
-    strat_rows = [
-        [
-            name,
-            str(sum(1 for t in trades if t.strategy == name)),
-            pct(s.as_dict().get("win_rate")),
-            num(s.as_dict().get("profit_factor")),
-            num(s.as_dict().get("average_win")),
-            num(s.as_dict().get("average_loss")),
-            num(s.as_dict().get("average_holding_sessions")),
-        ]
-        for name, s in per_strategy.items()
-    ]
-    doc = f"""<!doctype html><html><head><meta charset="utf-8">
-<title>tradingd backtest {result.sessions[0]} .. {result.sessions[-1]}</title></head>
+def _report_html(
+    result: BacktestResult,
+    *,
+    closed: int,
+    rows: list[tuple[str, str]],
+    strat_rows: list[list[str]],
+    funnel: list[dict[str, Any]],
+    png: bytes,
+) -> str:
+    """The HTML report: chart, portfolio metrics, per-strategy trades, funnel totals."""
+    import base64
+
+    first, last = result.sessions[0], result.sessions[-1]
+    portfolio = _html_table(["metric", "value"], [[k, v] for k, v in rows])
+    strategies = _html_table(
+        ["strategy", "trades", "win rate", "profit factor", "avg win", "avg loss", "avg hold"],
+        strat_rows,
+    )
+    stages = ["strategy", "raw", "after_regime", "after_correlation", "after_risk", "executed"]
+    funnel_table = _html_table(
+        ["strategy", "raw", "after regime", "after correlation", "after risk", "executed"],
+        [[f[k] for k in stages] for f in funnel],
+    )
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>tradingd backtest {first} .. {last}</title></head>
 <body style="font-family:Helvetica,Arial,sans-serif;max-width:980px;margin:20px auto;color:#222">
-<h1 style="font-size:22px">Backtest {result.sessions[0]} .. {result.sessions[-1]}</h1>
-<p>{len(result.sessions)} sessions, {len(trades)} closed trades,
+<h1 style="font-size:22px">Backtest {first} .. {last}</h1>
+<p>{len(result.sessions)} sessions, {closed} closed trades,
 {result.sessions_per_second:.0f} sessions/s.</p>
 <img alt="equity and drawdown" src="data:image/png;base64,{base64.b64encode(png).decode()}">
 <h2 style="font-size:18px">Portfolio</h2>
-{table(["metric", "value"], [[k, v] for k, v in rows])}
+{portfolio}
 <h2 style="font-size:18px">Per strategy (closed trades)</h2>
-{
-        table(
-            ["strategy", "trades", "win rate", "profit factor", "avg win", "avg loss", "avg hold"],
-            strat_rows,
-        )
-    }
+{strategies}
 <h2 style="font-size:18px">Signal funnel totals</h2>
-{
-        table(
-            ["strategy", "raw", "after regime", "after correlation", "after risk", "executed"],
-            [
-                [
-                    f["strategy"],
-                    f["raw"],
-                    f["after_regime"],
-                    f["after_correlation"],
-                    f["after_risk"],
-                    f["executed"],
-                ]
-                for f in funnel
-            ],
-        )
-    }
+{funnel_table}
 </body></html>
 """
-    (result.out / "report.html").write_text(doc)
-    return summary

@@ -25,12 +25,10 @@ from typing import Any
 
 import anyio
 
-from actors.brokers.prices import ProviderPriceSource
-from actors.brokers.sim import SimBroker
-from actors.cycle.supervisor import PlanCycle
+from actors.cycle.runner import PlanCycle
 from actors.data_feed.providers import make_provider
 from actors.market.calendar import ExchangeCalendar
-from actors.metrics import Metrics
+from actors.risk.fill_terms import ReferenceFillTerms
 from actors.store import open_store
 from actors.store.bars import BarCache
 from actors.store.broker_state import BrokerStateStore
@@ -39,8 +37,8 @@ from actors.store.orders import OrderStore
 from actors.store.rewind import rewind_to
 from actors.store.signals import SignalStore
 from actors.system.config import Settings
-from actors.system.graph import MANUAL, build_graph
-from daemon.clock import SimClock, WallClock
+from actors.system.graph import simulated_graph
+from daemon.clock import SimClock
 from daemon.errors import Refusal
 from daemon.store import Store
 
@@ -97,15 +95,9 @@ async def _replay_on_copy(
 ) -> dict[str, Any]:
     store = await open_store(copy, scratch=True)
     try:
-        rebuilt = await rewind_to(store, day)
+        terms = ReferenceFillTerms(stop_atr_multiple=settings.risk.stop_atr_multiple)
+        rebuilt = await rewind_to(store, day, terms=terms)
         cash = await BrokerStateStore(store).local_cash()
-        signals = SignalStore(store)
-        ids = {
-            n: await signals.ensure_strategy(n, n, p.capital)
-            for n, p in settings.strategies.items()
-        }
-        ids[MANUAL] = await signals.ensure_strategy(MANUAL, "manual", 0.0)
-        clock = SimClock(calendar.session_open(day) + dt.timedelta(minutes=1))
         secrets = settings.secrets
 
         def secret(value: Any) -> str | None:
@@ -119,39 +111,26 @@ async def _replay_on_copy(
             cache=BarCache(store),
             sessions_fn=calendar.sessions_between,
         )
-        broker = SimBroker(
-            store,
-            clock=clock,
+        graph = await simulated_graph(
+            settings,
+            store=store,
             calendar=calendar,
-            prices=ProviderPriceSource(provider, calendar, clock),
+            clock=SimClock(calendar.session_open(day) + dt.timedelta(minutes=1)),
+            provider=provider,
             initial_cash=cash,
         )
-        await broker.reset(cash)
+        assert graph.sim is not None
+        await graph.sim.reset(cash)
         by_symbol: dict[str, tuple[int, float]] = {}
         for p in rebuilt:
             qty, cost = by_symbol.get(p.symbol, (0, 0.0))
             by_symbol[p.symbol] = (qty + p.shares, cost + p.shares * p.avg_price)
         for symbol, (qty, cost) in by_symbol.items():
-            await broker.adjust_position(symbol, qty, cost / qty)
-        sup = build_graph(
-            settings=lambda: settings,
-            store=store,
-            calendar=calendar,
-            clock=clock,
-            metrics=Metrics(),
-            strategy_ids=ids,
-            provider=provider,
-            broker=broker,
-            write_events=False,
-            supervisor_clock=WallClock(),
-        )
-        async with anyio.create_task_group() as tg:
-            await tg.start(sup.run)
-            plan: dict[str, Any] = await sup.ref("risk_supervisor").ask(
+            await graph.sim.adjust_position(symbol, qty, cost / qty)
+        async with graph.running():
+            plan: dict[str, Any] = await graph.ref("risk_supervisor").ask(
                 PlanCycle(f"replay-{day:%Y%m%d}", day), timeout=1800
             )
-            await sup.stop()
-            tg.cancel_scope.cancel()
         return plan
     finally:
         await store.close()

@@ -1,4 +1,4 @@
-"""A 10-year backtest of a synthetic universe through ``daemon.backtest.run_backtest``.
+"""A 10-year backtest of a synthetic universe through ``actors.system.backtest.run_backtest``.
 
 ``python -m tests.benchmarks.bench_backtest [--symbols 500] [--strategies a,b]``
 replays 2016-11-21 .. 2026-11-20 through the real actor graph (the same path as

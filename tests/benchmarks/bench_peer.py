@@ -32,6 +32,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import anyio
 import pandas as pd
@@ -72,17 +73,17 @@ def run_tradingd(frame: pd.DataFrame, symbols: int, start: dt.date) -> dict[str,
         load_settings(None, environ=env), provider="synthetic", strategies="ma_crossover"
     )
     provider = FrameProvider(frame, SyntheticProvider())
-    original = backtest_mod.make_provider
-    backtest_mod.make_provider = lambda *_a, **_k: provider  # type: ignore[assignment]
     work = Path(tempfile.mkdtemp(prefix="td-bench-peer-"))
     try:
         t0 = time.perf_counter()
-        result = anyio.run(lambda: run_backtest(settings, start=start, end=END, out=work / "out"))
+        with mock.patch.object(backtest_mod, "make_provider", return_value=provider):
+            result = anyio.run(
+                lambda: run_backtest(settings, start=start, end=END, out=work / "out")
+            )
         wall = time.perf_counter() - t0
         with (work / "out" / "trades.csv").open() as fh:
             trades = sum(1 for _ in fh) - 1
     finally:
-        backtest_mod.make_provider = original
         shutil.rmtree(work, ignore_errors=True)
     return {
         "wall_s": wall,

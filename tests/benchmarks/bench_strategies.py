@@ -85,7 +85,7 @@ def measure(symbols: int) -> dict[str, Any]:
         "cycle_compute_s": indicators_s + sum(per_strategy.values()),
         "ml_fit_s": fit_s,
         "digest_chart_s": chart_s,
-        "ml_fit_rows": ml.model_state().n_rows if ml.model_state() else 0,
+        "ml_fit_rows": state.n_rows if (state := ml.model_state()) else 0,
         "peak_rss_mb": peak_rss_mb(),
     }
 

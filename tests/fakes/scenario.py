@@ -8,8 +8,8 @@
         assert not await sc.entries(date(2008, 10, 16))
         assert "risk:daily_loss_limit" in (await sc.why_no_trade())["reasons"]
 
-What is real: ``actors.system.graph.build_graph`` (kill switches, data feed,
-order manager, reconciler, the four strategies, the RiskSupervisor), the
+What is real: ``actors.system.graph.simulated_graph`` (kill switches, data feed,
+order manager, reconciler, the four strategies, the CycleRunner), the
 settings through ``actors.system.config.load_settings`` (so validation runs; a bad
 key fails as ``ConfigError``), the bars through the ``csv`` provider (one
 ``<SYMBOL>.csv`` per symbol in ``bars_dir``, the volatility index as
@@ -38,7 +38,7 @@ A session, as ``run`` drives it:
    now, a test sees a session's fills that session. Then the account is read:
    ``Day(session, cycle, equity, cash)``. With ``mark_closes=True`` the equity
    is also stored in ``equity_closes`` as a ``session_close`` mark, as
-   ``daemon/backtest.py`` does; by default it is not (the daemon does not).
+   ``actors/system/backtest.py`` does; by default it is not (the daemon does not).
 
 Two switches trade fidelity for speed. Measured on 4 real symbols (2 shared
 cores), per session without restarts / with a restart every session:
@@ -49,7 +49,7 @@ dominate; a restart adds the first cycle's cold start.
 
 - ``feed="live"`` (default): the data feed reads the csv provider each cycle
   and validates a ``data.history_days`` window, as the daemon does.
-  ``feed="backtest"``: ``daemon/backtest.py``'s path through the same graph:
+  ``feed="backtest"``: ``actors/system/backtest.py``'s path through the same graph:
   the bars loaded once into a ``PrecomputedMarket`` (indicators over the whole
   history, bad bars decided once) and the broker priced from it. Wilder-type
   indicators depend on where their history starts, so the two feeds agree
@@ -89,10 +89,9 @@ from anyio.abc import TaskGroup
 from pydantic import ValidationError
 
 from actors.brokers.base import Broker, BrokerAccount
-from actors.brokers.instrumented import InstrumentedBroker
-from actors.brokers.prices import ProviderPriceSource
-from actors.brokers.sim import PriceSource, SimBroker
-from actors.cycle.supervisor import WaitCycle
+from actors.brokers.sim import SimBroker
+from actors.cycle import kill_switches as manual_switches
+from actors.cycle.runner import WaitCycle
 from actors.data_feed.market import PrecomputedMarket
 from actors.data_feed.providers import BarProvider, make_provider
 from actors.market.calendar import ExchangeCalendar
@@ -105,8 +104,6 @@ from actors.messages import (
     StartCycle,
     TripKillSwitch,
 )
-from actors.metrics import Metrics
-from actors.cycle import kill_switches as manual_switches
 from actors.store import open_store
 from actors.store.bars import BarCache
 from actors.store.broker_state import BrokerSnapshot, BrokerStateStore
@@ -115,14 +112,13 @@ from actors.store.equity import EquityCloses
 from actors.store.orders import IntentRow, OrderStore
 from actors.store.signals import FunnelRow, SignalStore
 from actors.store.state import KillSwitchRecord, KillSwitchStore
-from actors.system.backtest import MarketPrices
 from actors.system.config import Settings, load_settings
-from actors.system.graph import MANUAL, build_graph
-from daemon.clock import Clock, SimClock, WallClock
+from actors.system.graph import Graph, simulated_graph
+from daemon.clock import Clock, SimClock
 from daemon.errors import ConfigError
 from daemon.messages import ActorCrashed
 from daemon.store import Store
-from daemon.supervisor import Event, Supervisor
+from daemon.supervisor import Event
 
 At = Literal["open", "pre_open", "after_close"]
 Feed = Literal["live", "backtest"]
@@ -243,16 +239,6 @@ def settings_environ(overrides: Mapping[str, Any]) -> dict[str, str]:
     return env
 
 
-@dataclass(frozen=True, slots=True)
-class _Graph:
-    """One start of the daemon: its store, supervised actors and broker."""
-
-    store: Store
-    supervisor: Supervisor
-    broker: Broker
-    sim: SimBroker | None  # the simulated broker inside ``broker``, unless a factory built it
-
-
 class Scenario:
     """The daemon's actor graph over ``bars``, driven one session at a time (module docstring)."""
 
@@ -285,7 +271,7 @@ class Scenario:
         self.clock: SimClock | None = None
         self.published: list[object] = []
         self.crashes: list[ActorCrashed] = []
-        self._graph: _Graph | None = None
+        self._graph: Graph | None = None
         self._provider: BarProvider | None = None
         self._precomputed: PrecomputedMarket | None = None
         self._tg: TaskGroup | None = None
@@ -387,54 +373,31 @@ class Scenario:
         await self.stop()
         await self.start()
 
-    async def _build(self, store: Store, clock: SimClock) -> _Graph:
-        cfg = self.settings
-        signals = SignalStore(store)
-        ids = {
-            name: await signals.ensure_strategy(name, name.replace("_", " "), params.capital)
-            for name, params in cfg.strategies.items()
-        }
-        ids[MANUAL] = await signals.ensure_strategy(MANUAL, "manual", 0.0)
+    async def _build(self, store: Store, clock: SimClock) -> Graph:
         if self._provider is None:
             self._provider = make_provider(
-                cfg.data, cache=BarCache(store), sessions_fn=self.calendar.sessions_between
+                self.settings.data,
+                cache=BarCache(store),
+                sessions_fn=self.calendar.sessions_between,
             )
         provider = self._provider
-        market = await self._market(provider) if self._feed == "backtest" else None
-        metrics = Metrics()
-        sim: SimBroker | None = None
-        if self._broker_factory is not None:
-            inner = self._broker_factory(store, self.calendar, clock, provider)
-        else:
-            prices: PriceSource = (
-                ProviderPriceSource(provider, self.calendar, clock)
-                if market is None
-                else MarketPrices(market, self.calendar, clock)
-            )
-            inner = sim = SimBroker(
-                store,
-                clock=clock,
-                calendar=self.calendar,
-                prices=prices,
-                initial_cash=cfg.broker.initial_cash,
-            )
-        broker = InstrumentedBroker(inner, metrics)
-        sup = build_graph(
-            settings=lambda: self.settings,
+        factory = self._broker_factory
+        return await simulated_graph(
+            lambda: self.settings,
             store=store,
             calendar=self.calendar,
             clock=clock,
-            metrics=metrics,
-            strategy_ids=ids,
             provider=provider,
-            broker=broker,
+            market=await self._market(provider) if self._feed == "backtest" else None,
+            broker=None
+            if factory is None
+            else lambda db, c: factory(db, self.calendar, c, provider),
+            instrument=True,
+            events=True,
             publish=self._publish,
             on_event=self._on_event,
             on_escalate=self._escalate,
-            market=market,
-            supervisor_clock=WallClock(),
         )
-        return _Graph(store, sup, broker, sim)
 
     async def _market(self, provider: BarProvider) -> PrecomputedMarket:
         """The backtest's market: every bar of the files, loaded and prepared once."""
@@ -479,7 +442,7 @@ class Scenario:
         """One cycle for ``session`` at ``at`` (a kind of cycle, or a New York time on it).
 
         The clock only moves forward: a time before the clock raises ``ValueError``.
-        A refusal of the RiskSupervisor (``CycleAlreadyCompleted``, ``CycleBusy``)
+        A refusal of the CycleRunner (``CycleAlreadyCompleted``, ``CycleBusy``)
         propagates.
         """
         when = self.cycle_time(session, at)
@@ -541,7 +504,7 @@ class Scenario:
         self._run_ids.add(run_id)
         return run_id
 
-    def _running(self) -> _Graph:
+    def _running(self) -> Graph:
         assert self._graph is not None, "the graph is not running"
         return self._graph
 

@@ -1,0 +1,36 @@
+"""Prices for the simulated broker, from a precomputed market (the backtest's).
+
+As with ``ProviderPriceSource``, a price is only known once it has happened:
+the open of a session from its open on, the close from its close on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from actors.data_feed.market import PrecomputedMarket
+from actors.market.calendar import ExchangeCalendar
+from daemon.clock import Clock
+
+
+class MarketPrices:
+    """``PriceSource`` over a precomputed market, revealing a price only once it happened."""
+
+    def __init__(self, market: PrecomputedMarket, calendar: ExchangeCalendar, clock: Clock):
+        self._market = market
+        self._calendar = calendar
+        self._clock = clock
+
+    async def open_price(self, symbol: str, session: dt.date) -> float | None:
+        if not self._calendar.is_session(session):
+            return None
+        if self._clock.now() < self._calendar.session_open(session):
+            return None
+        return self._market.price(symbol, session, "open")
+
+    async def close_price(self, symbol: str, session: dt.date) -> float | None:
+        if not self._calendar.is_session(session):
+            return None
+        if self._clock.now() < self._calendar.session_close(session):
+            return None
+        return self._market.price(symbol, session, "close")
