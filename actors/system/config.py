@@ -14,6 +14,14 @@ Secrets never come from the file: ``$CREDENTIALS_DIRECTORY/<name>`` (systemd
 ``LoadCredential=``), overridden by ``ALPACA_API_KEY`` & co., overridden by
 ``TRADINGD_SECRETS__<NAME>``. Every failure is one ``ConfigError`` whose key is the
 dotted path of the setting (or the file / variable that is wrong).
+
+Why pydantic and not pydantic-settings: the models, their validation and their
+error locations are pydantic's; only the layering above is ours, because three of
+its rules are not what pydantic-settings' sources do: an environment value is
+parsed against the field's own type (JSON only where it parses), the error names
+the variable or file a bad value came from, and the reference system's switches
+can only disable. Secrets from ``$CREDENTIALS_DIRECTORY`` would be its
+``secrets_dir``, but a secret written in the TOML file must be refused, not merged.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -321,6 +321,17 @@ def build_parser() -> argparse.ArgumentParser:
         _add_global_options(sub, in_subcommand=True)
         return sub
 
+    _add_control_commands(add)
+    _add_portfolio_commands(add)
+    return parser
+
+
+#: Adds one subcommand (name, help) to ``tradectl`` and returns its parser.
+_AddCommand = Callable[[str, str], argparse.ArgumentParser]
+
+
+def _add_control_commands(add: _AddCommand) -> None:
+    """The subcommands that steer the daemon: cycles, halts, strategies, reload."""
     add("ping", "check that the daemon answers")
     add("status", "show the daemon's state")
     run_cycle = add("run-cycle", "run a trading cycle now")
@@ -352,6 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("enable", "enable a strategy").add_argument("strategy", type=_non_empty, metavar="STRATEGY")
     add("reload", "reload the configuration")
+
+
+def _add_portfolio_commands(add: _AddCommand) -> None:
+    """The subcommands about positions, orders, reconciliation, reports and raw calls."""
     add("positions", "open positions per strategy, and open orders")
     add("why-no-trade", "why signals of the last run were not traded").add_argument(
         "strategy", nargs="?", metavar="STRATEGY", help="only this strategy"
@@ -394,7 +409,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ARG",
         help="key=value (a string) or key:=JSON (a number, list, true, ...)",
     )
-    return parser
 
 
 def _parse_pairs(parser: argparse.ArgumentParser, pairs: Sequence[str]) -> dict[str, Any]:
