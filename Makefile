@@ -1,6 +1,6 @@
 # tradingd — two commands do all set-up on a fresh Debian 12 machine with Python 3.11:
 #   make run    create .venv, install, start the daemon on the embedded default
-#   make test   install what the tests need, then ruff, mypy --strict, pytest
+#   make test   install what the tests need, then ruff, import contracts, mypy --strict, pytest
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -42,12 +42,14 @@ system-deps:
 test: system-deps
 	$(MAKE) lint typecheck pytest
 
+# The layers (daemon below actors, actors read top-down) are contracts in pyproject.toml.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict daemon actors
+	$(BIN)/mypy --strict daemon actors tests
 
 # Two workers, whole files each (a file's tests share module fixtures and fakes); the
 # long crash and soak files then run beside the rest instead of after it.

@@ -98,8 +98,8 @@ from actors.brokers.base import (
     OrderRequest,
     OrderSide,
 )
+from actors.brokers.costs import COMMISSION_PER_SHARE, apply_costs
 from actors.market.calendar import ExchangeCalendar, trading_date
-from actors.orders.costs import COMMISSION_PER_SHARE, apply_costs
 from actors.store.sim_broker import (
     SimAccountRow,
     SimBrokerStore,

@@ -36,7 +36,7 @@ Submitting (``PlaceOrders``, in the given order)
   blindly.
 - ``OrderRejected``: REJECTED with the broker's reason.
 - ``BrokerUnavailable``: nothing happened; back to NEW with the error
-  (reported as status NEW + error, which the RiskSupervisor counts as a failure).
+  (reported as status NEW + error, which the CycleRunner counts as a failure).
 - ``AccountBlocked``: REJECTED with the error, and the rest of the batch is
   not submitted: those intents (already written, as the whole batch is written
   before the first submission) are closed EXPIRED with ``not_submitted``, so
@@ -112,7 +112,7 @@ from actors.messages import (
 )
 from actors.orders.intents import SIDES, intent_id, next_status
 from actors.store.orders import (
-    STOP_ATR_MULTIPLE,
+    FillTerms,
     IntentRow,
     NegativePosition,
     OrderStore,
@@ -151,11 +151,12 @@ class OrderManager(Actor):
         store: Store,
         broker: Broker,
         clock: Clock,
+        terms: FillTerms,
         strategy_ids: Mapping[str, int] | None = None,
         metrics: Any | None = None,
-        stop_atr_multiple: float = STOP_ATR_MULTIPLE,
     ) -> None:
-        self._orders = OrderStore(store, stop_atr_multiple=stop_atr_multiple)
+        """``terms``: the modelled costs and the stop rule each fill is booked with."""
+        self._orders = OrderStore(store, terms)
         self._broker = broker
         self._clock = clock
         self._strategy_ids: dict[str, int] = dict(strategy_ids or {})

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from actors.cycle.kill_switches import SwitchView
+from actors.brokers.costs import COMMISSION_PER_SHARE, SLIPPAGE_BPS
 from actors.data_feed.panel import FloatArray
-from actors.messages import Signal, SignalAction
-from actors.orders.costs import COMMISSION_PER_SHARE, SLIPPAGE_BPS
+from actors.messages import Signal, SignalAction, SwitchView
 from actors.risk.cash import CashLedger
 from actors.risk.correlation import correlation_filter
 from actors.risk.heat import heat_check
@@ -119,87 +118,126 @@ def decide(
     allowed, why = strategy_allowed(regime, breakout)
     index = {s: i for i, s in enumerate(symbols)}
     for sig in entries:
-        if blocking:
-            names = [s.name for s in blocking]
-            decisions.append(_reject(sig, Stage.KILL_SWITCH, "kill_switch", {"switches": names}))
-            continue
-        if not allowed:
-            decisions.append(
-                _reject(sig, Stage.REGIME, "regime", {"regime": str(regime.regime), "why": why})
+        decision = _gate(sig, blocking, regime, allowed=allowed, why=why)
+        if decision is None:
+            decision = _correlate_and_size(
+                strategy,
+                sig,
+                regime=regime,
+                close=close,
+                index=index,
+                book=book,
+                correlation=correlation,
             )
-            continue
-        funnel.after_regime += 1
-        held = sorted(book.held_symbols - {sig.symbol})
-        # Only the candidate's and the held symbols' columns: returns over the
-        # whole universe would cost ~15 ms per signal at 5,000 symbols.
-        wanted = [sig.symbol, *held]
-        cols = [index[s] for s in wanted if s in index]
-        names = [s for s in wanted if s in index]
-        corr = correlation_filter(close[:, cols], names, [sig.symbol], held, correlation)[0]
-        if corr.rejected:
-            decisions.append(
-                _reject(
-                    sig,
-                    Stage.CORRELATION,
-                    "high_correlation",
-                    {
-                        "correlation": round(corr.max_corr, 4),
-                        "with_symbol": corr.with_symbol,
-                        "window": corr.window,
-                    },
-                )
-            )
-            continue
-        funnel.after_correlation += 1
-        multiplier = regime.size_multiplier * corr.multiplier
-        shares = math.floor(sig.shares * multiplier)
-        if shares <= 0:
-            decisions.append(
-                _reject(
-                    sig,
-                    Stage.RISK,
-                    "zero_size",
-                    {"signal_shares": sig.shares, "multiplier": round(multiplier, 4)},
-                )
-            )
-            continue
-        value = shares * sig.price
-        heat = heat_check(value, book.exposure, book.portfolio_value, regime.heat_limit)
-        if not heat.allowed:
-            decisions.append(
-                _reject(
-                    sig,
-                    Stage.RISK,
-                    "heat_limit",
-                    {
-                        "heat_after": round(heat.heat_after, 4),
-                        "limit": heat.limit,
-                        "trade_value": round(value, 2),
-                    },
-                    park=True,
-                )
-            )
-            continue
-        cost = entry_cost(shares, sig.price)
-        if not book.cash.reserve(strategy, cost):
-            decisions.append(
-                _reject(
-                    sig,
-                    Stage.RISK,
-                    "insufficient_cash",
-                    {
-                        "needed": round(cost, 2),
-                        "available": round(book.cash.available(strategy), 2),
-                    },
-                    park=True,
-                )
-            )
-            continue
-        book.exposure += value
-        book.held_symbols.add(sig.symbol)
-        funnel.after_risk += 1
-        decisions.append(Decision(sig, shares, multiplier=multiplier))
+        _count(funnel, decision)
+        decisions.append(decision)
     return decisions, funnel
+
+
+def _count(funnel: Funnel, decision: Decision) -> None:
+    """Add an entry's decision to the funnel: every stage it got past counts."""
+    stage = decision.rejection.stage if decision.rejection is not None else None
+    if stage in (Stage.KILL_SWITCH, Stage.REGIME):
+        return
+    funnel.after_regime += 1
+    if stage is Stage.CORRELATION:
+        return
+    funnel.after_correlation += 1
+    if stage is Stage.RISK:
+        return
+    funnel.after_risk += 1
+
+
+def _gate(
+    sig: Signal,
+    blocking: Sequence[SwitchView],
+    regime: RegimeDecision,
+    *,
+    allowed: bool,
+    why: str,
+) -> Decision | None:
+    """Reject an entry blocked by a kill switch or by the regime; None lets it through."""
+    if blocking:
+        names = [s.name for s in blocking]
+        return _reject(sig, Stage.KILL_SWITCH, "kill_switch", {"switches": names})
+    if not allowed:
+        return _reject(sig, Stage.REGIME, "regime", {"regime": str(regime.regime), "why": why})
+    return None
+
+
+def _correlate_and_size(
+    strategy: str,
+    sig: Signal,
+    *,
+    regime: RegimeDecision,
+    close: FloatArray,
+    index: dict[str, int],
+    book: Book,
+    correlation: CorrelationParams,
+) -> Decision:
+    """Apply the correlation filter to an entry, then size and book it."""
+    held = sorted(book.held_symbols - {sig.symbol})
+    # Only the candidate's and the held symbols' columns: returns over the
+    # whole universe would cost ~15 ms per signal at 5,000 symbols.
+    wanted = [sig.symbol, *held]
+    cols = [index[s] for s in wanted if s in index]
+    names = [s for s in wanted if s in index]
+    corr = correlation_filter(close[:, cols], names, [sig.symbol], held, correlation)[0]
+    if corr.rejected:
+        return _reject(
+            sig,
+            Stage.CORRELATION,
+            "high_correlation",
+            {
+                "correlation": round(corr.max_corr, 4),
+                "with_symbol": corr.with_symbol,
+                "window": corr.window,
+            },
+        )
+    return _size_and_book(strategy, sig, regime, book, regime.size_multiplier * corr.multiplier)
+
+
+def _size_and_book(
+    strategy: str, sig: Signal, regime: RegimeDecision, book: Book, multiplier: float
+) -> Decision:
+    """Size an entry, check heat and cash, and add it to ``book`` when it passes."""
+    shares = math.floor(sig.shares * multiplier)
+    if shares <= 0:
+        return _reject(
+            sig,
+            Stage.RISK,
+            "zero_size",
+            {"signal_shares": sig.shares, "multiplier": round(multiplier, 4)},
+        )
+    value = shares * sig.price
+    heat = heat_check(value, book.exposure, book.portfolio_value, regime.heat_limit)
+    if not heat.allowed:
+        return _reject(
+            sig,
+            Stage.RISK,
+            "heat_limit",
+            {
+                "heat_after": round(heat.heat_after, 4),
+                "limit": heat.limit,
+                "trade_value": round(value, 2),
+            },
+            park=True,
+        )
+    cost = entry_cost(shares, sig.price)
+    if not book.cash.reserve(strategy, cost):
+        return _reject(
+            sig,
+            Stage.RISK,
+            "insufficient_cash",
+            {
+                "needed": round(cost, 2),
+                "available": round(book.cash.available(strategy), 2),
+            },
+            park=True,
+        )
+    book.exposure += value
+    book.held_symbols.add(sig.symbol)
+    return Decision(sig, shares, multiplier=multiplier)
 
 
 def _reject(

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 MIN_STOP = 0.01
 """The lowest stop price: a stop is never placed at or below zero."""
 
+STOP_ATR_MULTIPLE = 3.0
+"""The stop's distance in ATRs when nothing says otherwise (``risk.stop_atr_multiple``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class StopCheck:

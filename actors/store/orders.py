@@ -7,6 +7,9 @@
   trade (with its modelled costs), advances the intent's filled quantity and
   average price, and updates the strategy's position. A crash leaves all three
   or none, so polling the broker again books exactly the missing delta.
+- The store records, it does not decide: a fill's modelled costs and the stop of
+  the position it opens come from the ``FillTerms`` it is given (the composition
+  root passes the reference cost model and the catastrophe-stop rule).
 - Positions never go negative: a sell fill that would take a strategy below
   zero raises ``NegativePosition`` and nothing is written.
 """
@@ -15,18 +18,33 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 
 from actors.messages import IntentKind, IntentStatus
-from actors.orders.costs import COMMISSION_PER_SHARE, SLIPPAGE_BPS
-from actors.risk.stops import MIN_STOP
 from daemon.store.core import Row, Store
 
-#: The catastrophe stop's distance in ATRs when an entry does not say (``risk.stop_atr_multiple``
-#: reaches the store through each entry intent; this is only the fallback of old rows).
-STOP_ATR_MULTIPLE = 3.0
+
+class FillTerms(Protocol):
+    """What the trading layers decide about a fill; the order store only records it."""
+
+    def trade_costs(self, qty: int, price: float) -> tuple[float, float]:
+        """``(slippage, commission)`` in dollars of ``qty`` shares filled at ``price``."""
+        ...
+
+    def stop_for(self, avg_price: float, atr: float | None, multiple: float | None) -> float | None:
+        """The stop of a position bought at ``avg_price`` (``None`` without an ATR).
+
+        ``multiple`` is the entry intent's own ATR multiple (``None`` on rows written
+        before intents carried one: the rule's default applies).
+        """
+        ...
+
+
+class ReadOnlyOrders(RuntimeError):
+    """``book_fill`` on an ``OrderStore`` opened without ``FillTerms`` (a reader)."""
+
 
 _TERMINAL = tuple(str(s) for s in IntentStatus if s.terminal)
 _NOT_TERMINAL_SQL = f"status NOT IN ({', '.join('?' for _ in _TERMINAL)})"
@@ -117,15 +135,11 @@ class OrderStore:
     def __init__(
         self,
         store: Store,
-        *,
-        slippage_bps: float = SLIPPAGE_BPS,
-        commission_per_share: float = COMMISSION_PER_SHARE,
-        stop_atr_multiple: float = STOP_ATR_MULTIPLE,
+        terms: FillTerms | None = None,
     ) -> None:
+        """``terms`` is needed only to book fills; readers leave it out."""
         self._store = store
-        self._slippage_bps = slippage_bps
-        self._commission = commission_per_share
-        self._stop_atr_multiple = stop_atr_multiple
+        self._terms = terms
 
     # ------------------------------------------------------------ strategies
 
@@ -300,14 +314,16 @@ class OrderStore:
         """Book ``delta_qty`` newly filled shares at ``delta_avg_price`` in one durable transaction.
 
         Inserts the trade row (requested price = the intent's reference price;
-        slippage = ``slippage_bps`` of the fill notional; commission per share),
+        slippage and commission from ``FillTerms.trade_costs``),
         advances the intent (filled qty, volume-weighted average fill price,
         ``status``), and moves the strategy's position: a buy adds shares at a
         weighted average price (a new position gets the intent's date as entry
-        date, its ATR as ``atr_at_entry`` and the stop ``avg − k × atr``, k the intent's
-        ``stop_atr_multiple``); a
+        date, its ATR as ``atr_at_entry`` and the stop ``FillTerms.stop_for`` gives, with
+        the intent's ``stop_atr_multiple``); a
         sell removes shares and deletes the row at zero.
         """
+        if self._terms is None:
+            raise ReadOnlyOrders(f"{intent_id}: this OrderStore has no FillTerms to book a fill")
         if delta_qty <= 0:
             raise ValueError(f"a fill must be a positive number of shares, got {delta_qty}")
         if not delta_avg_price > 0:
@@ -324,60 +340,104 @@ class OrderStore:
                 raise OverFill(
                     f"{intent_id}: {filled} shares filled of {intent.target_qty} ordered"
                 )
-            notional = delta_qty * delta_avg_price
-            slippage = notional * self._slippage_bps / 10_000.0
-            commission = delta_qty * self._commission
-            await conn.execute(
-                "INSERT INTO trades (run_id, strategy_id, signal_id, intent_id, symbol, action,"
-                " shares, requested_price, exec_price, slippage_cost, commission_cost,"
-                " total_cost, notional, order_id, executed_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    intent.run_id,
-                    intent.strategy_id,
-                    intent.signal_id,
-                    intent_id,
-                    intent.symbol,
-                    intent.side.upper(),
-                    delta_qty,
-                    intent.reference_price,
-                    delta_avg_price,
-                    slippage,
-                    commission,
-                    slippage + commission,
-                    notional,
-                    broker_order_id or intent.broker_order_id,
-                    stamp,
-                ),
+            await self._insert_trade(
+                conn,
+                intent,
+                delta_qty,
+                delta_avg_price,
+                broker_order_id=broker_order_id,
+                stamp=stamp,
             )
-            avg = (
-                (intent.filled_qty * (intent.avg_fill_price or 0.0) + notional) / filled
-                if filled
-                else None
-            )
-            await conn.execute(
-                "UPDATE order_intents SET filled_qty = ?, avg_fill_price = ?, status = ?,"
-                " broker_order_id = COALESCE(?, broker_order_id),"
-                " acked_at = COALESCE(acked_at, ?),"
-                " filled_at = CASE WHEN ? THEN COALESCE(filled_at, ?) ELSE filled_at END,"
-                " error_code = NULL, error_message = NULL, updated_at = ? WHERE intent_id = ?",
-                (
-                    filled,
-                    avg,
-                    str(status),
-                    broker_order_id,
-                    stamp,
-                    status is IntentStatus.FILLED,
-                    stamp,
-                    stamp,
-                    intent_id,
-                ),
+            await self._advance_intent(
+                conn,
+                intent,
+                delta_qty,
+                delta_avg_price,
+                status=status,
+                broker_order_id=broker_order_id,
+                stamp=stamp,
             )
             await self._move_position(conn, intent, delta_qty, delta_avg_price, stamp)
             async with conn.execute(f"{_SELECT} WHERE i.intent_id = ?", (intent_id,)) as read:
                 raw = await read.fetchone()
         assert raw is not None
         return IntentRow.from_row(raw)
+
+    async def _insert_trade(
+        self,
+        conn: aiosqlite.Connection,
+        intent: IntentRow,
+        qty: int,
+        price: float,
+        *,
+        broker_order_id: str | None,
+        stamp: str,
+    ) -> None:
+        """Insert the trade row of ``qty`` shares filled at ``price``, with its modelled costs."""
+        assert self._terms is not None  # book_fill checked
+        notional = qty * price
+        slippage, commission = self._terms.trade_costs(qty, price)
+        await conn.execute(
+            "INSERT INTO trades (run_id, strategy_id, signal_id, intent_id, symbol, action,"
+            " shares, requested_price, exec_price, slippage_cost, commission_cost,"
+            " total_cost, notional, order_id, executed_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                intent.run_id,
+                intent.strategy_id,
+                intent.signal_id,
+                intent.intent_id,
+                intent.symbol,
+                intent.side.upper(),
+                qty,
+                intent.reference_price,
+                price,
+                slippage,
+                commission,
+                slippage + commission,
+                notional,
+                broker_order_id or intent.broker_order_id,
+                stamp,
+            ),
+        )
+
+    @staticmethod
+    async def _advance_intent(
+        conn: aiosqlite.Connection,
+        intent: IntentRow,
+        qty: int,
+        price: float,
+        *,
+        status: IntentStatus,
+        broker_order_id: str | None,
+        stamp: str,
+    ) -> None:
+        """Add ``qty`` shares at ``price`` to the intent: filled quantity, average price, status."""
+        filled = intent.filled_qty + qty
+        notional = qty * price
+        avg = (
+            (intent.filled_qty * (intent.avg_fill_price or 0.0) + notional) / filled
+            if filled
+            else None
+        )
+        await conn.execute(
+            "UPDATE order_intents SET filled_qty = ?, avg_fill_price = ?, status = ?,"
+            " broker_order_id = COALESCE(?, broker_order_id),"
+            " acked_at = COALESCE(acked_at, ?),"
+            " filled_at = CASE WHEN ? THEN COALESCE(filled_at, ?) ELSE filled_at END,"
+            " error_code = NULL, error_message = NULL, updated_at = ? WHERE intent_id = ?",
+            (
+                filled,
+                avg,
+                str(status),
+                broker_order_id,
+                stamp,
+                status is IntentStatus.FILLED,
+                stamp,
+                stamp,
+                intent.intent_id,
+            ),
+        )
 
     async def _move_position(
         self, conn: aiosqlite.Connection, intent: IntentRow, qty: int, price: float, stamp: str
@@ -426,8 +486,8 @@ class OrderStore:
             avg_price = price
             entry_date = intent.asof.isoformat()
             atr = intent.atr
-        multiple = intent.stop_atr_multiple or self._stop_atr_multiple
-        stop = max(MIN_STOP, avg_price - multiple * atr) if atr else None
+        assert self._terms is not None  # book_fill checked
+        stop = self._terms.stop_for(avg_price, atr, intent.stop_atr_multiple)
         await conn.execute(
             "INSERT INTO positions (strategy_id, symbol, shares, avg_price, current_price,"
             " market_value, unrealized_pnl, entry_date, stop_price, atr_at_entry, updated_at)"

@@ -3,7 +3,9 @@
 Everything recorded on or after ``day`` is removed (cycles, signals, funnel,
 rejections, intents and their trades, pending signals parked that day or
 later, start-of-day values), and positions are rebuilt from the trades that
-remain. Never run on the live database: ``replay`` works on a backup copy.
+remain, each with the stop the live order store would have given it (the
+same ``FillTerms``, the entry intent's own ATR multiple). Never run on the
+live database: ``replay`` works on a backup copy.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from actors.store.orders import FillTerms
 from daemon.store.core import Store
 
 
@@ -20,6 +23,7 @@ class _Lot:
     cost: float = 0.0
     entry: str | None = None
     atr: float | None = None
+    multiple: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +36,11 @@ class RebuiltPosition:
     atr: float | None
 
 
-async def rewind_to(
-    store: Store, day: dt.date, *, stop_atr_multiple: float = 3.0
-) -> list[RebuiltPosition]:
-    """Remove what happened on or after ``day``; rebuild ``positions`` from earlier trades."""
+async def rewind_to(store: Store, day: dt.date, *, terms: FillTerms) -> list[RebuiltPosition]:
+    """Remove what happened on or after ``day``; rebuild ``positions`` from earlier trades.
+
+    ``terms`` places each rebuilt position's stop, as ``OrderStore.book_fill`` did.
+    """
     d = day.isoformat()
     async with store.transaction() as conn:
         await conn.execute(
@@ -71,16 +76,18 @@ async def rewind_to(
         await conn.execute("DELETE FROM system_state WHERE key = 'consecutive_failures'")
         await conn.execute("DELETE FROM kill_switches")
         async with conn.execute(
-            "SELECT t.strategy_id, t.symbol, t.action, t.shares, t.exec_price, i.asof_date, i.atr"
+            "SELECT t.strategy_id, t.symbol, t.action, t.shares, t.exec_price, i.asof_date, i.atr,"
+            " i.stop_atr_multiple"
             " FROM trades t LEFT JOIN order_intents i ON i.intent_id = t.intent_id ORDER BY t.id"
         ) as cur:
             trades = await cur.fetchall()
         book: dict[tuple[int, str], _Lot] = {}
-        for strategy_id, symbol, action, shares, price, asof, atr in trades:
+        for strategy_id, symbol, action, shares, price, asof, atr, multiple in trades:
             lot = book.setdefault((int(strategy_id), str(symbol)), _Lot())
             if str(action).upper() == "BUY":
                 if lot.held <= 0:
                     lot.entry, lot.atr = asof, float(atr) if atr is not None else None
+                    lot.multiple = float(multiple) if multiple is not None else None
                 lot.held += float(shares)
                 lot.cost += float(shares) * float(price)
             else:
@@ -93,7 +100,7 @@ async def rewind_to(
             if lot.held <= 0:
                 continue
             avg = lot.cost / lot.held
-            stop = avg - stop_atr_multiple * lot.atr if lot.atr else None
+            stop = terms.stop_for(avg, lot.atr, lot.multiple)
             await conn.execute(
                 "INSERT INTO positions (strategy_id, symbol, shares, avg_price, entry_date,"
                 " stop_price, atr_at_entry) VALUES (?,?,?,?,?,?,?)",

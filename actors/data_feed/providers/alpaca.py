@@ -11,7 +11,8 @@
   the next request.
 - The SDK's own retry (429/504, three blocking ``time.sleep(3)``) is switched
   off; we retry 429 and 5xx ourselves a bounded number of times with
-  exponential backoff through an injectable async ``sleep``.
+  exponential backoff (``daemon.retry``) through an injectable async ``sleep``.
+  Timeouts and connection errors are not retried here.
 - Errors become ``ProviderError`` carrying the HTTP status and the server's
   message; keys never appear in them.
 - Alpaca stamps a daily bar at midnight New York time (04:00/05:00 UTC); the
@@ -24,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,8 +35,9 @@ import pydantic
 import requests
 
 from actors.data_feed.params import AlpacaDataParams
-from actors.data_feed.providers import empty_bars, normalize_bars
+from actors.data_feed.providers.base import empty_bars, normalize_bars
 from daemon.errors import ProviderError
+from daemon.retry import Backoff, Sleep, retry
 
 # alpaca.data's package import pulls in its websocket streams, which import the
 # deprecated ``websockets.legacy`` (a warning attributed to websockets, so the
@@ -50,8 +52,6 @@ with warnings.catch_warnings():
 
 NEW_YORK = ZoneInfo("America/New_York")
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class _DataClient(StockHistoricalDataClient):
@@ -81,9 +81,11 @@ class AlpacaBarProvider:
         backoff_s: float = 1.0,
         sleep: Sleep = anyio.sleep,
     ) -> None:
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
         self.params = params if params is not None else AlpacaDataParams()
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
+        self.backoff = Backoff(base_s=backoff_s, max_attempts=max_retries + 1)
+        """``backoff_s * 2**(n-1)`` before retry n of a 429/5xx, ``max_retries`` retries."""
         self._sleep = sleep
         self._api_key = api_key
         self._secret_key = secret_key
@@ -118,36 +120,42 @@ class AlpacaBarProvider:
             adjustment=Adjustment.ALL,
             feed=DataFeed(self.params.feed),
         )
-        attempt = 0
-        while True:
-            client = self._client
-            try:
-                with anyio.fail_after(self.params.timeout_s):
-                    raw = await anyio.to_thread.run_sync(
-                        client.get_stock_bars, request, abandon_on_cancel=True
-                    )
-            except TimeoutError:
-                self._client = self._new_client()
-                raise ProviderError(
-                    f"alpaca bars: no answer within {self.params.timeout_s:g}s"
-                    f" ({len(symbols)} symbols)"
-                ) from None
-            except APIError as exc:
-                status = exc.status_code
-                if status in RETRYABLE and attempt < self.max_retries:
-                    await self._sleep(self.backoff_s * 2**attempt)
-                    attempt += 1
-                    continue
-                raise ProviderError(f"alpaca bars: HTTP {status}: {_api_message(exc)}") from None
-            except requests.RequestException as exc:
-                raise ProviderError(
-                    f"alpaca bars: {type(exc).__name__}: {_short(str(exc))}"
-                ) from None
-            except (ValueError, KeyError, TypeError, pydantic.ValidationError) as exc:
-                raise ProviderError(
-                    f"alpaca bars: malformed answer: {type(exc).__name__}: {_short(str(exc))}"
-                ) from None
-            return _to_frame(raw)
+        try:
+            raw = await retry(
+                lambda: self._get_bars(request, len(symbols)),
+                policy=self.backoff,
+                retry_on=_retryable,
+                sleep=self._sleep,
+            )
+        except APIError as exc:
+            raise ProviderError(
+                f"alpaca bars: HTTP {exc.status_code}: {_api_message(exc)}"
+            ) from None
+        return _to_frame(raw)
+
+    async def _get_bars(self, request: StockBarsRequest, count: int) -> Any:
+        """One request in a worker thread; ``APIError`` passes (it may be retried)."""
+        client = self._client
+        try:
+            with anyio.fail_after(self.params.timeout_s):
+                return await anyio.to_thread.run_sync(
+                    client.get_stock_bars, request, abandon_on_cancel=True
+                )
+        except TimeoutError:
+            self._client = self._new_client()
+            raise ProviderError(
+                f"alpaca bars: no answer within {self.params.timeout_s:g}s ({count} symbols)"
+            ) from None
+        except requests.RequestException as exc:
+            raise ProviderError(f"alpaca bars: {type(exc).__name__}: {_short(str(exc))}") from None
+        except (ValueError, KeyError, TypeError, pydantic.ValidationError) as exc:
+            raise ProviderError(
+                f"alpaca bars: malformed answer: {type(exc).__name__}: {_short(str(exc))}"
+            ) from None
+
+
+def _retryable(error: Exception) -> bool:
+    return isinstance(error, APIError) and error.status_code in RETRYABLE
 
 
 def _to_frame(raw: Any) -> pd.DataFrame:

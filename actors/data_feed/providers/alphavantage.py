@@ -9,8 +9,9 @@ Failure handling -- decided per kind:
 
 - ``"Note"`` / ``"Information"`` (the in-band throttle answer), HTTP 429/5xx,
   timeouts and connection errors are *temporary*: back off
-  (``backoff_s * 2**attempt``, and the limiter pauses everyone for as long)
-  and retry up to ``params.max_retries`` times; then the whole ``fetch``
+  (``backoff_s * 2**attempt`` through ``daemon.retry``, and the limiter pauses
+  everyone for as long) and retry up to ``params.max_retries`` times, each
+  retry logged ``alphavantage_retry``; then the whole ``fetch``
   raises ``ProviderError`` (the provider is unusable right now; nothing later
   in the list would fare better).
 - ``"Error Message"`` (an unknown symbol), a malformed body or unusable rows
@@ -43,9 +44,10 @@ import requests
 import structlog
 
 from actors.data_feed.params import AlphaVantageParams
-from actors.data_feed.providers import empty_bars, normalize_bars
+from actors.data_feed.providers.base import empty_bars, normalize_bars
 from daemon.errors import ProviderError
 from daemon.ratelimit import Monotonic, RateLimiter, Sleep
+from daemon.retry import Backoff, retry
 
 log = structlog.get_logger(__name__)
 
@@ -122,26 +124,33 @@ class AlphaVantageProvider:
             "datatype": "json",
             "apikey": self._api_key,
         }
-        attempt = 0
-        while True:
+
+        async def once() -> pd.DataFrame:
             await self.limiter.acquire()
-            try:
-                body = await anyio.to_thread.run_sync(self._get, query)
-                return _parse(symbol, body, start, end)
-            except _Retry as exc:
-                reason = self._scrub(str(exc))
-                if attempt >= self.params.max_retries:
-                    raise ProviderError(
-                        f"alphavantage {symbol}: gave up after {attempt + 1} attempts: {reason}"
-                    ) from None
-                delay = self.params.backoff_s * 2**attempt
-                log.info(
-                    "alphavantage_retry", symbol=symbol, attempt=attempt + 1, delay_s=delay,
-                    reason=reason,
-                )  # fmt: skip
-                self.limiter.pause(delay)
-                await self._sleep(delay)
-                attempt += 1
+            body = await anyio.to_thread.run_sync(self._get, query)
+            return _parse(symbol, body, start, end)
+
+        def retrying(error: Exception, number: int, delay: float) -> None:
+            reason = self._scrub(str(error))
+            log.info(
+                "alphavantage_retry", symbol=symbol, attempt=number, delay_s=delay, reason=reason
+            )
+            self.limiter.pause(delay)  # everyone waits, not only this request
+
+        policy = self._backoff()
+        try:
+            return await retry(
+                once, policy=policy, retry_on=_Retry, sleep=self._sleep, on_retry=retrying
+            )
+        except _Retry as exc:
+            raise ProviderError(
+                f"alphavantage {symbol}: gave up after {policy.max_attempts} attempts:"
+                f" {self._scrub(str(exc))}"
+            ) from None
+
+    def _backoff(self) -> Backoff:
+        """``backoff_s * 2**(n-1)`` before retry n, ``max_retries`` retries (from ``params``)."""
+        return Backoff(base_s=self.params.backoff_s, max_attempts=self.params.max_retries + 1)
 
     def _get(self, query: dict[str, str]) -> Any:
         """One blocking request (worker thread): the decoded JSON body."""

@@ -42,7 +42,7 @@ import anyio
 import numpy as np
 import pandas as pd
 
-from actors.data_feed.providers import clip_range, empty_bars, normalize_bars
+from actors.data_feed.providers.base import clip_range, empty_bars, normalize_bars
 from daemon.errors import DataError
 
 REQUIRED = ("date", "open", "high", "low", "close", "volume")

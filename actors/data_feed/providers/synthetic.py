@@ -46,7 +46,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from actors.data_feed.params import SyntheticParams
-from actors.data_feed.providers import empty_bars
+from actors.data_feed.providers.base import empty_bars
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -372,6 +372,32 @@ def _days(
 ) -> dict[str, FloatArray]:
     """OHLCV arrays (N, len(keep)) for the ``keep`` columns of blocks [b0, b1) laid out flat."""
     n, nb = len(rows.beta), b1 - b0
+    u = _daily_uniforms(rows, b0, nb)
+    # float32 is plenty for the shocks themselves; levels are accumulated in float64.
+    r = np.sqrt(-2.0 * np.log1p(-u[..., 0]))
+    theta = np.float32(2.0 * np.pi) * u[..., 1]
+    z_idio = (r * np.cos(theta)).astype(np.float64)
+    e, s2, idio_close = _idiosyncratic(market, rows, b0, b1, z_idio)
+
+    def flat(x: FloatArray) -> FloatArray:
+        return x.reshape(n, nb * _DAYS)[:, keep]
+
+    idio_close = flat(idio_close)
+    return _ohlcv(
+        market,
+        rows,
+        idx=market.day_index[b0:b1].reshape(-1)[keep],  # (T,) epoch session indices, all valid
+        idio_close=idio_close,
+        idio_prev=idio_close - flat(e),
+        idio_var=flat(s2),
+        u_gap=(r * np.sin(theta)).reshape(n, nb * _DAYS)[:, keep].astype(np.float64),
+        u_rest=u.reshape(n, nb * _DAYS, _U_PER_DAY)[:, keep, 2:].astype(np.float64),
+    )
+
+
+def _daily_uniforms(rows: _Symbols, b0: int, nb: int) -> npt.NDArray[np.float32]:
+    """Each symbol's float32 uniforms for blocks [b0, b0 + nb): (N, nb, _DAYS, _U_PER_DAY)."""
+    n = len(rows.beta)
     draws = np.empty((n, nb * _U_PER_BLOCK), dtype=np.float32)
     bitgen = np.random.PCG64(0)
     gen = np.random.Generator(bitgen)
@@ -379,12 +405,13 @@ def _days(
         bitgen.state = _pcg_state(digest)
         bitgen.advance(b0 * _U_PER_BLOCK // 2)
         draws[i] = gen.random(nb * _U_PER_BLOCK, dtype=np.float32)
-    u = draws.reshape(n, nb, _DAYS, _U_PER_DAY)
-    # float32 is plenty for the shocks themselves; levels are accumulated in float64.
-    r = np.sqrt(-2.0 * np.log1p(-u[..., 0]))
-    theta = np.float32(2.0 * np.pi) * u[..., 1]
-    z_idio = (r * np.cos(theta)).astype(np.float64)
+    return draws.reshape(n, nb, _DAYS, _U_PER_DAY)
 
+
+def _idiosyncratic(
+    market: _Market, rows: _Symbols, b0: int, b1: int, z_idio: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Daily idiosyncratic moves, their variances and log levels at the close, (N, nb, _DAYS)."""
     index = market.day_index[b0:b1]  # (nb, D)
     valid = index >= 0
     scale = np.where(valid, market.idio_scale[np.maximum(index, 0)], 0.0)  # (nb, D)
@@ -400,17 +427,21 @@ def _days(
     weight = s2 / s2.sum(axis=2, keepdims=True)
     e -= weight * (e.sum(axis=2, keepdims=True) - rows.target[:, b0:b1, None])
     idio_close = rows.level[:, b0:b1, None] + np.cumsum(e, axis=2)
+    return e, s2, idio_close
 
-    def flat(x: FloatArray) -> FloatArray:
-        return x.reshape(n, nb * _DAYS)[:, keep]
 
-    idio_close = flat(idio_close)
-    idio_prev = idio_close - flat(e)
-    idio_var = flat(s2)
-    u_gap = (r * np.sin(theta)).reshape(n, nb * _DAYS)[:, keep].astype(np.float64)
-    u_rest = u.reshape(n, nb * _DAYS, _U_PER_DAY)[:, keep, 2:].astype(np.float64)
-
-    idx = index.reshape(-1)[keep]  # (T,) epoch session indices, all valid
+def _ohlcv(
+    market: _Market,
+    rows: _Symbols,
+    *,
+    idx: IntArray,
+    idio_close: FloatArray,
+    idio_prev: FloatArray,
+    idio_var: FloatArray,
+    u_gap: FloatArray,
+    u_rest: FloatArray,
+) -> dict[str, FloatArray]:
+    """Combine factor and idiosyncratic log prices at sessions ``idx`` into OHLCV, (N, T)."""
     prev = np.maximum(idx - 1, 0)
     first = idx == 0
     market_close = market.market[idx]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -58,15 +57,6 @@ class FakePrices:
 @pytest.fixture(scope="module")
 def calendar() -> ExchangeCalendar:
     return ExchangeCalendar("XNYS", start=dt.date(2023, 6, 1), end=dt.date(2024, 12, 31)).load()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(tmp_path / "state" / "tradingd.db")
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -41,7 +40,7 @@ from actors.messages import (
 )
 from actors.orders.intents import intent_id
 from actors.orders.manager import OrderManager
-from actors.store import open_store
+from actors.risk.fill_terms import ReferenceFillTerms
 from actors.store.orders import OrderStore
 from daemon.actor import ActorRef
 from daemon.clock import SimClock
@@ -222,13 +221,6 @@ def iid(symbol: str = "AAPL", side: str = "buy", strategy: str = "momentum") -> 
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(tmp_path / "state" / "tradingd.db")
-    yield s
-    await s.close()
-
-
-@pytest.fixture
 def broker() -> ScriptedBroker:
     return ScriptedBroker()
 
@@ -238,7 +230,10 @@ async def running(store: Store, broker: Broker) -> AsyncIterator[tuple[ActorRef,
     """An OrderManager under a supervisor; yields once its on_start has run."""
     clock = SimClock(NOW)
     sup = Supervisor(OneForOne(backoff_s=0.0, backoff_max_s=0.0), clock=clock)
-    ref = sup.add("order_manager", lambda: OrderManager(store=store, broker=broker, clock=clock))
+    ref = sup.add(
+        "order_manager",
+        lambda: OrderManager(store=store, broker=broker, clock=clock, terms=ReferenceFillTerms()),
+    )
     async with anyio.create_task_group() as tg:
         await tg.start(sup.run)
         try:
@@ -634,7 +629,9 @@ async def test_results_are_counted_when_metrics_are_given(
     sup = Supervisor(OneForOne(backoff_s=0.0, backoff_max_s=0.0), clock=clock)
     ref = sup.add(
         "order_manager",
-        lambda: OrderManager(store=store, broker=broker, clock=clock, metrics=metrics),
+        lambda: OrderManager(
+            store=store, broker=broker, clock=clock, terms=ReferenceFillTerms(), metrics=metrics
+        ),
     )
     async with anyio.create_task_group() as tg:
         await tg.start(sup.run)

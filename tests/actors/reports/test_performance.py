@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.brokers.base import OrderSide
-from actors.orders.costs import apply_costs
+from actors.brokers.costs import apply_costs
 from actors.reports.performance import (
     PERIODS_PER_YEAR,
     ClosedTrade,

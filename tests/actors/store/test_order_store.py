@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from actors.messages import IntentKind, IntentStatus
-from actors.store import open_store
+from actors.risk.fill_terms import ReferenceFillTerms
 from actors.store.orders import IntentRow, NegativePosition, OrderStore, OverFill
 from daemon.store import Store
 
 ASOF = dt.date(2026, 11, 23)
 AT = dt.datetime(2026, 11, 23, 15, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(tmp_path / "state" / "tradingd.db")
-    yield s
-    await s.close()
 
 
 async def _intent(
@@ -56,7 +47,7 @@ async def _intent(
 
 async def test_create_intent_is_idempotent(store: Store) -> None:
     """Writing the same intent twice keeps the first row and says it was not created."""
-    orders = OrderStore(store)
+    orders = OrderStore(store, ReferenceFillTerms())
     sid = await orders.strategy_id("momentum")
 
     async def create(run_id: str, qty: int) -> tuple[IntentRow, bool]:
@@ -85,7 +76,7 @@ async def test_create_intent_is_idempotent(store: Store) -> None:
 
 async def test_open_intents_excludes_terminal(store: Store) -> None:
     """open_intents lists only non-terminal intents."""
-    orders = OrderStore(store)
+    orders = OrderStore(store, ReferenceFillTerms())
     a = await _intent(orders, symbol="AAPL")
     b = await _intent(orders, symbol="MSFT")
     await orders.update_status(b, IntentStatus.REJECTED, at=AT, error_message="no")
@@ -95,7 +86,7 @@ async def test_open_intents_excludes_terminal(store: Store) -> None:
 
 async def test_update_status_stamps_times_and_keeps_broker_id(store: Store) -> None:
     """SUBMITTED stamps submitted_at; acceptance stamps acked_at; the broker id is kept."""
-    orders = OrderStore(store)
+    orders = OrderStore(store, ReferenceFillTerms())
     iid = await _intent(orders)
     row = await orders.update_status(iid, IntentStatus.SUBMITTED, at=AT)
     assert row.submitted_at == AT.isoformat()
@@ -108,7 +99,7 @@ async def test_update_status_stamps_times_and_keeps_broker_id(store: Store) -> N
 
 async def test_fill_books_trade_with_costs(store: Store) -> None:
     """10 shares at 100.075: commission 0.05, slippage 7.5 bps of the notional."""
-    orders = OrderStore(store)
+    orders = OrderStore(store, ReferenceFillTerms())
     iid = await _intent(orders)
     row = await orders.book_fill(
         iid, 10, 100.075, status=IntentStatus.FILLED, at=AT, broker_order_id="b-1"
@@ -129,7 +120,7 @@ async def test_fill_books_trade_with_costs(store: Store) -> None:
 
 async def test_buy_opens_position_with_entry_and_stop(store: Store) -> None:
     """A new position gets the intent's date, its ATR and the stop avg − 3 × ATR."""
-    orders = OrderStore(store)
+    orders = OrderStore(store, ReferenceFillTerms())
     iid = await _intent(orders, atr=2.0)
     await orders.book_fill(iid, 10, 100.0, status=IntentStatus.FILLED, at=AT)
     [pos] = await orders.positions()
@@ -142,7 +133,7 @@ async def test_buy_opens_position_with_entry_and_stop(store: Store) -> None:
 
 async def test_partial_fills_weight_the_average_price(store: Store) -> None:
     """Two partial fills give the volume-weighted average on intent and position."""
-    orders = OrderStore(store)
+    orders = OrderStore(store, ReferenceFillTerms())
     iid = await _intent(orders, qty=10, atr=1.0)
     await orders.book_fill(iid, 4, 100.0, status=IntentStatus.PARTIALLY_FILLED, at=AT)
     row = await orders.book_fill(iid, 6, 105.0, status=IntentStatus.FILLED, at=AT)
@@ -156,7 +147,7 @@ async def test_partial_fills_weight_the_average_price(store: Store) -> None:
 
 async def test_sell_reduces_and_deletes_at_zero(store: Store) -> None:
     """A sell removes shares; selling the last share deletes the position."""
-    orders = OrderStore(store)
+    orders = OrderStore(store, ReferenceFillTerms())
     buy = await _intent(orders, qty=10)
     await orders.book_fill(buy, 10, 100.0, status=IntentStatus.FILLED, at=AT)
     sell = await _intent(orders, "sell", qty=10)
@@ -170,7 +161,7 @@ async def test_sell_reduces_and_deletes_at_zero(store: Store) -> None:
 
 async def test_sell_beyond_position_is_refused_and_nothing_written(store: Store) -> None:
     """A sell larger than the position raises and leaves trades, intent and position alone."""
-    orders = OrderStore(store)
+    orders = OrderStore(store, ReferenceFillTerms())
     buy = await _intent(orders, qty=5)
     await orders.book_fill(buy, 5, 100.0, status=IntentStatus.FILLED, at=AT)
     sell = await _intent(orders, "sell", qty=10)
@@ -185,7 +176,7 @@ async def test_sell_beyond_position_is_refused_and_nothing_written(store: Store)
 
 async def test_fill_beyond_target_is_refused(store: Store) -> None:
     """More shares than the intent asked for is refused."""
-    orders = OrderStore(store)
+    orders = OrderStore(store, ReferenceFillTerms())
     iid = await _intent(orders, qty=5)
     with pytest.raises(OverFill):
         await orders.book_fill(iid, 6, 100.0, status=IntentStatus.FILLED, at=AT)
@@ -193,7 +184,7 @@ async def test_fill_beyond_target_is_refused(store: Store) -> None:
 
 async def test_positions_are_per_strategy(store: Store) -> None:
     """Two strategies holding the same symbol have separate positions."""
-    orders = OrderStore(store)
+    orders = OrderStore(store, ReferenceFillTerms())
     a = await _intent(orders, strategy="momentum", iid="a")
     b = await _intent(orders, strategy="ma_crossover", iid="b")
     await orders.book_fill(a, 10, 100.0, status=IntentStatus.FILLED, at=AT)
@@ -204,7 +195,7 @@ async def test_positions_are_per_strategy(store: Store) -> None:
 
 async def test_local_cash_adds_trade_cash(store: Store) -> None:
     """Cash = baseline − buys' (notional + commission) + sells' (notional − commission)."""
-    orders = OrderStore(store)
+    orders = OrderStore(store, ReferenceFillTerms())
     buy = await _intent(orders, qty=10)
     await orders.book_fill(buy, 10, 100.0, status=IntentStatus.FILLED, at=AT)
     sell = await _intent(orders, "sell", qty=4)
@@ -218,7 +209,7 @@ async def test_strategy_id_does_not_touch_existing_rows(store: Store) -> None:
     await store.execute(
         "INSERT INTO strategies (name, capital_allocation) VALUES ('momentum', 2500.0)"
     )
-    orders = OrderStore(store)
+    orders = OrderStore(store, ReferenceFillTerms())
     sid = await orders.strategy_id("momentum")
     row = await store.fetchone(
         "SELECT id, capital_allocation FROM strategies WHERE name = 'momentum'"

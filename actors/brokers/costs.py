@@ -60,3 +60,15 @@ def apply_costs(
         slippage_cost=slip * qty,
         commission_cost=commission_per_share * qty,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelledCosts:
+    """The cost model the order store books each trade with (the reference system's)."""
+
+    slippage_bps: float = SLIPPAGE_BPS
+    commission_per_share: float = COMMISSION_PER_SHARE
+
+    def trade_costs(self, qty: int, price: float) -> tuple[float, float]:
+        """``(slippage, commission)`` in dollars of ``qty`` shares at ``price``."""
+        return qty * price * self.slippage_bps / 10_000.0, qty * self.commission_per_share
