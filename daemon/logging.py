@@ -239,7 +239,8 @@ class EventLog:
         """Append ``{"ts", "run_id", "event_type", **fields}`` (secrets redacted) as one line.
 
         ``event`` is the kind (the application names them, e.g. ``CYCLE_STARTED``:
-        upper case, digits, ``_``). ``at`` must be timezone-aware; it is written in UTC ISO 8601. A failed
+        upper case, digits, ``_``). ``at`` must be timezone-aware; it is written in UTC
+        ISO 8601. A failed
         write (disk full, read-only) is logged and counted, never raised: the
         store is the source of truth, and an event file must not be the reason
         a cycle cannot report how it ended.

@@ -38,7 +38,7 @@ HANDLER_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 1
 
 
 class RuntimeMetrics:
-    """The runtime's metrics (actors, event loop, control socket, watchdog, backups) and the exporter.
+    """The runtime's metrics (actors, event loop, control socket, watchdog, backups), exported.
 
     The application subclasses it to add its own on the same registry.
     """

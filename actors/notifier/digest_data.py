@@ -18,7 +18,7 @@ import pandas as pd
 from actors.notifier.digest import DigestData
 from actors.reports.charts import equity_chart_png
 from actors.reports.performance import FillRecord, closed_trades_from_fills, summarize
-from actors.store.broker_state import BrokerStateStore
+from actors.store.broker_state import BrokerSnapshot, BrokerStateStore
 from actors.store.cycles import CycleJournal, CycleRecord
 from actors.store.orders import OrderStore
 from actors.store.signals import SignalStore
@@ -46,6 +46,21 @@ async def find_cycle(
     return record
 
 
+PERFORMANCE_KEYS = (
+    "total_return",
+    "annualized_return",
+    "sharpe_ratio",
+    "sortino_ratio",
+    "max_drawdown",
+    "calmar_ratio",
+    "win_rate",
+    "profit_factor",
+    "average_win",
+    "average_loss",
+    "average_holding_sessions",
+)
+
+
 async def digest_data(store: Store, record: CycleRecord, *, chart: bool = True) -> DigestData:
     """Everything the digest shows for ``record``'s cycle."""
     signals = SignalStore(store)
@@ -66,14 +81,7 @@ async def digest_data(store: Store, record: CycleRecord, *, chart: bool = True) 
     equity = pd.Series(
         [e for _, e in curve], index=pd.to_datetime([d for d, _ in curve]), dtype=float
     )
-
-    def compute() -> tuple[dict[str, Any], bytes | None]:
-        closed = closed_trades_from_fills([FillRecord.from_mapping(r) for r in all_fills])
-        perf = summarize(equity, closed).as_dict()
-        png = equity_chart_png(equity, title="Equity (end of each cycle)") if chart else None
-        return perf, png
-
-    performance, png = await anyio.to_thread.run_sync(compute)
+    performance, png = await anyio.to_thread.run_sync(_performance, equity, all_fills, chart)
     return DigestData(
         run_id=record.run_id,
         asof=record.asof,
@@ -81,61 +89,65 @@ async def digest_data(store: Store, record: CycleRecord, *, chart: bool = True) 
         reason=record.reason or "",
         funnel=funnel,
         why_no_trade=why,
-        trades=[
-            {
-                "strategy": t["strategy"],
-                "symbol": t["symbol"],
-                "action": t["action"],
-                "shares": t["shares"],
-                "exec_price": t["exec_price"],
-                "slippage_cost": t["slippage_cost"],
-                "commission_cost": t["commission_cost"],
-                "total_cost": t["total_cost"],
-            }
-            for t in trades
-        ],
-        positions=[
-            {
-                "strategy": p["strategy"],
-                "symbol": p["symbol"],
-                "shares": p["shares"],
-                "avg_price": p["avg_price"],
-                "last_price": p.get("current_price"),
-                "unrealized_pnl": p.get("unrealized_pnl"),
-                "stop_price": p["stop_price"],
-            }
-            for p in positions
-        ],
+        trades=[_trade_row(t) for t in trades],
+        positions=[_position_row(p) for p in positions],
         portfolio_value=details.get("portfolio_value"),
         daily_pnl=details.get("daily_pnl"),
         heat=details.get("heat"),
         heat_limit=details.get("heat_limit"),
         regime=details.get("regime"),
         kill_switches=switches,
-        reconciliation={
-            "passed": recon.passed if recon else None,
-            "discrepancies": [
-                {"kind": x.kind, "symbol": x.symbol, "local": x.local, "broker": x.broker}
-                for x in recon.discrepancies
-            ]
-            if recon
-            else [],
-        },
-        performance={
-            k: performance.get(k)
-            for k in (
-                "total_return",
-                "annualized_return",
-                "sharpe_ratio",
-                "sortino_ratio",
-                "max_drawdown",
-                "calmar_ratio",
-                "win_rate",
-                "profit_factor",
-                "average_win",
-                "average_loss",
-                "average_holding_sessions",
-            )
-        },
+        reconciliation=_reconciliation(recon),
+        performance={k: performance.get(k) for k in PERFORMANCE_KEYS},
         equity_png=png,
     )
+
+
+def _performance(
+    equity: pd.Series, fills: list[dict[str, Any]], chart: bool
+) -> tuple[dict[str, Any], bytes | None]:
+    """Performance of the equity curve and its closed trades, and the chart (CPU work)."""
+    closed = closed_trades_from_fills([FillRecord.from_mapping(r) for r in fills])
+    perf = summarize(equity, closed).as_dict()
+    png = equity_chart_png(equity, title="Equity (end of each cycle)") if chart else None
+    return perf, png
+
+
+def _trade_row(t: dict[str, Any]) -> dict[str, Any]:
+    """The digest's columns of one trade."""
+    return {
+        "strategy": t["strategy"],
+        "symbol": t["symbol"],
+        "action": t["action"],
+        "shares": t["shares"],
+        "exec_price": t["exec_price"],
+        "slippage_cost": t["slippage_cost"],
+        "commission_cost": t["commission_cost"],
+        "total_cost": t["total_cost"],
+    }
+
+
+def _position_row(p: dict[str, Any]) -> dict[str, Any]:
+    """The digest's columns of one open position."""
+    return {
+        "strategy": p["strategy"],
+        "symbol": p["symbol"],
+        "shares": p["shares"],
+        "avg_price": p["avg_price"],
+        "last_price": p.get("current_price"),
+        "unrealized_pnl": p.get("unrealized_pnl"),
+        "stop_price": p["stop_price"],
+    }
+
+
+def _reconciliation(recon: BrokerSnapshot | None) -> dict[str, Any]:
+    """The latest reconciliation's verdict and discrepancies (None and [] when there is none)."""
+    return {
+        "passed": recon.passed if recon else None,
+        "discrepancies": [
+            {"kind": x.kind, "symbol": x.symbol, "local": x.local, "broker": x.broker}
+            for x in recon.discrepancies
+        ]
+        if recon
+        else [],
+    }

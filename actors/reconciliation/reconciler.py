@@ -29,6 +29,7 @@ import structlog
 from actors.brokers.base import Broker, BrokerAccount, BrokerPosition
 from actors.messages import (
     AdoptBrokerState,
+    Discrepancy,
     GetClosingEquity,
     GetStatus,
     Reconcile,
@@ -62,6 +63,33 @@ def _quantities(positions: list[BrokerPosition]) -> dict[str, int]:
     for p in positions:
         totals[p.symbol] = totals.get(p.symbol, 0) + p.qty
     return {symbol: qty for symbol, qty in totals.items() if qty != 0}
+
+
+def _log_outcome(
+    msg: Reconcile, passed: bool, discrepancies: list[Discrepancy], missing: str | None
+) -> None:
+    """Log every discrepancy, then whether the reconciliation passed."""
+    for d in discrepancies:
+        log.error(
+            "reconciliation_discrepancy",
+            run_id=msg.run_id,
+            kind=msg.kind,
+            discrepancy=d.kind,
+            symbol=d.symbol,
+            local=d.local,
+            broker=d.broker,
+            diff=d.diff,
+        )
+    if passed:
+        log.info("reconciliation_passed", run_id=msg.run_id, kind=msg.kind)
+    else:
+        log.error(
+            "reconciliation_failed",
+            run_id=msg.run_id,
+            kind=msg.kind,
+            discrepancies=len(discrepancies),
+            error=missing,
+        )
 
 
 class Reconciler(Actor):
@@ -162,27 +190,7 @@ class Reconciler(Actor):
             passed=passed,
             at=now,
         )
-        for d in discrepancies:
-            log.error(
-                "reconciliation_discrepancy",
-                run_id=msg.run_id,
-                kind=msg.kind,
-                discrepancy=d.kind,
-                symbol=d.symbol,
-                local=d.local,
-                broker=d.broker,
-                diff=d.diff,
-            )
-        if passed:
-            log.info("reconciliation_passed", run_id=msg.run_id, kind=msg.kind)
-        else:
-            log.error(
-                "reconciliation_failed",
-                run_id=msg.run_id,
-                kind=msg.kind,
-                discrepancies=len(discrepancies),
-                error=missing,
-            )
+        _log_outcome(msg, passed, discrepancies, missing)
         return self._keep(
             ReconciliationReport(
                 passed=passed,

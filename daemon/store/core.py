@@ -84,7 +84,7 @@ class StoreLock:
 
 
 class Store:
-    """The state database. Use ``await Store.open(path, migrations=...)``; ``await store.close()`` at exit."""
+    """The state database: ``await Store.open(path, migrations=...)``, ``await store.close()``."""
 
     def __init__(self, path: Path, conn: aiosqlite.Connection, lock: StoreLock | None) -> None:
         self.path = path
