@@ -3,33 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.test_daemon_process import Proc, drain, start, stop
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Proc]:
-    run_dir = Path(tempfile.mkdtemp(prefix="td-", dir="/tmp"))  # short: a socket path
-    proc = start(run_dir, tmp_path)
-    try:
-        proc.wait_notify("READY=1")
-        yield proc
-    finally:
-        if proc.popen.poll() is None:
-            proc.popen.kill()
-            proc.popen.wait()
-        drain(proc)
-        proc.notify.close()
-        shutil.rmtree(run_dir, ignore_errors=True)
+from tests.test_daemon_process import Proc, stop
 
 
 def restore(proc: Proc, backup: Path) -> subprocess.CompletedProcess[str]:

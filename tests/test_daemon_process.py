@@ -9,10 +9,8 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,13 +71,6 @@ class Proc:
         )
 
 
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="td-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def start(short_dir: Path, tmp_path: Path, *, extra: str = "") -> Proc:
     state, run = tmp_path / "state", short_dir / "run"
     config = tmp_path / "tradingd.toml"
@@ -124,20 +115,6 @@ def drain(proc: Proc) -> str:
         return ""
     with proc.popen.stdout:
         return proc.popen.stdout.read()
-
-
-@pytest.fixture
-def daemon(short_dir: Path, tmp_path: Path) -> Iterator[Proc]:
-    proc = start(short_dir, tmp_path)
-    try:
-        proc.wait_notify("READY=1")
-        yield proc
-    finally:
-        if proc.popen.poll() is None:
-            proc.popen.kill()
-            proc.popen.wait()
-        drain(proc)
-        proc.notify.close()
 
 
 def test_ready_ping_status_metrics_watchdog_and_clean_stop(daemon: Proc) -> None:

@@ -8,11 +8,9 @@ import struct
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
-import pytest
 
 from actors.market.calendar import ExchangeCalendar
 from actors.system.app import Daemon
@@ -23,13 +21,6 @@ from tests.actors.notifier import SmtpSink
 
 ASOF = dt.date(2026, 11, 23)
 CAL = ExchangeCalendar("XNYS")
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink().start()
-    yield sink
-    sink.stop()
 
 
 def environ(tmp_path: Path, smtp: SmtpSink) -> dict[str, str]:

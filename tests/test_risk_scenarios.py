@@ -507,7 +507,7 @@ async def test_a_second_cycle_the_same_trading_date_places_nothing(
 ) -> None:
     """A second cycle for a date that completed is refused, after a restart too, in or after hours;
     forced, it sends no new entry."""
-    from actors.cycle.supervisor import CycleAlreadyCompleted
+    from actors.cycle.runner import CycleAlreadyCompleted
 
     trading = dt.date(2007, 9, 5)
     first_at: Any = dt.time(9, 47) if hours == "during" else "after_close"

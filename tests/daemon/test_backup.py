@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -60,18 +60,10 @@ async def until(predicate: Callable[[], bool], limit: int = 10_000) -> None:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "tradingd.db"
-
-
-@pytest.fixture
-async def store(db: Path) -> AsyncIterator[Store]:
-    s = await open_store(db)
-    try:
-        await s.execute(PROBE)
-        yield s
-    finally:
-        await s.close()
+async def store(store: Store) -> Store:
+    """The shared store with the probe table the backup tests write to."""
+    await store.execute(PROBE)
+    return store
 
 
 async def make_db(db: Path, batches: list[int]) -> None:
@@ -130,13 +122,13 @@ async def test_second_backup_in_the_same_second_is_refused(store: Store, tmp_pat
     assert [p.name for p in first.parent.iterdir()] == [first.name]
 
 
-async def test_copy_failing_verification_is_removed(db: Path, tmp_path: Path) -> None:
+async def test_copy_failing_verification_is_removed(state_db: Path, tmp_path: Path) -> None:
     """A copy this tradingd could not restore (a newer schema) is deleted and StoreError raised.
 
     The copy is checked against the schema the store was opened with; a store on
     a newer file than that cannot be opened, so the test lowers what it knows.
     """
-    newer = await Store.open(db, migrations=[*MIGRATIONS, PROBE])
+    newer = await Store.open(state_db, migrations=[*MIGRATIONS, PROBE])
     newer.latest_version = len(MIGRATIONS)
     try:
         with pytest.raises(StoreError, match="newer than this tradingd"):
@@ -319,20 +311,22 @@ async def test_failed_backup_is_logged_and_the_loop_goes_on(store: Store, tmp_pa
 # --- restore ---------------------------------------------------------------------------------
 
 
-async def test_restore_refuses_while_a_store_holds_the_lock(store: Store, db: Path) -> None:
+async def test_restore_refuses_while_a_store_holds_the_lock(store: Store, state_db: Path) -> None:
     """With the database open (a daemon running), restore raises StoreLockedError; no change."""
     await store.execute("INSERT INTO probe (batch) VALUES (1)")
-    backup = await backup_now(store, db.parent.parent / "backups", AT)
-    before = sorted(p.name for p in db.parent.iterdir())
+    backup = await backup_now(store, state_db.parent.parent / "backups", AT)
+    before = sorted(p.name for p in state_db.parent.iterdir())
     with pytest.raises(StoreLockedError, match=rf"pid {os.getpid()}\) is running.*stop it first"):
-        await restore(backup, db, migrations=MIGRATIONS)
-    assert sorted(p.name for p in db.parent.iterdir()) == before
+        await restore(backup, state_db, migrations=MIGRATIONS)
+    assert sorted(p.name for p in state_db.parent.iterdir()) == before
     await store.execute("INSERT INTO probe (batch) VALUES (2)")  # still ours and working
 
 
-async def test_restore_puts_backup_in_place_and_keeps_the_old_db(db: Path, tmp_path: Path) -> None:
+async def test_restore_puts_backup_in_place_and_keeps_the_old_db(
+    state_db: Path, tmp_path: Path
+) -> None:
     """With no daemon, restore copies the backup in and moves the old database aside."""
-    s = await open_store(db)
+    s = await open_store(state_db)
     await s.execute(PROBE)
     await s.execute("INSERT INTO probe (batch) VALUES (1)")
     backup = await backup_now(s, tmp_path / "backups", AT)
@@ -340,15 +334,15 @@ async def test_restore_puts_backup_in_place_and_keeps_the_old_db(db: Path, tmp_p
     await s.close()
     backup_hash = sha256(backup)
 
-    aside = await restore(backup, db, migrations=MIGRATIONS)
+    aside = await restore(backup, state_db, migrations=MIGRATIONS)
 
     assert aside is not None
-    assert aside.parent == db.parent
+    assert aside.parent == state_db.parent
     assert aside.name.startswith("tradingd.db.before-restore-")
     assert rows(aside) == [(1,), (2,)]
-    assert rows(db) == [(1,)]
+    assert rows(state_db) == [(1,)]
     assert sha256(backup) == backup_hash
-    reopened = await open_store(db)  # the lock is free again and the copy is a state db
+    reopened = await open_store(state_db)  # the lock is free again and the copy is a state db
     try:
         assert await reopened.integrity_check() == "ok"
         row = await reopened.fetchone("PRAGMA journal_mode")
@@ -370,10 +364,10 @@ async def test_restore_onto_a_fresh_state_directory(tmp_path: Path) -> None:
     assert rows(target) == [(7,)]
 
 
-async def test_restore_of_a_corrupt_backup_is_refused(db: Path, tmp_path: Path) -> None:
+async def test_restore_of_a_corrupt_backup_is_refused(state_db: Path, tmp_path: Path) -> None:
     """A backup failing its integrity check is refused and the current database is untouched."""
-    await make_db(db, [1] * 500)
-    s = await open_store(db)
+    await make_db(state_db, [1] * 500)
+    s = await open_store(state_db)
     backup = await backup_now(s, tmp_path / "backups", AT)
     await s.close()
     root = rows(backup, "SELECT rootpage FROM sqlite_master WHERE name = 'probe'")[0][0]
@@ -382,25 +376,25 @@ async def test_restore_of_a_corrupt_backup_is_refused(db: Path, tmp_path: Path) 
     offset = (root - 1) * page_size
     data[offset + 8 : offset + 200] = b"\xa5" * 192
     backup.write_bytes(bytes(data))
-    before = {p.name: sha256(p) for p in db.parent.iterdir()}
+    before = {p.name: sha256(p) for p in state_db.parent.iterdir()}
 
     with pytest.raises(StoreCorruptError, match="fails its integrity check") as refused:
-        await restore(backup, db, migrations=MIGRATIONS)
+        await restore(backup, state_db, migrations=MIGRATIONS)
     assert "\n" not in str(refused.value)
 
-    assert {p.name: sha256(p) for p in db.parent.iterdir()} == before
-    reopened = await open_store(db)  # and the lock was released
+    assert {p.name: sha256(p) for p in state_db.parent.iterdir()} == before
+    reopened = await open_store(state_db)  # and the lock was released
     await reopened.close()
 
 
-async def test_restore_refuses_a_live_database_file(db: Path) -> None:
+async def test_restore_refuses_a_live_database_file(state_db: Path) -> None:
     """A file with a -wal beside it is a live database, not a backup: refused."""
-    await make_db(db, [1])
-    live = db.with_name("copy.db")
-    live.write_bytes(db.read_bytes())
+    await make_db(state_db, [1])
+    live = state_db.with_name("copy.db")
+    live.write_bytes(state_db.read_bytes())
     Path(f"{live}-wal").write_bytes(b"")
     with pytest.raises(StoreError, match="-wal file beside it"):
-        await restore(live, db, migrations=MIGRATIONS)
+        await restore(live, state_db, migrations=MIGRATIONS)
     with pytest.raises(StoreError, match="the database itself"):
-        await restore(db, db, migrations=MIGRATIONS)
-    assert rows(db) == [(1,)]
+        await restore(state_db, state_db, migrations=MIGRATIONS)
+    assert rows(state_db) == [(1,)]

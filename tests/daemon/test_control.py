@@ -9,12 +9,10 @@ import json
 import os
 import pwd
 import random
-import shutil
 import socket
 import stat
 import subprocess
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -36,14 +34,6 @@ from daemon.errors import ActorStopped, AskTimeout
 
 NOBODY = 65534
 SYSTEM_PYTHON = Path("/usr/bin/python3")
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """A directory short enough for AF_UNIX paths (tmp_path can exceed 107 bytes)."""
-    path = Path(tempfile.mkdtemp(dir="/tmp", prefix="ctl-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -73,15 +73,6 @@ def sha256(path: Path) -> str:
 
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "tradingd.db"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(db_path(tmp_path))
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def table_names(store: Store) -> set[str]:

@@ -12,41 +12,22 @@ import contextlib
 import json
 import os
 import random
-import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.test_daemon_process import Proc, drain, start
+from tests.test_daemon_process import Proc
 
 NOBODY = 65534
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Proc]:
-    short = Path(tempfile.mkdtemp(prefix="td-abuse-", dir="/tmp"))
-    proc = start(short, tmp_path)
-    try:
-        proc.wait_notify("READY=1")
-        yield proc
-    finally:
-        if proc.popen.poll() is None:
-            proc.popen.kill()
-            proc.popen.wait()
-        drain(proc)
-        proc.notify.close()
-        shutil.rmtree(short, ignore_errors=True)
 
 
 def connect(path: Path, timeout: float = 30.0) -> socket.socket:

@@ -18,12 +18,10 @@ import contextlib
 import datetime as dt
 import itertools
 import os
-import shutil
 import socket
-import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,13 +67,6 @@ class Datagrams:
             while len(self.pings(after)) < n:
                 await anyio.sleep(0.05)
         return self.pings(after)
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="td-wd-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @asynccontextmanager

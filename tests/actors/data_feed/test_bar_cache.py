@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -53,13 +53,6 @@ class CountingProvider:
 
     async def volatility_index(self, start: dt.date, end: dt.date) -> pd.Series | None:
         return None
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(tmp_path / "state.db")
-    yield s
-    await s.close()
 
 
 D = dt.date

@@ -30,13 +30,6 @@ ALERT = Message(
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink().start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture
 def webhook() -> Iterator[WebhookSink]:
     sink = WebhookSink().start()
     yield sink

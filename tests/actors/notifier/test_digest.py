@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
-
-import pytest
 
 from actors.messages import CycleCompleted, CycleStatus
 from actors.notifier import DigestData, EmailChannel, minimal_digest, render_digest
@@ -143,13 +140,6 @@ def sample(**overrides: object) -> DigestData:
     fields = {name: getattr(data, name) for name in DigestData.__dataclass_fields__}
     fields.update(overrides)
     return DigestData(**fields)
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink().start()
-    yield sink
-    sink.stop()
 
 
 def test_subject_names_date_status_orders_and_pnl() -> None:

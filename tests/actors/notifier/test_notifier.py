@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -35,7 +34,6 @@ from actors.notifier import (
     Notifier,
     WebhookChannel,
 )
-from actors.store import open_store
 from actors.store.notifications import NotificationStore
 from daemon.actor import ActorRef
 from daemon.clock import SimClock
@@ -96,20 +94,6 @@ class GatedChannel(RecordingChannel):
         self.entered.set()
         await self.gate.wait()
         await super().send(message)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(tmp_path / "state" / "tradingd.db")
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink().start()
-    yield sink
-    sink.stop()
 
 
 def email_to(sink: SmtpSink) -> EmailChannel:

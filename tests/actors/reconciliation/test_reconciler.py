@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import anyio
 import pytest
@@ -20,7 +19,6 @@ from actors.messages import (
     ReconciliationReport,
 )
 from actors.reconciliation.reconciler import BrokerUnreadable, Reconciler
-from actors.store import open_store
 from actors.store.broker_state import BrokerStateStore
 from actors.store.signals import SignalStore
 from daemon.actor import ActorRef
@@ -58,15 +56,6 @@ class FakeBroker:
         if self.down:
             raise BrokerUnavailable("HTTP 503 from the broker")
         return {s: self.closes[s] for s in sessions if s in self.closes}
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(tmp_path / "state" / "tradingd.db")
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 @pytest.fixture

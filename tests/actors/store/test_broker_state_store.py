@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from actors.messages import Discrepancy
-from actors.store import open_store
 from actors.store.broker_state import Adjustment, BrokerStateStore, baseline_for
 from actors.store.signals import SignalStore
 from actors.store.state import SystemState
 from daemon.store import Store
 
 T0 = dt.datetime(2026, 11, 23, 14, 30, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(tmp_path / "state" / "tradingd.db")
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def strategy(store: Store, name: str) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,15 +19,6 @@ T0 = dt.datetime(2024, 1, 8, 21, 0, tzinfo=UTC)
 
 def at(minutes: int) -> dt.datetime:
     return T0 + dt.timedelta(minutes=minutes)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(tmp_path / "state" / "tradingd.db")
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 @pytest.fixture

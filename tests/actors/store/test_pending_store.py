@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from actors.market.calendar import ExchangeCalendar
 from actors.messages import Signal, SignalAction
 from actors.risk.pending import expiry_asof
-from actors.store import open_store
 from actors.store.pending import PendingStore
 from actors.store.signals import SignalStore
 from daemon.store import Store
@@ -20,13 +15,6 @@ CAL = ExchangeCalendar("XNYS")
 DAY0 = dt.date(2026, 11, 20)  # Friday; Thanksgiving (11-26) inside the window
 AT = dt.datetime(2026, 11, 20, 15, tzinfo=dt.UTC)
 SIG = Signal("momentum", "AAPL", SignalAction.BUY, 0.8, 190.0, 3.0, 10, "mom 9% > 8%")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(tmp_path / "t.db")
-    yield s
-    await s.close()
 
 
 async def test_window_counts_trading_sessions_and_then_expires(store: Store) -> None:
