@@ -2,10 +2,12 @@
 
 The process is ``tradingd run --once --asof DAY`` (the helpers of
 ``tests/test_crash_alpaca.py``); each session is killed ten times. While the day
-still has orders to send, most kills are aimed at a submission: while the fake
+still has orders to send, every kill is aimed at a submission: while the fake
 holds the answer to an order it has just created, or just after the first POST
 of the run (plus a few milliseconds of jitter); the rest land at a random
-instant between start-up and the end of the cycle. Then a run that is not killed
+instant between start-up and the end of the cycle (the window shrinks to the
+shortest run seen to finish by itself: on a fast machine a run is over in under
+three seconds). Then a run that is not killed
 finishes the day. Before the series an operator disables
 ``ma_crossover`` through ``tradectl`` on a running daemon. Afterwards: one order
 and one POST per client order id, ``PRAGMA integrity_check`` ok, every
@@ -58,6 +60,7 @@ class Kill:
     posts_before: int
     posts_after: int
     exit_code: int | None
+    elapsed_s: float = 0.0
 
     @property
     def landed(self) -> bool:
@@ -116,6 +119,7 @@ def kill_somewhere(
     rng: random.Random,
     *,
     aim_at_posts: bool,
+    latest_s: float = 3.8,
 ) -> Kill:
     """Start a run and SIGKILL it at an instant picked by ``rng``.
 
@@ -123,7 +127,7 @@ def kill_somewhere(
     - 80 %: while the fake holds the answer to an order it has just created
       (``accept_then_hang_next``): the order exists, the daemon has not heard;
     - 20 %: just after the first order POST of this run, plus 0-10 ms.
-    Otherwise at a random instant from start-up to the end of the cycle.
+    Otherwise at a random instant from start-up to ``latest_s`` (the end of the cycle).
     """
     before = fake.order_posts
     hold = aim_at_posts and rng.random() < 0.8
@@ -132,6 +136,7 @@ def kill_somewhere(
         fake.release.clear()
         fake.accept_then_hang_next(1)
     proc = start(workdir, fake, asof)
+    began = time.monotonic()
     if hold:
         aim = "order created, answer held"
         deadline = time.monotonic() + POST_WAIT_S
@@ -153,7 +158,7 @@ def kill_somewhere(
             time.sleep(0.001)
         time.sleep(jitter)
     else:
-        delay = rng.uniform(1.0, 3.8)
+        delay = rng.uniform(min(1.0, latest_s / 2), latest_s)
         aim = f"{delay:.2f} s after start"
         deadline = time.monotonic() + delay
         while proc.poll() is None and time.monotonic() < deadline:
@@ -161,10 +166,11 @@ def kill_somewhere(
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
+    elapsed = time.monotonic() - began
     fake.release.set()  # let a held handler thread answer (nobody is listening any more)
     if proc.stdout is not None:
         proc.stdout.close()
-    return Kill(asof, aim, before, fake.order_posts, proc.returncode)
+    return Kill(asof, aim, before, fake.order_posts, proc.returncode, elapsed)
 
 
 @pytest.mark.timeout(480)
@@ -176,12 +182,17 @@ def test_fifty_sigkills_never_double_an_order_and_keep_the_switch(
     disable_strategy_on_running_daemon(workdir, fake)
     rng = random.Random(20261124)
     kills: list[Kill] = []
+    latest_s = 3.8
     for asof in SESSIONS:
         orders_left = True
         for _ in range(KILLS_PER_SESSION):
-            aimed = orders_left and rng.random() < 0.75
-            kill = kill_somewhere(workdir, fake, asof, rng, aim_at_posts=aimed)
+            # While orders are left every kill aims at one: a random instant early in
+            # the day lets the run send them all at once (orders go out back to back).
+            aimed = orders_left
+            kill = kill_somewhere(workdir, fake, asof, rng, aim_at_posts=aimed, latest_s=latest_s)
             kills.append(kill)
+            if not kill.landed:  # the run ended first: aim the next ones earlier
+                latest_s = max(0.5, min(latest_s, 0.9 * kill.elapsed_s))
             if aimed and kill.posts_after == kill.posts_before:
                 orders_left = False  # the day's orders are all in: aim at random instants
         events = finish_day(workdir, fake, asof)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,6 @@ from actors.messages import (
     TripKillSwitch,
 )
 from actors.metrics import Metrics
-from actors.store import open_store
 from actors.store.cycles import CycleJournal
 from actors.store.equity import EquityCloses
 from actors.store.models import ModelStore
@@ -122,13 +121,6 @@ class SyntheticPrices:
 
     async def close_price(self, symbol: str, session: dt.date) -> float | None:
         return await self._inner.close_price(symbol, session)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(tmp_path / "state" / "tradingd.db")
-    yield s
-    await s.close()
 
 
 def market_hours(day: dt.date = ASOF) -> SimClock:
