@@ -33,6 +33,13 @@ class SyntheticParams(_Params):
     sectors: int = Field(default=6, ge=1, le=50)
     start_price_min: float = Field(default=20.0, gt=0)
     start_price_max: float = Field(default=400.0, gt=0)
+    corporate_actions_per_year: float = Field(
+        default=0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="expected corporate actions (splits, dividends, a rare rename) per symbol "
+        "per year, drawn from the seed; 0: none, and the bars are exactly as without the key",
+    )
 
 
 class CsvParams(_Params):

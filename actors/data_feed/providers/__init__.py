@@ -33,13 +33,16 @@ import pandas as pd
 from actors.data_feed.providers.base import (
     PRICE_COLUMNS,
     BarProvider,
+    ReportsCorporateActions,
     ReportsProblems,
     SessionsFn,
     clip_range,
     empty_bars,
     normalize_bars,
+    provider_actions,
     provider_problems,
 )
+from actors.market.corporate_actions import CorporateAction
 from daemon.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -99,6 +102,12 @@ class CachedProvider:
     async def volatility_index(self, start: dt.date, end: dt.date) -> pd.Series | None:
         """Passed through to ``inner`` (no provider that has one is remote)."""
         return await self.inner.volatility_index(start, end)
+
+    async def corporate_actions(
+        self, symbols: Sequence[str], start: dt.date, end: dt.date
+    ) -> list[CorporateAction]:
+        """Passed through to ``inner`` (never cached: an action can be announced late)."""
+        return await provider_actions(self.inner, symbols, start, end)
 
     def _missing(
         self,
@@ -180,11 +189,13 @@ __all__ = [
     "PRICE_COLUMNS",
     "BarProvider",
     "CachedProvider",
+    "ReportsCorporateActions",
     "ReportsProblems",
     "SessionsFn",
     "clip_range",
     "empty_bars",
     "make_provider",
     "normalize_bars",
+    "provider_actions",
     "provider_problems",
 ]

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from actors.data_feed.panel import LONG_COLUMNS
+from actors.market.corporate_actions import CorporateAction
 
 SessionsFn = Callable[[dt.date, dt.date], Sequence[dt.date]]
 """The exchange sessions in ``[a, b]`` (both inclusive), ascending."""
@@ -44,6 +45,34 @@ class ReportsProblems(Protocol):
     def problems(self) -> Mapping[str, str]:
         """Symbol -> what was wrong (file, line, column), for the last load."""
         ...
+
+
+@runtime_checkable
+class ReportsCorporateActions(Protocol):
+    """A provider that knows the corporate actions of its symbols (splits, dividends, renames).
+
+    Its bars are adjusted for the actions it reports with an ex date up to the fetch's
+    ``end`` at least: the CSV provider and the synthetic market adjust *as of* ``end``
+    (``actors.market.corporate_actions.adjust_history``), Alpaca's adjusted feed as of
+    now. The data feed forgets a symbol's cached history once the ex-date bar is in
+    its window (``CorporateActionStore.refresh_bars``), so either way the history a
+    cycle sees has one scale.
+    """
+
+    async def corporate_actions(
+        self, symbols: Sequence[str], start: dt.date, end: dt.date
+    ) -> list[CorporateAction]:
+        """Every action on ``symbols`` whose ex date is in ``[start, end]``, by ex date."""
+        ...
+
+
+async def provider_actions(
+    provider: object, symbols: Sequence[str], start: dt.date, end: dt.date
+) -> list[CorporateAction]:
+    """``provider.corporate_actions(...)`` when it reports them, else none."""
+    if isinstance(provider, ReportsCorporateActions):
+        return list(await provider.corporate_actions(symbols, start, end))
+    return []
 
 
 def provider_problems(provider: object) -> dict[str, str]:

@@ -26,6 +26,36 @@ own counter-addressable random stream (PCG64 seeded from SHA-256 of
 (seed, symbol), jumped with ``advance``), so a block's draws are found without
 drawing the blocks before it, and all symbols are then processed as one
 vectorised (symbols x days) array computation.
+
+Corporate actions (``corporate_actions_per_year`` above 0; at 0 there are none
+and nothing above changes, to the bit): each symbol's actions over the epoch are
+drawn once from their own stream (SHA-256 of (seed, symbol) again, under another
+name), so the bars' streams are untouched. Ex dates are a Poisson process at the
+rate, one action a session at most; each is a split (forward 2:1, 3:2 or 3:1 when
+the price is at least $30, else reverse 1:10 or 1:5: companies split high prices
+and consolidate low ones), a cash dividend (0.2-1 % of the price, one in ten a
+special of 2-5 %, paid 5-19 sessions later) or, once per symbol at most and
+about one action in 25, a rename to ``<symbol>.X`` (a suffix no listed ticker has,
+so no other name is shadowed; symbols over 8 characters are never renamed). The
+price used for a size or a direction is the close at the end of the month before
+the ex date, on the price scale then.
+
+The path generated above is then the *economic* path ``P_t`` (the value of one
+share held since the epoch began); the price printed on day ``t`` is ``P_t /
+C(t)`` (to the cent), volume ``x C(t)``, where ``C(t)`` is the product of the
+ratios of the splits with ex date on or before ``t``. ``fetch(symbols, start,
+end)`` returns those raw bars adjusted as of ``end``
+(``actors.market.corporate_actions.adjust_history``), i.e. about ``P_t / C(end)``:
+a bar depends on (seed, symbol, date, end). ``generate_raw`` gives the raw bars.
+Cash dividends do not move the price path (they are cash on top of it).
+
+A rename at ``R``: from a fetch whose ``end`` is on or after ``R``, the new symbol
+serves the company's whole history (as a feed that maps symbols as of the asked
+date does) and the old symbol keeps serving it as well; before ``R`` the new
+symbol has no bars. Each name reports the company's actions under its own name
+(the new symbol: from its first listed fetch on, every action but the rename,
+which is reported on the old symbol only), so ``adjust_history(generate_raw(s,
+a, b), corporate_actions(s, a, b), b) == fetch(s, a, b)`` for every name ``s``.
 """
 
 from __future__ import annotations
@@ -36,7 +66,7 @@ import hashlib
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -47,6 +77,7 @@ import pandas as pd
 
 from actors.data_feed.params import SyntheticParams
 from actors.data_feed.providers.base import empty_bars
+from actors.market.corporate_actions import ActionKind, CorporateAction, adjust_history
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -70,6 +101,14 @@ _TRANSITIONS = np.array(
 _SECTOR_VOL = 0.75  # sector factor vol relative to the market's
 _LOG_LO = float(np.log(5.0))
 _LOG_HI = float(np.log(2000.0))
+
+SOURCE = "synthetic"
+RENAME_SUFFIX = ".X"
+_MAX_SYMBOL = 10  # the universe's ticker shape allows at most 10 characters
+_RENAME_SHARE = 0.04  # of the actions drawn: a rename (once per symbol at most) ...
+_SPLIT_SHARE = 0.41  # ... a split; the rest cash dividends
+_SPLIT_PRICE = 30.0  # a split at this price or above is forward, below it reverse
+_PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
 @functools.cache
@@ -274,6 +313,7 @@ class SyntheticProvider:
         self.volatility_symbol = volatility_symbol
         self._lock = threading.Lock()
         self._rows: dict[str, _Symbols] = {}
+        self._schedules: dict[str, tuple[CorporateAction, ...]] = {}
 
     async def fetch(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
         """Bars for ``symbols`` (the volatility symbol excluded) over the sessions in range."""
@@ -290,8 +330,91 @@ class SyntheticProvider:
             dtype=np.float64,
         )
 
+    async def corporate_actions(
+        self, symbols: Sequence[str], start: dt.date, end: dt.date
+    ) -> list[CorporateAction]:
+        """The actions on ``symbols`` with ex date in ``[start, end]``, by ex date."""
+        return await anyio.to_thread.run_sync(self.actions, symbols, start, end)
+
     def generate(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
-        """The synchronous body of ``fetch`` (runs in a worker thread)."""
+        """The synchronous body of ``fetch``: bars adjusted as of ``end`` (a worker thread)."""
+        if not self.params.corporate_actions_per_year:
+            return self._economic(symbols, start, end)
+        return self._listed(symbols, start, end, adjusted=True)
+
+    def generate_raw(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
+        """The bars as printed on their day (unadjusted); without actions what ``fetch`` gives."""
+        if not self.params.corporate_actions_per_year:
+            return self._economic(symbols, start, end)
+        return self._listed(symbols, start, end, adjusted=False)
+
+    def actions(
+        self, symbols: Sequence[str], start: dt.date, end: dt.date
+    ) -> list[CorporateAction]:
+        """The synchronous body of ``corporate_actions``."""
+        if not self.params.corporate_actions_per_year:
+            return []
+        out: list[CorporateAction] = []
+        for name in sorted({s for s in symbols if s != self.volatility_symbol}):
+            listing = self._listing(name)
+            if listing.listed_by(end):
+                out.extend(a for a in self._actions_of(name, listing) if start <= a.ex_date <= end)
+        out.sort(key=lambda a: (a.ex_date, a.symbol, a.kind))
+        return out
+
+    def _listed(
+        self, symbols: Sequence[str], start: dt.date, end: dt.date, *, adjusted: bool
+    ) -> pd.DataFrame:
+        """Each name's company's economic bars, printed (raw), adjusted as of ``end`` or not."""
+        names = sorted({s for s in symbols if s != self.volatility_symbol})
+        listings = {n: self._listing(n) for n in names}
+        names = [n for n in names if listings[n].listed_by(end)]
+        companies = sorted({listings[n].company for n in names})
+        economic = self._economic(companies, start, end)
+        by_company = {str(k): g for k, g in economic.groupby("symbol", sort=False)}
+        parts = []
+        for name in names:
+            bars = by_company.get(listings[name].company)
+            if bars is None:
+                continue
+            actions = self._actions_of(name, listings[name])
+            bars = _printed(bars.assign(symbol=name), actions)
+            parts.append(adjust_history(bars, actions, end) if adjusted else bars)
+        if not parts:
+            return empty_bars()
+        return pd.concat(parts, ignore_index=True)
+
+    def _listing(self, name: str) -> _Listing:
+        """Whose bars ``name`` serves: its own, or a renamed company's as its new symbol."""
+        if name.endswith(RENAME_SUFFIX) and len(name) > len(RENAME_SUFFIX):
+            old = name[: -len(RENAME_SUFFIX)]
+            if self._listing(old).company == old:
+                for action in self._schedule(old):
+                    if action.kind is ActionKind.RENAME and action.new_symbol == name:
+                        return _Listing(old, action.ex_date)
+        return _Listing(name)
+
+    def _actions_of(self, name: str, listing: _Listing) -> tuple[CorporateAction, ...]:
+        """The company's actions over the epoch under ``name`` (a new symbol: not the rename)."""
+        schedule = self._schedule(listing.company)
+        if name == listing.company:
+            return schedule
+        return tuple(replace(a, symbol=name) for a in schedule if a.kind is not ActionKind.RENAME)
+
+    def _schedule(self, company: str) -> tuple[CorporateAction, ...]:
+        with self._lock:
+            cached = self._schedules.get(company)
+        if cached is None:
+            rows = self._symbols([company])
+            market = _market(self.params.seed, self.params.sectors)
+            rate = self.params.corporate_actions_per_year
+            cached = _draw_actions(market, rows, self.params.seed, rate, company)
+            with self._lock:
+                self._schedules[company] = cached
+        return cached
+
+    def _economic(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
+        """The economic bars (no corporate action: the bars without the key)."""
         wanted = sorted({s for s in symbols if s != self.volatility_symbol})
         market = _market(self.params.seed, self.params.sectors)
         lo, hi = self._session_slice(market.sessions, start, end)
@@ -314,10 +437,14 @@ class SyntheticProvider:
         )
 
     def sector_of(self, symbols: Sequence[str]) -> dict[str, int]:
-        """Which synthetic sector (0 .. sectors-1) each symbol belongs to."""
+        """Which synthetic sector (0 .. sectors-1) each symbol (or its renamed company) is in."""
         wanted = sorted(set(symbols))
-        rows = self._symbols(wanted)
-        return {s: int(k) for s, k in zip(wanted, rows.sector, strict=True)}
+        renames = bool(self.params.corporate_actions_per_year)
+        company = {s: self._listing(s).company if renames else s for s in wanted}
+        distinct = sorted(set(company.values()))
+        rows = self._symbols(distinct)
+        sector = dict(zip(distinct, rows.sector, strict=True))
+        return {s: int(sector[company[s]]) for s in wanted}
 
     def _symbols(self, wanted: list[str]) -> _Symbols:
         with self._lock:
@@ -333,6 +460,103 @@ class SyntheticProvider:
         lo = int(sessions.searchsorted(pd.Timestamp(start), side="left"))
         hi = int(sessions.searchsorted(pd.Timestamp(end), side="right"))
         return lo, hi
+
+
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    """What a name is: a company's own symbol, or its new symbol from ``listed_from`` on."""
+
+    company: str
+    listed_from: dt.date | None = None
+
+    def listed_by(self, asof: dt.date) -> bool:
+        return self.listed_from is None or self.listed_from <= asof
+
+
+def _draw_actions(
+    market: _Market, rows: _Symbols, seed: int, rate: float, company: str
+) -> tuple[CorporateAction, ...]:
+    """``company``'s actions over the epoch, by ex date (see the module docstring)."""
+    sessions = market.sessions
+    rng = np.random.default_rng(
+        int.from_bytes(_digest("tradingd-synthetic-actions", seed, company), "little")
+    )
+    count = int(rng.poisson(rate * len(sessions) / 252.0))
+    positions = np.unique(rng.integers(1, len(sessions), size=count))
+    draws = rng.random((len(positions), 4))
+    prices = _month_before_close(market, rows, positions)
+    renamable = len(company) + len(RENAME_SUFFIX) <= _MAX_SYMBOL
+    out: list[CorporateAction] = []
+    scale = 1.0  # C(t): the product of the split ratios so far
+    for t, economic, (u_kind, u_terms, u_special, u_pay) in zip(
+        positions, prices, draws, strict=True
+    ):
+        ex_date, price = sessions[t].date(), float(economic) / scale
+        if u_kind < _RENAME_SHARE and renamable:
+            renamable = False
+            new_symbol = company + RENAME_SUFFIX
+            out.append(
+                CorporateAction(ActionKind.RENAME, company, ex_date, SOURCE, new_symbol=new_symbol)
+            )
+        elif u_kind < _RENAME_SHARE + _SPLIT_SHARE:
+            ratio = _split_ratio(price, u_terms)
+            scale *= ratio
+            kind = ActionKind.FORWARD_SPLIT if ratio > 1 else ActionKind.REVERSE_SPLIT
+            out.append(CorporateAction(kind, company, ex_date, SOURCE, ratio=ratio))
+        else:
+            share = 0.02 + 0.03 * u_terms if u_special < 0.1 else 0.002 + 0.008 * u_terms
+            pay_date = sessions[min(int(t) + 5 + int(u_pay * 15), len(sessions) - 1)].date()
+            cash = max(round(float(price * share), 2), 0.01)
+            out.append(
+                CorporateAction(
+                    ActionKind.CASH_DIVIDEND,
+                    company,
+                    ex_date,
+                    SOURCE,
+                    cash_per_share=cash,
+                    pay_date=pay_date,
+                )
+            )
+    return tuple(out)
+
+
+def _split_ratio(price: float, u: float) -> float:
+    """Forward 2:1, 3:2 or 3:1 at a high price; reverse 1:10 or 1:5 at a low one."""
+    if price >= _SPLIT_PRICE:
+        return 2.0 if u < 0.5 else 1.5 if u < 0.75 else 3.0
+    return 0.1 if u < 0.5 else 0.2
+
+
+def _month_before_close(market: _Market, rows: _Symbols, positions: IntArray) -> FloatArray:
+    """The economic close at the end of the month block before each session in ``positions``."""
+    block = np.searchsorted(market.block_last, positions)
+    last = market.block_last[np.maximum(block - 1, 0)]
+    log_close = (
+        rows.log_p0[0]
+        + rows.beta[0] * market.market[last]
+        + rows.gamma[0] * market.sectors[last, rows.sector[0]]
+        + rows.level[0, block]
+    )
+    out: FloatArray = np.exp(np.where(block > 0, log_close, rows.log_p0[0]))
+    return out
+
+
+def _printed(bars: pd.DataFrame, actions: Sequence[CorporateAction]) -> pd.DataFrame:
+    """Economic ``bars`` as printed: prices / C(day) to the cent, volume x C(day)."""
+    splits = [a for a in actions if a.kind.rescales]
+    out = bars.reset_index(drop=True)
+    if not splits or out.empty:
+        return out
+    days = out["date"].to_numpy(dtype="datetime64[ns]")
+    scale = np.ones(len(days))
+    for action in splits:
+        scale[days >= np.datetime64(action.ex_date, "ns")] *= action.ratio
+    out = out.copy()
+    for column in _PRICE_COLUMNS:
+        price = out[column].to_numpy(dtype=np.float64) / scale
+        out[column] = np.maximum(np.rint(price * 100.0) / 100.0, 0.01)
+    out["volume"] = np.maximum(np.rint(out["volume"].to_numpy(dtype=np.float64) * scale), 1.0)
+    return out
 
 
 def _take(rows: _Symbols, i: int) -> _Symbols:

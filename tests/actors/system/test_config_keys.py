@@ -414,6 +414,9 @@ DATA: dict[str, Row] = {
     "data.synthetic.start_price_max": Row(
         200.0, lambda b: _synthetic(b).params.start_price_max, "SyntheticProvider"
     ),
+    "data.synthetic.corporate_actions_per_year": Row(
+        2.5, lambda b: _synthetic(b).params.corporate_actions_per_year, "SyntheticProvider"
+    ),
     "data.csv.path": Row(Path("bars"), _csv_path, "CsvProvider"),
     "data.alpaca.feed": Row("sip", lambda b: _alpaca_data(b).feed, "AlpacaBarProvider"),
     "data.alpaca.base_url": Row(
