@@ -30,11 +30,14 @@ from daemon.store.core import Store
 SNAPSHOT_KINDS = ("START", "RECONCILIATION", "END")
 CASH_BASELINE_KEY = "cash_baseline"
 
+#: Every trade's effect on cash, plus the credited cash of corporate actions (dividends,
+#: cash in lieu of fractions).
 _TRADE_CASH_DELTAS = (
     "SELECT TOTAL(CASE UPPER(action)"
     " WHEN 'BUY' THEN -(COALESCE(notional, 0) + COALESCE(commission_cost, 0))"
     " WHEN 'SELL' THEN COALESCE(notional, 0) - COALESCE(commission_cost, 0)"
-    " ELSE 0 END) FROM trades"
+    " ELSE 0 END)"
+    " + (SELECT TOTAL(cash) FROM corporate_action_effects WHERE credited = 1) FROM trades"
 )
 _SET_STATE = (
     "INSERT INTO system_state (key, value, updated_at) VALUES (?, ?, ?)"
@@ -192,7 +195,8 @@ class BrokerStateStore:
         return None if value is None else float(value)
 
     async def trade_cash_deltas(self) -> float:
-        """Σ of every trade's effect on cash (buys negative, sells positive, net of commission)."""
+        """Σ of every trade's effect on cash (buys negative, sells positive, net of commission),
+        plus the cash corporate actions credited."""
         row = await self._store.fetchone(_TRADE_CASH_DELTAS)
         return float(row[0]) if row else 0.0
 

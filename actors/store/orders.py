@@ -514,6 +514,28 @@ class OrderStore:
 
     # ------------------------------------------------------------ positions and cash
 
+    async def unprotected(self) -> list[dict[str, Any]]:
+        """Open positions without a stop (adopted from the broker, or bought without an
+        ATR): strategy_id, strategy, symbol, shares, avg_price."""
+        rows = await self._store.fetchall(
+            "SELECT p.strategy_id, s.name AS strategy, p.symbol, p.shares, p.avg_price"
+            " FROM positions p JOIN strategies s ON s.id = p.strategy_id"
+            " WHERE p.shares > 0 AND p.stop_price IS NULL ORDER BY s.name, p.symbol"
+        )
+        return [dict(r) for r in rows]
+
+    async def set_stop(
+        self, strategy_id: int, symbol: str, stop: float, atr: float, at: dt.datetime
+    ) -> bool:
+        """Give a position without a stop ``stop`` (and its ATR); False if it had one."""
+        async with self._store.transaction(durable=True) as conn:
+            cur = await conn.execute(
+                "UPDATE positions SET stop_price = ?, atr_at_entry = COALESCE(atr_at_entry, ?),"
+                " updated_at = ? WHERE strategy_id = ? AND symbol = ? AND stop_price IS NULL",
+                (stop, atr, at.isoformat(), strategy_id, symbol),
+            )
+            return cur.rowcount == 1
+
     async def held(self, strategy_id: int, symbol: str) -> int:
         """Shares of ``symbol`` the strategy holds (0 when none)."""
         row = await self._store.fetchone(
@@ -531,19 +553,20 @@ class OrderStore:
         return [dict(r) for r in rows]
 
     async def local_cash(self, baseline: float) -> float:
-        """``baseline`` plus the trades' cash deltas.
+        """``baseline`` plus the trades' cash deltas and corporate actions' credited cash.
 
         A buy spends notional + commission, a sell receives notional − commission.
         """
         row = await self._store.fetchone(
             "SELECT COALESCE(SUM(CASE WHEN action = 'BUY'"
             " THEN -(notional + commission_cost) ELSE notional - commission_cost END), 0.0)"
-            " FROM trades"
+            " + (SELECT TOTAL(cash) FROM corporate_action_effects WHERE credited = 1) FROM trades"
         )
         return baseline + (float(row[0]) if row is not None else 0.0)
 
     async def cash_flows_by_strategy(self) -> dict[str, float]:
-        """Each strategy's net cash from its trades: sells' proceeds less buys' cost.
+        """Each strategy's net cash: sells' proceeds less buys' cost, plus its credited
+        corporate-action cash (dividends, cash in lieu).
 
         A strategy's own money is its allocation plus this: its realised P&L less what
         its open positions cost (``actors.risk.cash``).
@@ -554,7 +577,14 @@ class OrderStore:
             " 0.0) AS flow FROM trades t JOIN strategies s ON s.id = t.strategy_id"
             " GROUP BY s.name ORDER BY s.name"
         )
-        return {r["strategy"]: float(r["flow"]) for r in rows}
+        flows = {r["strategy"]: float(r["flow"]) for r in rows}
+        credited = await self._store.fetchall(
+            "SELECT s.name AS strategy, TOTAL(e.cash) AS cash FROM corporate_action_effects e"
+            " JOIN strategies s ON s.id = e.strategy_id WHERE e.credited = 1 GROUP BY s.name"
+        )
+        for r in credited:
+            flows[r["strategy"]] = flows.get(r["strategy"], 0.0) + float(r["cash"])
+        return flows
 
     async def fills(self) -> list[dict[str, Any]]:
         """Every trade as a fill for the performance report (``executed`` is the date)."""

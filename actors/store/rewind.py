@@ -111,5 +111,6 @@ async def rewind_to(store: Store, day: dt.date, *, terms: FillTerms) -> list[Reb
             )
         await conn.execute("DELETE FROM sim_orders")
         await conn.execute("DELETE FROM sim_positions")
+        await conn.execute("DELETE FROM sim_corporate_actions")
         await conn.execute("DELETE FROM sim_account")
     return rebuilt

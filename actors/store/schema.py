@@ -286,6 +286,61 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE order_intents ADD COLUMN stop_atr_multiple REAL;
     """,
+    # ---- version 4: corporate actions (issue 13)
+    # corporate_actions: each action as a source reported it, once (action_id is stable
+    # over re-reads); applied_at when the book was changed (at the ex date), credited_at
+    # when a cash dividend's cash was booked (at the pay date), bars_refreshed_at when the
+    # symbol's cached bars were forgotten (once the ex-date bar is in the cycle's window,
+    # so the history is fetched again adjusted).
+    # corporate_action_effects: what one action did to one strategy's holding, and the
+    # cash it brought (cash in lieu of fractions, dividends); credited cash counts in the
+    # local cash and in the strategy's own money.
+    # sim_corporate_actions: the simulated broker's own record of what it applied.
+    """
+    CREATE TABLE corporate_actions (
+        action_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        ex_date TEXT NOT NULL,
+        pay_date TEXT,
+        ratio REAL NOT NULL DEFAULT 1.0,
+        cash_per_share REAL NOT NULL DEFAULT 0.0,
+        new_symbol TEXT,
+        source TEXT NOT NULL,
+        source_id TEXT,
+        recorded_at TEXT NOT NULL,
+        applied_at TEXT,
+        credited_at TEXT,
+        bars_refreshed_at TEXT
+    );
+    CREATE INDEX corporate_actions_symbol ON corporate_actions(symbol, ex_date);
+
+    CREATE TABLE corporate_action_effects (
+        action_id TEXT NOT NULL REFERENCES corporate_actions(action_id),
+        strategy_id INTEGER NOT NULL REFERENCES strategies(id),
+        symbol TEXT NOT NULL,
+        shares_before INTEGER NOT NULL,
+        shares_after INTEGER NOT NULL,
+        cash REAL NOT NULL DEFAULT 0.0,
+        credited INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (action_id, strategy_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE sim_corporate_actions (
+        action_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        new_symbol TEXT,
+        ex_date TEXT NOT NULL,
+        ratio REAL NOT NULL DEFAULT 1.0,
+        shares_before INTEGER NOT NULL,
+        shares_after INTEGER NOT NULL,
+        cash REAL NOT NULL DEFAULT 0.0,
+        pay_date TEXT,
+        applied_at TEXT NOT NULL,
+        credited_at TEXT
+    );
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)
