@@ -142,6 +142,31 @@ class FetchSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class FetchCorporateActions:
+    """Ask the data feed for the corporate actions of the universe and ``held`` symbols.
+
+    The answer is a ``CorporateActionsReport`` with ex dates in
+    ``[asof - lookback_days, asof]``.
+    """
+
+    asof: dt.date
+    held: tuple[str, ...] = ()
+    lookback_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class CorporateActionsReport:
+    """The actions a source reported (``actors.market.corporate_actions.CorporateAction``),
+    or why it could not be read (the cycle goes on: an unexplained difference at the
+    reconciliation still fails closed)."""
+
+    actions: tuple[Any, ...] = ()
+    error: str | None = None
+    #: action_id -> the symbol's close before a split's ex date, unadjusted (cash in lieu).
+    closes_before: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class SymbolRejected:
     """A symbol dropped from a cycle by data validation, with the rule it broke."""
 
@@ -402,6 +427,8 @@ class ReconciliationReport:
     error: str | None = None
     can_trade: bool = True  # the account's trading_blocked / account_blocked / suspended flags
     broker_last_equity: float | None = None  # equity at the previous session's close
+    #: Symbols whose split is applied here and not yet at the broker (not a mismatch).
+    pending_corporate_actions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

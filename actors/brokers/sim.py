@@ -86,6 +86,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Protocol
 
+from actors.brokers import sim_actions
 from actors.brokers.base import (
     AccountBlocked,
     BrokerAccount,
@@ -102,6 +103,7 @@ from actors.brokers.costs import COMMISSION_PER_SHARE, apply_costs
 from actors.market.calendar import ExchangeCalendar, trading_date
 from actors.store.sim_broker import (
     SimAccountRow,
+    SimActionRow,
     SimBrokerStore,
     SimBrokerWriter,
     SimOrderRow,
@@ -157,7 +159,10 @@ class SimBroker:
         calendar: ExchangeCalendar,
         prices: PriceSource,
         initial_cash: float = 100_000.0,
+        actions: object | None = None,
     ) -> None:
+        """``actions``: where corporate actions come from (``ReportsCorporateActions``;
+        ``None`` or a source without them: none are applied)."""
         if not initial_cash >= 0:
             raise ValueError(f"initial cash must be >= 0, got {initial_cash}")
         self._book = SimBrokerStore(store)
@@ -165,6 +170,8 @@ class SimBroker:
         self._calendar = calendar
         self._prices = prices
         self._initial_cash = initial_cash
+        self._actions = actions
+        self._actions_checked: dt.date | None = None
         # Serialises operations of this broker: each reads the book, asks the
         # price source, then writes; nothing else writes the sim_* tables.
         self._lock = asyncio.Lock()
@@ -389,8 +396,22 @@ class SimBroker:
             session = self._calendar.previous_session(session)
         return None
 
+    async def _close_in_todays_terms(self, symbol: str, session: dt.date) -> float | None:
+        """``_close_on_or_before``, divided by the splits applied since that close: the
+        price of one of today's shares (a split's ex date marks at the adjusted close)."""
+        for _ in range(MARK_LOOKBACK_SESSIONS):
+            price = await self._prices.close_price(symbol, session)
+            if price is not None:
+                if self._actions is None:
+                    return price
+                rows = await self._book.actions()
+                return price / sim_actions.scale_since(rows, symbol, session)
+            session = self._calendar.previous_session(session)
+        return None
+
     async def _mark(self, position: SimPositionRow, now: dt.datetime) -> float:
-        close = await self._close_on_or_before(position.symbol, self._last_closed_session(now))
+        last = self._last_closed_session(now)
+        close = await self._close_in_todays_terms(position.symbol, last)
         return position.avg_entry_price if close is None else close
 
     async def _account_row(self) -> SimAccountRow:
@@ -428,7 +449,7 @@ class SimBroker:
         last_closed = self._last_closed_session(now)
         price = open_price
         if price is None:
-            price = await self._close_on_or_before(request.symbol, last_closed)
+            price = await self._close_in_todays_terms(request.symbol, last_closed)
         if price is None:
             raise OrderRejected(f"no price known for {request.symbol}")
         cost = -apply_costs(OrderSide.BUY, request.qty, price).cash_delta
@@ -436,7 +457,7 @@ class SimBroker:
         for o in pending:
             if o.side != OrderSide.BUY:
                 continue
-            estimate = await self._close_on_or_before(o.symbol, last_closed)
+            estimate = await self._close_in_todays_terms(o.symbol, last_closed)
             if estimate is not None:
                 reserved += -apply_costs(OrderSide.BUY, o.qty, estimate).cash_delta
         available = account.cash - reserved
@@ -500,7 +521,23 @@ class SimBroker:
         )
         return filled, after
 
+    async def _apply_corporate_actions(self) -> None:
+        """Corporate actions due today, once per exchange date (``sim_actions``)."""
+        if self._actions is None:
+            return
+        now = self._clock.now()
+        today = self._today(now)
+        if self._actions_checked == today:
+            return
+        await self._account_row()
+        await sim_actions.apply_due(self._book, self._actions, today, now, self._close_before)
+        self._actions_checked = today
+
+    async def _close_before(self, symbol: str, ex_date: dt.date) -> float | None:
+        return await self._close_on_or_before(symbol, self._calendar.previous_session(ex_date))
+
     async def _settle(self) -> None:
+        await self._apply_corporate_actions()
         pending = await self._book.orders(status=_ACCEPTED)
         if not pending:
             return
@@ -538,7 +575,17 @@ class SimBroker:
         """Equity at the close of ``session`` and whether every close it needs was known."""
         qty = {p.symbol: p.qty for p in positions}
         fallback = {p.symbol: p.avg_entry_price for p in positions}
-        for o in await self._book.filled_orders_traded_after(session):
+        # Newest first: a corporate action on its ex date came before that day's fills.
+        events: list[tuple[dt.date, int, SimOrderRow | SimActionRow]] = [
+            (o.trade_date, 1, o) for o in await self._book.filled_orders_traded_after(session)
+        ]
+        if self._actions is not None:
+            events += [(a.ex_date, 0, a) for a in await self._book.actions()]
+        for _, _, event in sorted(events, key=lambda e: (e[0], e[1]), reverse=True):
+            if isinstance(event, SimActionRow):
+                cash = sim_actions.back_out(event, qty, cash, session)
+                continue
+            o = event
             assert o.filled_avg_price is not None
             notional = o.filled_qty * o.filled_avg_price
             commission = o.filled_qty * COMMISSION_PER_SHARE

@@ -38,6 +38,7 @@ from actors.risk import pipeline
 from actors.risk.drawdown import DayLoss, HighWater
 from actors.risk.params import RiskParams
 from actors.risk.regime import RegimeDecision
+from actors.store.corporate_actions import CorporateActionStore
 from actors.store.cycles import CycleJournal
 from actors.store.equity import EquityCloses
 from actors.store.orders import OrderStore
@@ -71,6 +72,7 @@ class CycleDeps:
     orders: OrderStore
     equity: EquityCloses
     switch_records: KillSwitchStore
+    corporate_actions: CorporateActionStore | None = None
     events: EventLog | None = None
     metrics: Metrics | None = None
     alert: Publish | None = None
@@ -108,6 +110,8 @@ class CycleState:
     #: The broker's equity once reconcile has read it (0 when the broker was not read).
     equity: float = 0.0
     disputed: set[str] = field(default_factory=set)
+    #: Symbols whose split is in the book but not yet in the history: no orders today.
+    held_for_actions: set[str] = field(default_factory=set)
     stop_intents: list[OrderIntentSpec] = field(default_factory=list)
     day: DayLoss | None = None
     high_water: HighWater | None = None

@@ -5,6 +5,8 @@
 a step may end the cycle early by returning its ``Outcome``:
 
 1. ``kill_switches``: entries are halted by any active switch; exits still run.
+1b. ``corporate_actions``: splits, dividends and renames due by the trading date are
+   applied to the book once (positions, stops, cash; a split's cached bars forgotten).
 2. ``market_data``: a market-wide data failure halts the cycle (``bad_data``, which
    clears itself on the next good data); a symbol with bad data is dropped from
    today's trading but its open position is still checked against its stop.
@@ -48,6 +50,7 @@ import structlog
 
 from actors.cycle.context import CycleContext, CycleDeps, Outcome, Step
 from actors.cycle.steps.automatic_switches import automatic_switches
+from actors.cycle.steps.corporate_actions import corporate_actions
 from actors.cycle.steps.filters import filters
 from actors.cycle.steps.kill_switches import kill_switches
 from actors.cycle.steps.loss_limits import loss_limits
@@ -70,6 +73,7 @@ class Cycle:
 
     STEPS: ClassVar[tuple[Step, ...]] = (
         kill_switches,
+        corporate_actions,
         market_data,
         reconcile,
         stop_losses,

@@ -34,13 +34,16 @@ from actors.data_feed.indicators import compute_indicators
 from actors.data_feed.market import MarketWindow, PrecomputedMarket, select_columns
 from actors.data_feed.panel import BarPanel
 from actors.data_feed.params import DataParams
-from actors.data_feed.providers import BarProvider, provider_problems
+from actors.data_feed.providers import BarProvider, provider_actions, provider_problems
 from actors.data_feed.universe import Universe, load_universe
 from actors.data_feed.validator import ValidationReport, validate
 from actors.market.calendar import ExchangeCalendar
+from actors.market.corporate_actions import CorporateAction
 from actors.messages import (
     ApplySettings,
+    CorporateActionsReport,
     DataUnavailable,
+    FetchCorporateActions,
     FetchSnapshot,
     GetStatus,
     MarketSnapshot,
@@ -96,6 +99,42 @@ class DataFeed(Actor):
                 "data_settings_changed_needs_restart",
                 detail="data provider and universe are read at start; restart to apply",
             )
+
+    @handles(FetchCorporateActions)
+    async def corporate_actions(self, msg: FetchCorporateActions) -> CorporateActionsReport:
+        """The provider's actions for the universe and the held symbols (none in a backtest:
+        its precomputed market is adjusted once, as of its last session)."""
+        if self._market is not None:
+            return CorporateActionsReport()
+        assert self._universe is not None
+        symbols = list(dict.fromkeys([*self._universe.symbols, *msg.held]))
+        start = msg.asof - dt.timedelta(days=msg.lookback_days)
+        try:
+            found = await provider_actions(self._provider, symbols, start, msg.asof)
+        except TradingdError as exc:
+            log.warning(
+                "corporate_actions_unavailable", provider=self._provider.name, error=str(exc)
+            )
+            return CorporateActionsReport(error=f"provider {self._provider.name}: {exc}")
+        return CorporateActionsReport(tuple(found), closes_before=await self._closes_before(found))
+
+    async def _closes_before(self, actions: list[CorporateAction]) -> dict[str, float]:
+        """Each split's close before its ex date, as the provider gave it then (unadjusted)."""
+        out: dict[str, float] = {}
+        for a in actions:
+            if not a.kind.rescales:
+                continue
+            before = self._calendar.previous_session(a.ex_date)
+            try:
+                frame = await self._provider.fetch(
+                    [a.symbol], before - dt.timedelta(days=14), before
+                )
+            except TradingdError:
+                continue
+            closes = frame.loc[frame["symbol"] == a.symbol, "close"].dropna()
+            if not closes.empty:
+                out[a.action_id] = float(closes.iloc[-1])
+        return out
 
     @handles(FetchSnapshot)
     async def fetch(self, msg: FetchSnapshot) -> MarketSnapshot | DataUnavailable:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -37,12 +38,15 @@ from actors.messages import (
 )
 from actors.reconciliation.compare import compare
 from actors.store.broker_state import SNAPSHOT_KINDS, BrokerStateStore, discrepancy_as_dict
+from actors.store.corporate_actions import CorporateActionStore
 from daemon.actor import Actor, handles
 from daemon.clock import Clock
 from daemon.errors import FatalError, Refusal, TradingdError
 from daemon.store.core import Store
 
 log = structlog.get_logger()
+
+MARKET_TZ = ZoneInfo("America/New_York")
 
 NO_BASELINE = (
     "no cash baseline: the broker could not be read when the reconciler started; "
@@ -105,6 +109,7 @@ class Reconciler(Actor):
         if not tolerance >= 0.0:
             raise ValueError(f"tolerance must be a non-negative fraction, got {tolerance!r}")
         self._states = BrokerStateStore(store)
+        self._actions = CorporateActionStore(store)
         self._broker = broker
         self._clock = clock
         self._tolerance = tolerance
@@ -171,6 +176,7 @@ class Reconciler(Actor):
                 broker_read=False,
             )
         broker_positions = _quantities(positions)
+        local_positions, pending = await self._pending_actions(local_positions, broker_positions)
         passed, discrepancies = compare(
             local_positions,
             broker_positions,
@@ -202,8 +208,29 @@ class Reconciler(Actor):
                 at=now,
                 error=missing,
                 broker_last_equity=account.last_equity,
+                pending_corporate_actions=pending,
             )
         )
+
+    async def _pending_actions(
+        self, local: dict[str, int], broker: dict[str, int]
+    ) -> tuple[dict[str, int], tuple[str, ...]]:
+        """Compare a split applied here but not yet at the broker on its old quantity.
+
+        Only for splits whose ex date is today or later (exchange time) and only when
+        the broker holds exactly the quantity before it and we hold exactly the one
+        after it: ``pending_corporate_action``, not a mismatch. Anything else still
+        counts, so an unexplained difference fails closed.
+        """
+        today = self._clock.now().astimezone(MARKET_TZ).date()
+        compared = dict(local)
+        pending: list[str] = []
+        for symbol, (before, after) in (await self._actions.pending_at_broker(today)).items():
+            if local.get(symbol, 0) == after and broker.get(symbol, 0) == before:
+                compared[symbol] = before
+                pending.append(symbol)
+                log.info("pending_corporate_action", symbol=symbol, broker=before, local=after)
+        return compared, tuple(pending)
 
     @handles(GetClosingEquity)
     async def closing_equity(self, msg: GetClosingEquity) -> dict[dt.date, float]:

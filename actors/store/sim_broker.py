@@ -62,6 +62,39 @@ class SimPositionRow:
     last_price: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SimActionRow:
+    """A corporate action the simulated broker applied to its account."""
+
+    action_id: str
+    kind: str
+    symbol: str
+    new_symbol: str | None
+    ex_date: dt.date
+    ratio: float
+    shares_before: int
+    shares_after: int
+    cash: float
+    pay_date: dt.date | None
+    credited: bool
+
+
+def _sim_action(row: Row) -> SimActionRow:
+    return SimActionRow(
+        action_id=row["action_id"],
+        kind=row["kind"],
+        symbol=row["symbol"],
+        new_symbol=row["new_symbol"],
+        ex_date=dt.date.fromisoformat(row["ex_date"]),
+        ratio=float(row["ratio"]),
+        shares_before=int(row["shares_before"]),
+        shares_after=int(row["shares_after"]),
+        cash=float(row["cash"]),
+        pay_date=dt.date.fromisoformat(row["pay_date"]) if row["pay_date"] else None,
+        credited=row["credited_at"] is not None,
+    )
+
+
 def _account(row: Row) -> SimAccountRow:
     return SimAccountRow(
         cash=float(row["cash"]),
@@ -203,10 +236,39 @@ class SimBrokerWriter:
     async def delete_position(self, symbol: str) -> None:
         await self._conn.execute("DELETE FROM sim_positions WHERE symbol = ?", (symbol,))
 
+    async def record_action(self, row: SimActionRow) -> None:
+        """Record an applied corporate action (credited now when ``row.credited``)."""
+        await self._conn.execute(
+            "INSERT INTO sim_corporate_actions (action_id, kind, symbol, new_symbol, ex_date,"
+            " ratio, shares_before, shares_after, cash, pay_date, applied_at, credited_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                row.action_id,
+                row.kind,
+                row.symbol,
+                row.new_symbol,
+                row.ex_date.isoformat(),
+                row.ratio,
+                row.shares_before,
+                row.shares_after,
+                row.cash,
+                row.pay_date.isoformat() if row.pay_date else None,
+                self._at,
+                self._at if row.credited else None,
+            ),
+        )
+
+    async def credit_action(self, action_id: str) -> None:
+        await self._conn.execute(
+            "UPDATE sim_corporate_actions SET credited_at = ? WHERE action_id = ?",
+            (self._at, action_id),
+        )
+
     async def reset(self, cash: float) -> None:
         """Wipe the book (orders, positions, equity snapshot) and open a fresh account."""
         await self._conn.execute("DELETE FROM sim_orders")
         await self._conn.execute("DELETE FROM sim_positions")
+        await self._conn.execute("DELETE FROM sim_corporate_actions")
         await self._conn.execute("DELETE FROM sim_account")
         await self._conn.execute(
             "DELETE FROM system_state WHERE key = ?", (LAST_EQUITY_SESSION_KEY,)
@@ -265,6 +327,13 @@ class SimBrokerStore:
             (session.isoformat(),),
         )
         return [_order(r) for r in rows]
+
+    async def actions(self) -> list[SimActionRow]:
+        """Every corporate action applied to the account, by ex date."""
+        rows = await self._store.fetchall(
+            "SELECT * FROM sim_corporate_actions ORDER BY ex_date, applied_at, action_id"
+        )
+        return [_sim_action(r) for r in rows]
 
     async def positions(self) -> list[SimPositionRow]:
         rows = await self._store.fetchall(

@@ -325,6 +325,7 @@ class Daemon:
                 calendar=calendar,
                 prices=ProviderPriceSource(provider, calendar, self.clock),
                 initial_cash=b.initial_cash,
+                actions=provider,
             )
         from actors.brokers.alpaca import AlpacaBroker
 

@@ -38,6 +38,7 @@ from actors.orders.manager import OrderManager
 from actors.reconciliation.reconciler import Reconciler
 from actors.risk.fill_terms import ReferenceFillTerms
 from actors.store import open_store
+from actors.store.corporate_actions import CorporateActionStore
 from actors.store.cycles import CycleJournal
 from actors.store.equity import EquityCloses
 from actors.store.models import ModelStore
@@ -233,8 +234,15 @@ async def simulated_graph(
         else:
             prices = _prices(calendar, clock, provider, market)
             cash = get().broker.initial_cash if initial_cash is None else initial_cash
+            # A precomputed market is adjusted once, as of its last session: its broker
+            # applies no corporate actions (the backtest models none yet).
             inner = sim = SimBroker(
-                db, clock=clock, calendar=calendar, prices=prices, initial_cash=cash
+                db,
+                clock=clock,
+                calendar=calendar,
+                prices=prices,
+                initial_cash=cash,
+                actions=provider if market is None else None,
             )
     except BaseException:
         if opened is not None:
@@ -387,6 +395,7 @@ def _cycle_runner(sup: Supervisor, w: _Wiring, strategies: dict[str, ActorRef]) 
         orders=OrderStore(store),
         equity=EquityCloses(store),
         switch_records=KillSwitchStore(store),
+        corporate_actions=CorporateActionStore(store),
         events=w.events,
         metrics=w.metrics,
         alert=w.publish,

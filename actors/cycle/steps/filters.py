@@ -106,13 +106,22 @@ def _book(
 
 
 def _signals_for(cx: CycleContext, ans: Signals) -> list[Signal]:
-    """The strategy's signals, less exits its stops already send, plus its pending ones."""
+    """The strategy's signals, less exits its stops already send, plus its pending ones.
+
+    A symbol held for a corporate action (split in the book, not yet in the history)
+    gets no signal at all today: its prices are in the old scale.
+    """
     st = cx.state
     stopped = {i.symbol for i in st.stop_intents if i.strategy == ans.strategy}
-    sigs = [s for s in ans.signals if not (s.action is SignalAction.SELL and s.symbol in stopped)]
+    sigs = [
+        s
+        for s in ans.signals
+        if not (s.action is SignalAction.SELL and s.symbol in stopped)
+        and s.symbol not in st.held_for_actions
+    ]
     own = {s.symbol for s in sigs}
     for p in st.pending:
-        if p.strategy != ans.strategy or p.symbol in own:
+        if p.strategy != ans.strategy or p.symbol in own or p.symbol in st.held_for_actions:
             continue
         fresh = _reprice(cx, p)
         if fresh is not None:

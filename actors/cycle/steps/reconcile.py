@@ -33,7 +33,15 @@ async def reconcile(cx: CycleContext) -> Outcome | None:
             discrepancies=[_disc(x) for x in report.discrepancies],
             error=report.error,
         )
-    st.disputed = {x.symbol for x in report.discrepancies if x.symbol}
+    st.disputed = {x.symbol for x in report.discrepancies if x.symbol} | st.held_for_actions
+    # A split the broker has not applied yet: no sell of that symbol until it has (a
+    # sell sized on the new quantity would be refused, or short the difference).
+    st.disputed |= set(report.pending_corporate_actions)
+    for symbol in report.pending_corporate_actions:
+        st.notes.append(
+            f"pending_corporate_action: {symbol} split applied here, not yet at the broker;"
+            " no sells of it this cycle"
+        )
     if not report.passed:
         why = report.error or "; ".join(
             f"{x.kind} {x.symbol or ''} local {x.local:g} broker {x.broker:g}"

@@ -22,6 +22,7 @@ from actors.cycle.runner import (
     WaitCycle,
 )
 from actors.data_feed.params import DataParams, UniverseParams
+from actors.data_feed.providers import BarProvider
 from actors.data_feed.providers.synthetic import SyntheticProvider
 from actors.market.calendar import ExchangeCalendar
 from actors.messages import (
@@ -113,7 +114,7 @@ class Graph:
 class SyntheticPrices:
     """Opens and closes of the synthetic market, known once the clock has passed them."""
 
-    def __init__(self, provider: SyntheticProvider, clock: SimClock) -> None:
+    def __init__(self, provider: BarProvider, clock: SimClock) -> None:
         self._inner = ProviderPriceSource(provider, CALENDAR, clock)
 
     async def open_price(self, symbol: str, session: dt.date) -> float | None:
@@ -137,8 +138,13 @@ async def build(
     universe: tuple[str, ...] = ("AAPL", "MSFT", "XOM", "JPM", "KO", "NVDA", "CAT", "PFE"),
     clock: SimClock | None = None,
     strategies: StrategiesParams | None = None,
+    broker_source: BarProvider | None = None,
 ) -> Graph:
-    """The real graph (``simulated_graph``) on ``store``; a fake provider or strategy if asked."""
+    """The real graph (``simulated_graph``) on ``store``; a fake provider or strategy if asked.
+
+    ``broker_source`` prices the simulated broker and gives it its corporate actions
+    (default: the synthetic market, with none).
+    """
     clock = clock or market_hours()
     environ = {
         "TRADINGD_DAEMON__STATE_DIR": str(tmp_path / "state"),
@@ -151,7 +157,11 @@ async def build(
     settings = settings.model_copy(update={"data": data, "strategies": strategies})
     synthetic = SyntheticProvider(data.synthetic)
     broker = SimBroker(
-        store, clock=clock, calendar=CALENDAR, prices=SyntheticPrices(synthetic, clock)
+        store,
+        clock=clock,
+        calendar=CALENDAR,
+        prices=SyntheticPrices(broker_source or synthetic, clock),
+        actions=broker_source,
     )
     graph = await simulated_graph(
         settings,
