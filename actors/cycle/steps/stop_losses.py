@@ -2,23 +2,29 @@
 
 Not for a symbol the reconciliation disputes (a sell sized from a local position
 the broker does not have would open a short), nor for a probable split on
-unadjusted data. A held symbol whose data was rejected today is still checked,
-on its last good close, and the operator is told which price guarded it.
+unadjusted data, nor for a symbol held for a corporate action (its split is in
+the book, not yet in the history). A held symbol whose data was rejected today
+is still checked, on its last good close, and the operator is told which price
+guarded it. A position without a stop (adopted from the broker) first gets one:
+today's last close less ``risk.stop_atr_multiple`` x today's ATR.
 """
 
 from __future__ import annotations
+
+import math
 
 from actors.cycle.context import CycleContext, Outcome, last_prices
 from actors.data_feed.validator import PROBABLE_SPLIT
 from actors.events import EventType
 from actors.messages import Alert, IntentKind, LastPrice, MarketSnapshot, OrderIntentSpec, Severity
-from actors.risk.stops import check_stops
+from actors.risk.stops import check_stops, stop_price
 
 
 async def stop_losses(cx: CycleContext) -> Outcome | None:
     """Turn every triggered stop into a sell intent (kept in ``stop_intents``)."""
     st = cx.state
     snap = st.market
+    await _protect_unprotected(cx, snap)
     rows = await cx.deps.signals.stops()
     held_back = {r.symbol for r in snap.rejected if r.reason_code == PROBABLE_SPLIT}
     rejected = {r.symbol: r for r in snap.rejected}
@@ -34,6 +40,8 @@ async def stop_losses(cx: CycleContext) -> Outcome | None:
                 f"stop for {chk.symbol} not checked: probable split on unadjusted data "
                 f"({why.details if why else ''}); re-load split-adjusted bars"
             )
+            continue
+        if chk.symbol in st.held_for_actions:
             continue
         if why is not None:
             await _bad_data_on_held(cx, chk.symbol, why.reason_code, why.details, snap)
@@ -63,6 +71,38 @@ async def stop_losses(cx: CycleContext) -> Outcome | None:
             price=chk.price,
         )
     return None
+
+
+async def _protect_unprotected(cx: CycleContext, snap: MarketSnapshot) -> None:
+    """Give every position without a stop one, ``k`` x today's ATR below today's last close.
+
+    From the last close, not the average price: an adopted position may have been
+    bought long ago far above today's price, and a stop above the market would sell
+    it at once. Not in a plan.
+    """
+    if cx.plan:
+        return
+    d, k = cx.deps, cx.risk.loss.stop_atr_multiple
+    atr_rows = snap.indicators.get("atr14")
+    closes = {s: lp.price for s, lp in snap.last_prices.items()} or last_prices(snap)
+    for row in await d.orders.unprotected():
+        symbol, owner = str(row["symbol"]), row["strategy"]
+        col = snap.panel.symbols.index(symbol) if symbol in snap.panel.symbols else None
+        atr = (
+            float(atr_rows[-1, col])
+            if atr_rows is not None and len(atr_rows) and col is not None
+            else math.nan
+        )
+        close = closes.get(symbol, math.nan)
+        if not (math.isfinite(atr) and atr > 0 and math.isfinite(close) and close > 0):
+            cx.state.notes.append(f"{symbol} ({owner}) has no stop, and no ATR or close today")
+            continue
+        stop = stop_price(close, atr, k)
+        if await d.orders.set_stop(int(row["strategy_id"]), symbol, stop, atr, d.clock.now()):
+            cx.state.notes.append(
+                f"{symbol} ({owner}) had no stop: {stop:.2f}"
+                f" ({k:g} x ATR {atr:.2f} below the last close {close:.2f})"
+            )
 
 
 async def _bad_data_on_held(
