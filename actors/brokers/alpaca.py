@@ -34,14 +34,17 @@ What each call does on failure:
   [0.5, 1.5)``; after a 429 that set a pause, the limiter's pause is the
   wait), then raise ``BrokerUnavailable`` naming the HTTP status and the
   server's message.
-  401/403 raise ``AccountBlocked``; other 4xx and malformed answers raise
-  ``BrokerError``.
+  401/403 raise ``AccountBlocked``; other 4xx and malformed answers (a body
+  that is not JSON included) raise ``BrokerError``.
 - ``closing_equity`` reads the daily portfolio history (one request for the
   span from the earliest asked session to the day after the latest, retried
   as the reads are). It never raises for "not available": a 404 (no such
   endpoint), a 5xx or timeout past the retries, another 4xx or a malformed
   answer give ``{}`` and a ``closing_equity_unavailable`` warning; only
   401/403 raise ``AccountBlocked``, as on every read.
+- ``account_fills`` reads ``GET /v2/account/activities/FILL`` (alpaca-py has
+  no client for it: the SDK client's plain ``get``, so the same session, hook
+  and socket timeout) page by page, each page a read as above; see "Account fills" below.
 - ``submit`` is never retried. A timeout, a connection error, a 5xx or an
   unreadable 2xx may hide a created order: ``SubmissionOutcomeUnknown``
   (resolve with ``order_by_client_id``). 429: ``BrokerUnavailable`` (Alpaca
@@ -60,6 +63,21 @@ is told only after 16:00 New York of its date by ``wallclock`` (an early close
 is told from 16:00 too: later, never too early), since the current day's
 point is the live equity; non-positive equity (days before the account was
 funded) and non-finite values are omitted, never estimated.
+
+Account fills: every execution in the account, ours and manual trades alike,
+at or after ``since``, oldest first (then by activity id). Pages of
+``page_size=100`` in ``direction=asc``, each asked with the last activity id
+of the page before as ``page_token``, until a page comes back short; a page
+token that does not advance is a ``BrokerError`` (no endless loop). Alpaca
+documents ``after`` only as "after this date" (exclusive, maybe read to the
+second), so it is sent a second before ``since`` (floored, UTC) and fills
+before ``since`` are dropped here: a fill exactly at ``since`` is listed. A
+retry after a failed page re-reads only that page. ``sell_short`` is a
+``SELL``; activities that are not ``FILL`` are skipped; a fill with no
+usable id, symbol, side, time, price or quantity is a ``BrokerError`` naming
+it (never silently left out). A fractional quantity is kept as the nearest
+whole number (half up) with an ``account_fill_fractional_qty`` warning: the
+fill happened, and positions (which refuse fractions) tell the rest.
 
 Mapping: quantities must be whole shares (a fractional order or position is a
 ``BrokerError`` naming the symbol); short positions have negative ``qty``.
@@ -84,7 +102,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -96,6 +114,7 @@ from requests.adapters import HTTPAdapter
 
 from actors.brokers.base import (
     AccountBlocked,
+    AccountFill,
     BrokerAccount,
     BrokerError,
     BrokerOrder,
@@ -147,6 +166,11 @@ LATEST_CLOSE = dt.time(16, 0)
 RATE_WINDOW_S = 60.0
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 DUPLICATE_MESSAGE = "client_order_id must be unique"
+FILLS_PATH = "/account/activities/FILL"  # under the client's /v2
+FILLS_PAGE_SIZE = 100  # Alpaca's maximum without ``date``
+# ``after`` may be exclusive and to the second: ask from this much earlier, then filter.
+FILLS_AFTER_SLACK = dt.timedelta(seconds=1)
+FILL_SIDES = {"buy": OrderSide.BUY, "sell": OrderSide.SELL, "sell_short": OrderSide.SELL}
 # 403 answers that mean the account itself may not trade (vs. "insufficient buying power").
 BLOCKED_MARKERS = (
     "not allowed to trade",
@@ -435,6 +459,49 @@ class AlpacaBroker:
             return {}
         return {s: closes[s] for s in wanted if s in closes}
 
+    async def account_fills(self, since: dt.datetime) -> list[AccountFill]:
+        """Every fill in the account at or after ``since``, manual ones too, oldest first.
+
+        Raises as the reads do (see "Account fills" in the module docstring).
+        """
+        if since.tzinfo is None or since.utcoffset() is None:
+            raise ValueError(f"since must be timezone-aware, not {since!r}")
+        after = _rfc3339_seconds(since - FILLS_AFTER_SLACK)
+        fills: dict[str, AccountFill] = {}
+        token: str | None = None
+        while True:
+            page = await self._fills_page(after, token)
+            for item in page:
+                fill = _to_fill(item)
+                if fill is not None and fill.at >= since:
+                    fills[fill.activity_id] = fill
+            if len(page) < FILLS_PAGE_SIZE:
+                break
+            last = _activity_id(page[-1])
+            if last == token:
+                raise BrokerError(f"alpaca account fills: page token {token} did not advance")
+            token = last
+        return sorted(fills.values(), key=lambda f: (f.at, f.activity_id))
+
+    async def _fills_page(self, after: str, token: str | None) -> list[Mapping[str, Any]]:
+        """One page of fill activities after ``after``, from ``token`` on (a read)."""
+        params: dict[str, str | int] = {
+            "after": after,
+            "direction": "asc",
+            "page_size": FILLS_PAGE_SIZE,
+        }
+        what = f"account fills after {after}"
+        if token is not None:
+            params["page_token"] = token
+            what += f" from {token}"
+        raw = await self._read(what, lambda c: c.get(FILLS_PATH, params))
+        items: list[Mapping[str, Any]] = (
+            [i for i in raw if isinstance(i, Mapping)] if isinstance(raw, list) else []
+        )
+        if not isinstance(raw, list) or len(items) != len(raw):
+            raise BrokerError(f"alpaca {what}: malformed answer (not a list of activities)")
+        return items
+
     async def close(self) -> None:
         """Close the HTTP session (at once, or when an abandoned call finishes)."""
         self._client.retire()
@@ -487,6 +554,10 @@ class AlpacaBroker:
             failure = _Failure("http", exc.status_code, _api_message(exc))
             failure.paused = self._apply_rate_headers()
             raise failure from None
+        except requests.JSONDecodeError as exc:  # a RequestException, but the server answered
+            raise _Failure(
+                "malformed", None, f"malformed answer: body is not JSON: {_short(str(exc))}"
+            ) from None
         except requests.RequestException as exc:
             self._replace(client)
             raise _Failure(
@@ -679,6 +750,78 @@ def _to_order(raw: Order) -> BrokerOrder:
         filled_at=raw.filled_at,
         reject_reason=reason,
     )
+
+
+def _activity_id(item: Mapping[str, Any]) -> str:
+    value = item.get("id")
+    if not isinstance(value, str) or not value:
+        raise BrokerError(f"alpaca account fills: activity without an id: {_short(repr(item))}")
+    return value
+
+
+def _to_fill(item: Mapping[str, Any]) -> AccountFill | None:
+    """A fill activity as an ``AccountFill``; None for an activity that is not a fill."""
+    activity_id = _activity_id(item)
+    if item.get("activity_type", "FILL") != "FILL":
+        return None
+    what = f"account fill {activity_id}"
+    symbol = item.get("symbol")
+    if not isinstance(symbol, str) or not symbol:
+        raise BrokerError(f"alpaca {what}: no symbol")
+    side = FILL_SIDES.get(str(item.get("side")))
+    if side is None:
+        raise BrokerError(f"alpaca {what} ({symbol}): unknown side {item.get('side')!r}")
+    price = _positive(item.get("price"), f"{what} ({symbol}) price")
+    order_id = item.get("order_id")
+    return AccountFill(
+        activity_id=activity_id,
+        symbol=symbol,
+        side=side,
+        qty=_fill_qty(item.get("qty"), activity_id, symbol),
+        price=float(price),
+        at=_instant(item.get("transaction_time"), f"{what} ({symbol})"),
+        broker_order_id=str(order_id) if order_id else None,
+    )
+
+
+def _positive(value: object, what: str) -> Decimal:
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise BrokerError(f"alpaca {what} is not a number: {value!r}") from None
+    if not number.is_finite() or number <= 0:
+        raise BrokerError(f"alpaca {what} is not a positive number: {value!r}")
+    return number
+
+
+def _fill_qty(value: object, activity_id: str, symbol: str) -> int:
+    """Whole shares; a fraction is kept as the nearest whole number, with a warning."""
+    number = _positive(value, f"account fill {activity_id} ({symbol}) qty")
+    whole = int(number.to_integral_value(ROUND_HALF_UP))
+    if number != whole:
+        log.warning(
+            "account_fill_fractional_qty",
+            broker="alpaca",
+            activity_id=activity_id,
+            symbol=symbol,
+            qty=str(number),
+            kept=whole,
+        )
+    return whole
+
+
+def _instant(value: object, what: str) -> dt.datetime:
+    """An RFC 3339 time, timezone-aware (Alpaca's are UTC; a naive one is read as UTC)."""
+    try:
+        stamp = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise BrokerError(f"alpaca {what}: transaction_time is not a time: {value!r}") from None
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=dt.UTC)
+
+
+def _rfc3339_seconds(value: dt.datetime) -> str:
+    """UTC, floored to the second, as Alpaca's ``after``/``until`` take it."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _has_closed(session: dt.date, now: dt.datetime) -> bool:

@@ -14,6 +14,11 @@ Errors say what the caller must do:
   so ours exists: adopt it.
 - ``OrderRejected``: the broker refused the order (reason given); final.
 - ``AccountBlocked`` (operational): trading is blocked on the account; halt.
+
+Account fills: a broker that can list every execution in the account (ours
+and trades the owner placed by hand) also implements ``ReportsAccountFills``;
+it is a separate protocol so a broker without such a record still is a ``Broker``.
+Check with ``isinstance(broker, ReportsAccountFills)``.
 """
 
 from __future__ import annotations
@@ -119,6 +124,25 @@ class BrokerAccount:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountFill:
+    """One execution in the account, ours or placed by hand, as the broker recorded it.
+
+    ``activity_id`` is the broker's id of this fill (unique, stable: dedupe by
+    it); ``qty`` is the shares of this fill alone (not the order's total);
+    ``side`` is ``SELL`` for a short sale too; ``at`` is timezone-aware;
+    ``broker_order_id`` is the broker's id of the order filled, when it says.
+    """
+
+    activity_id: str
+    symbol: str
+    side: OrderSide
+    qty: int
+    price: float
+    at: dt.datetime
+    broker_order_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class MarketClock:
     timestamp: dt.datetime
     is_open: bool
@@ -175,3 +199,12 @@ class Broker(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReportsAccountFills(Protocol):
+    """A broker that can list the account's fills, manual trades included."""
+
+    async def account_fills(self, since: dt.datetime) -> list[AccountFill]:
+        """Every fill at or after ``since`` (timezone-aware), oldest first."""
+        ...

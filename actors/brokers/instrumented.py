@@ -2,6 +2,13 @@
 
 Labels are bounded: the broker's name, the method (a fixed set) and the error
 class; never symbols or order ids.
+
+``account_fills`` is always there, so ``isinstance(wrapper, ReportsAccountFills)``
+holds whatever the inner broker is: it is measured and passed through when the
+inner broker reports account fills, and is ``[]`` (no call, nothing measured)
+when it does not. That ``[]`` means "no fills to report", not "no fills": a
+simulated broker has no trades but ours, which its orders already tell.
+``reports_account_fills`` says which case a wrapper is in.
 """
 
 from __future__ import annotations
@@ -12,12 +19,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from actors.brokers.base import (
+    AccountFill,
     Broker,
     BrokerAccount,
     BrokerOrder,
     BrokerPosition,
     MarketClock,
     OrderRequest,
+    ReportsAccountFills,
 )
 from actors.metrics import Metrics
 
@@ -68,6 +77,18 @@ class InstrumentedBroker:
 
     async def closing_equity(self, sessions: Sequence[dt.date]) -> dict[dt.date, float]:
         return await self._call("closing_equity", lambda: self.inner.closing_equity(sessions))
+
+    @property
+    def reports_account_fills(self) -> bool:
+        """Whether the inner broker lists account fills (else ``account_fills`` is [])."""
+        return isinstance(self.inner, ReportsAccountFills)
+
+    async def account_fills(self, since: dt.datetime) -> list[AccountFill]:
+        """The inner broker's account fills, measured; [] if it cannot report them."""
+        inner = self.inner
+        if not isinstance(inner, ReportsAccountFills):
+            return []
+        return await self._call("account_fills", lambda: inner.account_fills(since))
 
     async def close(self) -> None:
         await self.inner.close()

@@ -5,7 +5,9 @@ Endpoints (JSON shapes as in Alpaca's OpenAPI description): ``GET /v2/account``,
 (market, day, whole shares), ``GET /v2/orders`` (``status`` open/closed/all),
 ``GET /v2/orders/{id}``, ``GET /v2/orders:by_client_order_id``,
 ``DELETE /v2/orders/{id}``, ``GET /v2/clock``, ``GET /v2/calendar``,
-``GET /v2/account/portfolio/history`` (daily points only: ``timeframe=1D``).
+``GET /v2/account/portfolio/history`` (daily points only: ``timeframe=1D``),
+``GET /v2/account/activities/FILL`` and ``GET /v2/account/activities``
+(``activity_types`` absent or naming ``FILL``; other types have no entries).
 
 State: cash, positions and orders, behind one lock. A client order id is
 unique forever (422 ``40010001 client_order_id must be unique``, also after a
@@ -14,6 +16,18 @@ on submit), "accepted" (stays accepted until ``fill_all()``/``fill()``) or
 "partial" (``partial_fraction`` of the shares on submit, the rest by
 ``fill``). Fills move cash (no commission) and positions. Buys need cash;
 sells need shares (no shorting).
+
+Fill activities: every fill of an order (one per fill: on submit, by ``fill``
+or ``fill_all``; stamped as orders are, in real UTC time, not ``wallclock``)
+and every manual fill a test adds
+with ``add_manual_fill`` (the owner trading by hand: a filled order of its own
+with a random client order id, moving the position and cash as a fill does;
+a manual sell may go short). Ids are ``<New York time to the ms>::<uuid>`` as
+Alpaca's are. The activities endpoints take ``after`` and ``until`` (RFC 3339
+or a date, naive read as UTC; both exclusive), ``direction`` (default
+``desc``), ``page_size`` (1..100, default 100) and ``page_token`` (an
+activity id: the page starts right after it in ``direction``; an unknown one
+is a 422); ``date`` is not served (422).
 
 Portfolio history: the daily closing equity a test set with
 ``set_equity_history({session: equity})``, plus, once today's session (by
@@ -32,7 +46,8 @@ Every answer carries ``X-Ratelimit-Limit/Remaining/Reset`` from a fixed
 window the answer is a real 429.
 
 Faults, served in the order injected: ``fail_next`` and ``hang_next`` take the
-next requests of any kind; ``reject_next`` and ``accept_then_hang_next`` take
+next requests of any kind, as does ``malformed_next`` (a 200 whose body is
+not JSON); ``reject_next`` and ``accept_then_hang_next`` take
 the next order submissions only. A held request waits for ``release`` (set by
 ``stop()``, so no thread outlives the fake); ``holding`` is set while one is
 held, for tests to synchronise on.
@@ -81,7 +96,7 @@ class TradingRequest:
 
 @dataclass
 class _Fault:
-    kind: Literal["status", "hang", "reject", "accept_then_hang"]
+    kind: Literal["status", "hang", "reject", "accept_then_hang", "malformed"]
     status: int = 500
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
@@ -103,6 +118,22 @@ class _Order:
     updated_at: dt.datetime | None = None
 
 
+@dataclass(frozen=True)
+class _Activity:
+    """One fill activity (``qty`` the shares of this fill; ``cum_qty`` the order's so far)."""
+
+    id: str
+    symbol: str
+    side: str
+    qty: Decimal
+    price: float
+    at: dt.datetime
+    order_id: str
+    cum_qty: Decimal
+    leaves_qty: Decimal
+    order_status: str
+
+
 @dataclass
 class _Position:
     qty: Decimal
@@ -120,6 +151,16 @@ def _num(value: float | Decimal) -> str:
     if number == number.to_integral_value():
         return str(int(number))
     return format(number.normalize(), "f")
+
+
+def _activity_id(at: dt.datetime) -> str:
+    return f"{at.astimezone(NEW_YORK).strftime('%Y%m%d%H%M%S%f')[:-3]}::{uuid.uuid4()}"
+
+
+def _instant(text: str) -> dt.datetime:
+    """An RFC 3339 time or a date; naive is UTC."""
+    value = dt.datetime.fromisoformat(text)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def _error(status: int, code: int, message: str) -> Response:
@@ -168,6 +209,7 @@ class FakeAlpacaTradingServer:
         self._positions: dict[str, _Position] = {}
         self._orders: dict[str, _Order] = {}
         self._by_client: dict[str, _Order] = {}
+        self._fills: list[_Activity] = []
         self._faults: deque[_Fault] = deque()
         self._submit_faults: deque[_Fault] = deque()
         self._window_reset = 0.0
@@ -256,6 +298,11 @@ class FakeAlpacaTradingServer:
         with self._lock:
             self._submit_faults.extend(_Fault("accept_then_hang") for _ in range(n))
 
+    def malformed_next(self, n: int = 1, body: bytes = b'[{"id": "2024010') -> None:
+        """Answer the next ``n`` requests 200 with ``body`` (by default, cut-off JSON)."""
+        with self._lock:
+            self._faults.extend(_Fault("malformed", status=200, body=body) for _ in range(n))
+
     def reject_next(self, n: int, message: str, status: int = 422) -> None:
         """Refuse the next ``n`` submissions with ``status`` (422 or 403) and ``message``."""
         code = 40310000 if status == 403 else 42210000
@@ -273,6 +320,61 @@ class FakeAlpacaTradingServer:
             else:
                 self._positions[symbol] = _Position(Decimal(str(qty)), price)
             self.prices.setdefault(symbol, price)
+
+    def add_manual_fill(
+        self,
+        symbol: str,
+        side: str,
+        qty: float,
+        price: float,
+        at: dt.datetime | None = None,
+    ) -> str:
+        """The owner traded by hand: a filled order, its fill activity, position and cash moved.
+
+        ``side`` is "buy", "sell" or "sell_short"; ``qty`` may be fractional
+        (then no order is listed: the fake's orders are whole shares; the
+        activity names an order id all the same); ``at`` (default now, real UTC
+        time as orders are stamped) must be aware. Returns the activity id.
+        """
+        if side not in ("buy", "sell", "sell_short"):
+            raise ValueError(f"side must be buy, sell or sell_short, not {side!r}")
+        when = at or dt.datetime.now(dt.UTC)
+        if when.tzinfo is None:
+            raise ValueError("at must be timezone-aware")
+        shares = Decimal(str(qty))
+        if not shares > 0:
+            raise ValueError(f"qty must be > 0, not {qty}")
+        order_id = str(uuid.uuid4())
+        with self._lock:
+            if shares == shares.to_integral_value():
+                self._add_filled_order(order_id, symbol, side, int(shares), price, when)
+            self.prices.setdefault(symbol, price)
+            self._move(symbol, shares if side == "buy" else -shares, price)
+            activity = _Activity(
+                _activity_id(when),
+                symbol,
+                side,
+                shares,
+                price,
+                when,
+                order_id,
+                cum_qty=shares,
+                leaves_qty=Decimal(0),
+                order_status="filled",
+            )
+            self._fills.append(activity)
+            return activity.id
+
+    def _add_filled_order(
+        self, order_id: str, symbol: str, side: str, qty: int, price: float, at: dt.datetime
+    ) -> None:
+        """A manual trade's order: filled at once, under a client order id not ours."""
+        order_side = "buy" if side == "buy" else "sell"
+        order = _Order(order_id, str(uuid.uuid4()), symbol, order_side, qty, at)
+        order.status, order.filled_qty, order.filled_avg_price = "filled", qty, price
+        order.filled_at = order.updated_at = at
+        self._orders[order.id] = order
+        self._by_client[order.client_order_id] = order
 
     def set_equity_history(self, history: Mapping[dt.date, float]) -> None:
         """Set the account's equity at the close of past sessions (replaces what was set)."""
@@ -363,6 +465,8 @@ class FakeAlpacaTradingServer:
                 response = json_response(
                     fault.status, fault.body or {"message": f"injected {fault.status}"}
                 )
+            elif fault is not None and fault.kind == "malformed":
+                response = (200, {"Content-Type": "application/json"}, bytes(fault.body))
             elif int(limits["X-Ratelimit-Remaining"]) < 0:
                 response = _error(429, 42910000, "rate limit exceeded")
             elif body_error:
@@ -436,6 +540,12 @@ class FakeAlpacaTradingServer:
             return self._calendar(request.query)
         if method == "GET" and path == "/v2/account/portfolio/history":
             return self._portfolio_history(request.query)
+        if method == "GET" and path == "/v2/account/activities":
+            types = {t for t in request.query.get("activity_types", "FILL").split(",") if t}
+            return self._activities(request.query, fills="FILL" in types)
+        if method == "GET" and path.startswith("/v2/account/activities/"):
+            kind = path.removeprefix("/v2/account/activities/")
+            return self._activities(request.query, fills=kind == "FILL")
         return _error(404, 40410000, "endpoint not found")
 
     # ------------------------------------------------------------ orders
@@ -504,16 +614,39 @@ class FakeAlpacaTradingServer:
         order.updated_at = now
         if order.status == "filled":
             order.filled_at = now
-        signed = Decimal(qty if order.side == "buy" else -qty)
-        position = self._positions.get(order.symbol)
+        self._move(order.symbol, Decimal(qty if order.side == "buy" else -qty), price)
+        self._fills.append(
+            _Activity(
+                _activity_id(now),
+                order.symbol,
+                order.side,
+                Decimal(qty),
+                price,
+                now,
+                order.id,
+                cum_qty=Decimal(order.filled_qty),
+                leaves_qty=Decimal(order.qty - order.filled_qty),
+                order_status=order.status,
+            )
+        )
+
+    def _move(self, symbol: str, signed: Decimal, price: float) -> None:
+        """Shares in (``signed`` > 0) or out at ``price``: the position and cash follow.
+
+        The entry price averages in shares added on the position's side, is
+        kept when shares are taken off, and restarts at ``price`` past zero.
+        """
+        position = self._positions.get(symbol)
         if position is None:
-            self._positions[order.symbol] = _Position(signed, price)
+            self._positions[symbol] = _Position(signed, price)
         else:
             new_qty = position.qty + signed
             if new_qty == 0:
-                del self._positions[order.symbol]
+                del self._positions[symbol]
             else:
-                if signed > 0:
+                if (new_qty > 0) != (position.qty > 0):
+                    position.avg_entry_price = price
+                elif (signed > 0) == (position.qty > 0):
                     cost = float(position.qty) * position.avg_entry_price + price * float(signed)
                     position.avg_entry_price = cost / float(new_qty)
                 position.qty = new_qty
@@ -541,6 +674,35 @@ class FakeAlpacaTradingServer:
         orders.sort(key=lambda o: o.created_at, reverse=query.get("direction", "desc") == "desc")
         limit = min(int(query.get("limit") or 50), 500)
         return json_response(200, [self._order_json(o) for o in orders[:limit]])
+
+    def _activities(self, query: dict[str, str], *, fills: bool) -> Response:
+        """Fill activities (or none, for other types) filtered and paged as Alpaca does."""
+        if "date" in query:
+            return _error(422, 40010001, "this fake does not serve date")
+        try:
+            after = _instant(query["after"]) if "after" in query else None
+            until = _instant(query["until"]) if "until" in query else None
+            page_size = int(query.get("page_size") or 100)
+        except ValueError:
+            return _error(422, 40010001, "invalid after, until or page_size")
+        direction = query.get("direction", "desc")
+        if direction not in ("asc", "desc") or not 1 <= page_size <= 100:
+            return _error(422, 40010001, "invalid direction or page_size")
+        ordered = sorted(
+            self._fills if fills else [], key=lambda a: (a.at, a.id), reverse=direction == "desc"
+        )
+        token = query.get("page_token")
+        if token:
+            at = next((i for i, a in enumerate(ordered) if a.id == token), None)
+            if at is None:
+                return _error(422, 40010001, "invalid page_token")
+            ordered = ordered[at + 1 :]
+        chosen = [
+            a
+            for a in ordered
+            if (after is None or a.at > after) and (until is None or a.at < until)
+        ]
+        return json_response(200, [_activity_json(a) for a in chosen[:page_size]])
 
     # ------------------------------------------------------------ shapes
 
@@ -771,6 +933,24 @@ class FakeAlpacaTradingServer:
                 dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), dt.UTC).timestamp()
             )
         return int(dt.datetime.combine(day, dt.time(0), NEW_YORK).timestamp())
+
+
+def _activity_json(activity: _Activity) -> dict[str, Any]:
+    return {
+        "id": activity.id,
+        "account_id": "1d9eed04-be39-4e01-9b84-a48ac5bbafcf",
+        "activity_type": "FILL",
+        "transaction_time": _stamp(activity.at),
+        "type": "fill" if activity.leaves_qty == 0 else "partial_fill",
+        "price": _num(activity.price),
+        "qty": _num(activity.qty),
+        "side": activity.side,
+        "symbol": activity.symbol,
+        "leaves_qty": _num(activity.leaves_qty),
+        "order_id": activity.order_id,
+        "cum_qty": _num(activity.cum_qty),
+        "order_status": activity.order_status,
+    }
 
 
 def _ny_date(text: str) -> dt.date:
