@@ -429,6 +429,9 @@ class ReconciliationReport:
     broker_last_equity: float | None = None  # equity at the previous session's close
     #: Symbols whose split is applied here and not yet at the broker (not a mismatch).
     pending_corporate_actions: tuple[str, ...] = ()
+    #: Fills at the broker on a disputed symbol that no order of ours explains (trades
+    #: the account owner placed by hand), each with the ``tradectl adopt`` that takes it.
+    manual_trades: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

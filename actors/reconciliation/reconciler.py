@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from actors.brokers.base import Broker, BrokerAccount, BrokerPosition
+from actors.brokers.base import Broker, BrokerAccount, BrokerPosition, ReportsAccountFills
 from actors.messages import (
     AdoptBrokerState,
     Discrepancy,
@@ -45,6 +45,9 @@ from daemon.errors import FatalError, Refusal, TradingdError
 from daemon.store.core import Store
 
 log = structlog.get_logger()
+
+#: How far back the reconciliation looks for manual trades on a disputed symbol.
+MANUAL_LOOKBACK_DAYS = 7
 
 MARKET_TZ = ZoneInfo("America/New_York")
 
@@ -185,6 +188,7 @@ class Reconciler(Actor):
             tolerance=self._tolerance,
         )
         passed = passed and missing is None
+        manual = await self._manual_trades(discrepancies) if not passed else ()
         now = self._clock.now()
         await self._states.snapshot(
             msg.run_id,
@@ -209,8 +213,38 @@ class Reconciler(Actor):
                 error=missing,
                 broker_last_equity=account.last_equity,
                 pending_corporate_actions=pending,
+                manual_trades=manual,
             )
         )
+
+    async def _manual_trades(self, discrepancies: list[Discrepancy]) -> tuple[str, ...]:
+        """The broker's fills on the disputed symbols that none of our orders explains.
+
+        Each is shown with the exact ``tradectl adopt`` that takes the broker's book
+        (the operator decides: a trade of the account owner's, or something wrong).
+        Only for a broker that lists its fills (``ReportsAccountFills``); a broker that
+        cannot be read for them costs nothing but a warning: the gate stays closed.
+        """
+        symbols = {d.symbol for d in discrepancies if d.kind == "position" and d.symbol}
+        if not symbols or not isinstance(self._broker, ReportsAccountFills):
+            return ()
+        since = self._clock.now() - dt.timedelta(days=MANUAL_LOOKBACK_DAYS)
+        try:
+            fills = await self._broker.account_fills(since)
+        except FatalError:
+            raise
+        except TradingdError as exc:
+            log.warning("account_fills_unavailable", error=_describe(exc))
+            return ()
+        ours = await self._states.our_broker_order_ids()
+        found: list[str] = []
+        for f in fills:
+            if f.symbol not in symbols or (f.broker_order_id and f.broker_order_id in ours):
+                continue
+            trade = f"{f.side} {f.qty} {f.symbol} at {f.price:.2f} on {f.at:%Y-%m-%d %H:%M %Z}"
+            found.append(f'{trade}: if it is yours, tradectl adopt "manual trade: {trade}"')
+            log.warning("manual_trade_seen", symbol=f.symbol, side=str(f.side), qty=f.qty)
+        return tuple(found)
 
     async def _pending_actions(
         self, local: dict[str, int], broker: dict[str, int]

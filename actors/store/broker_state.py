@@ -184,6 +184,13 @@ class BrokerStateStore:
         totals = {r["symbol"]: round(r["shares"]) for r in rows}
         return {symbol: shares for symbol, shares in totals.items() if shares != 0}
 
+    async def our_broker_order_ids(self) -> set[str]:
+        """The broker's ids of every order we sent (to tell our fills from manual ones)."""
+        rows = await self._store.fetchall(
+            "SELECT broker_order_id FROM order_intents WHERE broker_order_id IS NOT NULL"
+        )
+        return {str(r[0]) for r in rows}
+
     async def cash_baseline(self) -> float | None:
         """The cash before the first recorded trade, or None when never set."""
         row = await self._store.fetchone(

@@ -410,6 +410,8 @@ def _report_dict(report: ReconciliationReport) -> dict[str, Any]:
             {"kind": x.kind, "symbol": x.symbol, "local": x.local, "broker": x.broker}
             for x in report.discrepancies
         ],
+        "pending_corporate_actions": list(report.pending_corporate_actions),
+        "manual_trades": list(report.manual_trades),
     }
 
 

@@ -49,6 +49,7 @@ async def reconcile(cx: CycleContext) -> Outcome | None:
         )
         await cx.block(kill_switches.RECONCILIATION_FAILED, why, trip=True)
         st.notes.append(f"reconciliation failed: {why}")
+        st.notes.extend(f"manual trade at the broker: {t}" for t in report.manual_trades)
     if report.error is None and not report.can_trade:
         why = "the broker account does not allow trading (trading_blocked or suspended)"
         await cx.block(kill_switches.BROKER_BLOCKED, why, trip=True)
