@@ -179,14 +179,21 @@ class Reconciler(Actor):
                 broker_read=False,
             )
         broker_positions = _quantities(positions)
-        local_positions, pending = await self._pending_actions(local_positions, broker_positions)
         passed, discrepancies = compare(
-            local_positions,
-            broker_positions,
-            local_cash,
-            account.cash,
-            tolerance=self._tolerance,
+            local_positions, broker_positions, local_cash, account.cash, tolerance=self._tolerance
         )
+        pending: tuple[str, ...] = ()
+        if any(d.kind == "position" for d in discrepancies):
+            local_positions, pending = await self._pending_actions(
+                local_positions, broker_positions
+            )
+            passed, discrepancies = compare(
+                local_positions,
+                broker_positions,
+                local_cash,
+                account.cash,
+                tolerance=self._tolerance,
+            )
         passed = passed and missing is None
         manual = await self._manual_trades(discrepancies) if not passed else ()
         now = self._clock.now()

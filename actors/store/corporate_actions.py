@@ -87,7 +87,10 @@ class CorporateActionStore:
 
     async def record(self, actions: Iterable[CorporateAction], at: dt.datetime) -> list[str]:
         """Keep the actions not seen before (durable); the ids of those that were new."""
+        actions = list(actions)
         new: list[str] = []
+        if not actions:
+            return new
         async with self._store.transaction(durable=True) as conn:
             for a in actions:
                 cur = await conn.execute(
@@ -198,6 +201,8 @@ class CorporateActionStore:
             (through.isoformat(),),
         )
         symbols: list[str] = []
+        if not rows:
+            return symbols
         async with self._store.transaction() as conn:
             for r in rows:
                 for symbol in {str(r["symbol"]), str(r["new_symbol"] or r["symbol"])}:

@@ -395,7 +395,8 @@ def _cycle_runner(sup: Supervisor, w: _Wiring, strategies: dict[str, ActorRef]) 
         orders=OrderStore(store),
         equity=EquityCloses(store),
         switch_records=KillSwitchStore(store),
-        corporate_actions=CorporateActionStore(store),
+        # A precomputed market (a backtest) is adjusted once and reports no actions.
+        corporate_actions=CorporateActionStore(store) if w.market is None else None,
         events=w.events,
         metrics=w.metrics,
         alert=w.publish,
