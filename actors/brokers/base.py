@@ -24,6 +24,7 @@ Check with ``isinstance(broker, ReportsAccountFills)``.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -68,12 +69,14 @@ TERMINAL_BROKER_STATUSES = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
-    """A market order for whole shares, good for the day."""
+    """A market order for whole shares, good for the day; with ``stop_price``, a protective
+    stop sell good till canceled (it becomes a market sell once the price reaches it)."""
 
     client_order_id: str
     symbol: str
     side: OrderSide
     qty: int
+    stop_price: float | None = None
 
     def __post_init__(self) -> None:
         if not self.client_order_id or len(self.client_order_id) > MAX_CLIENT_ORDER_ID:
@@ -83,6 +86,11 @@ class OrderRequest:
             )
         if self.qty <= 0:
             raise ValueError(f"order qty must be a positive whole number, got {self.qty}")
+        if self.stop_price is not None:
+            if self.side is not OrderSide.SELL:
+                raise ValueError("a stop order here is a protective sell: side must be sell")
+            if not (math.isfinite(self.stop_price) and self.stop_price > 0):
+                raise ValueError(f"stop price must be positive, got {self.stop_price!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +106,7 @@ class BrokerOrder:
     submitted_at: dt.datetime | None = None
     filled_at: dt.datetime | None = None
     reject_reason: str | None = None
+    stop_price: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

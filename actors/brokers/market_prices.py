@@ -34,3 +34,10 @@ class MarketPrices:
         if self._clock.now() < self._calendar.session_close(session):
             return None
         return self._market.price(symbol, session, "close")
+
+    async def low_price(self, symbol: str, session: dt.date) -> float | None:
+        if not self._calendar.is_session(session):
+            return None
+        if self._clock.now() < self._calendar.session_close(session):
+            return None
+        return self._market.price(symbol, session, "low")

@@ -24,7 +24,7 @@ class ProviderPriceSource:
         self._provider = provider
         self._calendar = calendar
         self._clock = clock
-        self._bars: dict[tuple[str, dt.date], tuple[float, float]] = {}
+        self._bars: dict[tuple[str, dt.date], tuple[float, float, float]] = {}
 
     async def open_price(self, symbol: str, session: dt.date) -> float | None:
         if not self._calendar.is_session(session):
@@ -42,7 +42,16 @@ class ProviderPriceSource:
         bar = await self._bar(symbol, session)
         return None if bar is None else bar[1]
 
-    async def _bar(self, symbol: str, session: dt.date) -> tuple[float, float] | None:
+    async def low_price(self, symbol: str, session: dt.date) -> float | None:
+        """The session's low, known once it has closed (a resting stop's trigger)."""
+        if not self._calendar.is_session(session):
+            return None
+        if self._clock.now() < self._calendar.session_close(session):
+            return None
+        bar = await self._bar(symbol, session)
+        return None if bar is None else bar[2]
+
+    async def _bar(self, symbol: str, session: dt.date) -> tuple[float, float, float] | None:
         key = (symbol, session)
         if key not in self._bars:
             frame = await self._provider.fetch([symbol], session, session)
@@ -50,5 +59,5 @@ class ProviderPriceSource:
             if rows.empty:
                 return None
             row = rows.iloc[-1]
-            self._bars[key] = (float(row["open"]), float(row["close"]))
+            self._bars[key] = (float(row["open"]), float(row["close"]), float(row["low"]))
         return self._bars[key]

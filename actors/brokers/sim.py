@@ -84,9 +84,9 @@ import datetime as dt
 import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from actors.brokers import sim_actions
+from actors.brokers import sim_actions, sim_stops
 from actors.brokers.base import (
     AccountBlocked,
     BrokerAccount,
@@ -113,6 +113,8 @@ from daemon.clock import Clock
 from daemon.store.core import Store
 
 MARK_LOOKBACK_SESSIONS = 10
+#: How many sessions one call checks a resting stop over (a long outage: the next call goes on).
+MAX_STOP_SESSIONS_PER_SETTLE = 400
 
 _ACCEPTED = BrokerOrderStatus.ACCEPTED.value
 
@@ -123,6 +125,13 @@ class PriceSource(Protocol):
     async def open_price(self, symbol: str, session: dt.date) -> float | None: ...
 
     async def close_price(self, symbol: str, session: dt.date) -> float | None: ...
+
+
+@runtime_checkable
+class KnowsLows(Protocol):
+    """A price source that also knows each session's low (once the session has closed)."""
+
+    async def low_price(self, symbol: str, session: dt.date) -> float | None: ...
 
 
 def sim_broker_order_id(client_order_id: str) -> str:
@@ -143,6 +152,7 @@ def _to_broker_order(row: SimOrderRow) -> BrokerOrder:
         submitted_at=row.submitted_at,
         filled_at=row.filled_at,
         reject_reason=row.reject_reason,
+        stop_price=row.stop_price,
     )
 
 
@@ -190,10 +200,12 @@ class SimBroker:
                 )
             if account.trading_blocked:
                 raise AccountBlocked("trading is blocked on the simulated account")
-            trade = self._trade_session(now)
-            open_price = await self._prices.open_price(request.symbol, trade)
             position = await self._book.position(request.symbol)
             pending = await self._book.orders(status=_ACCEPTED)
+            if request.stop_price is not None:
+                return await self._rest_stop(request, position, pending, now)
+            trade = self._trade_session(now)
+            open_price = await self._prices.open_price(request.symbol, trade)
             if request.side is OrderSide.SELL:
                 self._check_qty(request, position, pending)
             else:
@@ -536,9 +548,97 @@ class SimBroker:
     async def _close_before(self, symbol: str, ex_date: dt.date) -> float | None:
         return await self._close_on_or_before(symbol, self._calendar.previous_session(ex_date))
 
+    async def _rest_stop(
+        self,
+        request: OrderRequest,
+        position: SimPositionRow | None,
+        pending: list[SimOrderRow],
+        now: dt.datetime,
+    ) -> BrokerOrder:
+        """Accept a protective stop sell; it rests until a session's prices reach it."""
+        self._check_qty(request, position, pending)
+        order = SimOrderRow(
+            client_order_id=request.client_order_id,
+            broker_order_id=sim_broker_order_id(request.client_order_id),
+            symbol=request.symbol,
+            side=request.side.value,
+            qty=request.qty,
+            filled_qty=0,
+            filled_avg_price=None,
+            status=_ACCEPTED,
+            trade_date=self._first_stop_session(now),
+            submitted_at=now,
+            stop_price=request.stop_price,
+        )
+        async with self._book.write(now) as w:
+            await w.insert_order(order)
+        return _to_broker_order(order)
+
+    def _first_stop_session(self, now: dt.datetime) -> dt.date:
+        """A stop is watched from the next open on (this session's if it has not opened)."""
+        today = self._today(now)
+        if self._calendar.is_session(today) and now < self._calendar.session_open(today):
+            return today
+        return self._calendar.next_session(today)
+
+    async def _settle_stops(self, stops: list[SimOrderRow], now: dt.datetime) -> None:
+        """Fill each resting stop on the first session whose prices reach it (``sim_stops``)."""
+        positions = {p.symbol: p for p in await self._book.positions()}
+        for order in stops:
+            assert order.stop_price is not None
+            session, price = await self._stop_trigger(order, now)
+            if session == order.trade_date and price is None:
+                continue
+            async with self._book.write(now) as w:
+                await w.move_stop_check(order.client_order_id, session)
+                if price is None:
+                    continue
+                filled = replace(order, trade_date=session)
+                _, after = await self._fill(w, filled, price, positions.get(order.symbol))
+                if after is None:
+                    positions.pop(order.symbol, None)
+                else:
+                    positions[order.symbol] = after
+
+    async def _stop_trigger(
+        self, order: SimOrderRow, now: dt.datetime
+    ) -> tuple[dt.date, float | None]:
+        """The session to check the stop from next, and its fill price if it triggered.
+
+        At the open when the open gaps to or below the stop, else at the stop when the
+        session's low (known once it closed) reaches it.
+        """
+        assert order.stop_price is not None
+        session = order.trade_date
+        for _ in range(MAX_STOP_SESSIONS_PER_SETTLE):
+            if now < self._calendar.session_open(session):
+                break
+            open_price = await self._prices.open_price(order.symbol, session)
+            if open_price is None:
+                break
+            if not self._has_closed(session, now):
+                return session, open_price if open_price <= order.stop_price else None
+            low = await self._low(order.symbol, session, open_price)
+            fill = sim_stops.stop_fill(order.stop_price, open_price, low)
+            if fill is not None:
+                return session, fill
+            session = self._calendar.next_session(session)
+        return session, None
+
+    async def _low(self, symbol: str, session: dt.date, open_price: float) -> float | None:
+        """The session's low; from a source without lows, the lower of open and close."""
+        if isinstance(self._prices, KnowsLows):
+            return await self._prices.low_price(symbol, session)
+        close = await self._prices.close_price(symbol, session)
+        return None if close is None else min(open_price, close)
+
     async def _settle(self) -> None:
         await self._apply_corporate_actions()
         pending = await self._book.orders(status=_ACCEPTED)
+        stops = [o for o in pending if o.stop_price is not None]
+        if stops:
+            await self._settle_stops(stops, self._clock.now())
+            pending = [o for o in pending if o.stop_price is None]
         if not pending:
             return
         now = self._clock.now()

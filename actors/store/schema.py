@@ -296,7 +296,11 @@ MIGRATIONS: tuple[str, ...] = (
     # cash it brought (cash in lieu of fractions, dividends); credited cash counts in the
     # local cash and in the strategy's own money.
     # sim_corporate_actions: the simulated broker's own record of what it applied.
+    # sim_orders.stop_price: a resting protective stop sell (good till canceled); its
+    # trade_date is the first session it is still to be checked on.
     """
+    ALTER TABLE sim_orders ADD COLUMN stop_price REAL;
+
     CREATE TABLE corporate_actions (
         action_id TEXT PRIMARY KEY,
         kind TEXT NOT NULL,

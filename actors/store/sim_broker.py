@@ -52,6 +52,7 @@ class SimOrderRow:
     submitted_at: dt.datetime
     filled_at: dt.datetime | None = None
     reject_reason: str | None = None
+    stop_price: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,7 @@ def _order(row: Row) -> SimOrderRow:
         submitted_at=dt.datetime.fromisoformat(row["submitted_at"]),
         filled_at=None if filled_at is None else dt.datetime.fromisoformat(filled_at),
         reject_reason=row["reject_reason"],
+        stop_price=None if row["stop_price"] is None else float(row["stop_price"]),
     )
 
 
@@ -135,7 +137,7 @@ def _position(row: Row) -> SimPositionRow:
 
 _ORDER_COLUMNS = (
     "client_order_id, broker_order_id, symbol, side, qty, filled_qty, filled_avg_price,"
-    " status, trade_date, submitted_at, filled_at, reject_reason"
+    " status, trade_date, submitted_at, filled_at, reject_reason, stop_price"
 )
 _ORDER_PLACEHOLDERS = ", ".join("?" * len(_ORDER_COLUMNS.split(",")))
 
@@ -198,6 +200,7 @@ class SimBrokerWriter:
                 order.submitted_at.isoformat(),
                 None if order.filled_at is None else order.filled_at.isoformat(),
                 order.reject_reason,
+                order.stop_price,
             ),
         )
 
@@ -223,6 +226,13 @@ class SimBrokerWriter:
                 reject_reason,
                 client_order_id,
             ),
+        )
+
+    async def move_stop_check(self, client_order_id: str, session: dt.date) -> None:
+        """A resting stop is checked from ``session`` on (or filled on it)."""
+        await self._conn.execute(
+            "UPDATE sim_orders SET trade_date = ? WHERE client_order_id = ?",
+            (session.isoformat(), client_order_id),
         )
 
     async def upsert_position(self, position: SimPositionRow) -> None:
