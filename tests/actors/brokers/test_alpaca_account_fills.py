@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from structlog.testing import capture_logs
@@ -29,64 +28,13 @@ from actors.brokers.base import (
 )
 from actors.brokers.instrumented import InstrumentedBroker
 from actors.metrics import Metrics
+from tests.actors.brokers.conftest import WALL0, MakeBroker
 from tests.fakes import FakeTime
 from tests.fakes.alpaca_trading_server import FakeAlpacaTradingServer
 
-NEW_YORK = ZoneInfo("America/New_York")
-START = 1000.0  # FakeTime's monotonic start
-# Tuesday 2024-01-02 10:00 New York: a session is open.
-WALL0 = dt.datetime(2024, 1, 2, 10, 0, tzinfo=NEW_YORK).timestamp()
-PRICES = {"AAPL": 190.0, "MSFT": 370.0, "SPY": 470.0}
 FILLS_PATH = "/v2/account/activities/FILL"
 # A since with a fraction of a second: Alpaca's ``after`` is sent floored, a second earlier.
 SINCE = dt.datetime(2024, 1, 2, 15, 0, 0, 500_000, tzinfo=dt.UTC)
-
-MakeBroker = Callable[..., AlpacaBroker]
-
-
-@pytest.fixture
-def clock() -> FakeTime:
-    return FakeTime(START)
-
-
-@pytest.fixture
-def wall(clock: FakeTime) -> Callable[[], float]:
-    """Unix time that moves with the fake clock (for X-Ratelimit-Reset and /v2/clock)."""
-    return lambda: WALL0 + (clock.now - START)
-
-
-@pytest.fixture
-def server(wall: Callable[[], float]) -> Iterator[FakeAlpacaTradingServer]:
-    with FakeAlpacaTradingServer(prices=PRICES, rate_limit=10_000, wallclock=wall) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def make_broker(
-    server: FakeAlpacaTradingServer, clock: FakeTime, wall: Callable[[], float]
-) -> AsyncIterator[MakeBroker]:
-    made: list[AlpacaBroker] = []
-
-    def make(**kwargs: Any) -> AlpacaBroker:
-        options: dict[str, Any] = {
-            "base_url": server.url,
-            "sleep": clock.sleep,
-            "monotonic": clock.monotonic,
-            "wallclock": wall,
-            **kwargs,
-        }
-        broker = AlpacaBroker(server.api_key, server.secret_key, **options)
-        made.append(broker)
-        return broker
-
-    yield make
-    for broker in made:
-        await broker.close()
-
-
-@pytest.fixture
-def broker(make_broker: MakeBroker) -> AlpacaBroker:
-    return make_broker()
 
 
 def activity(**fields: Any) -> dict[str, Any]:
