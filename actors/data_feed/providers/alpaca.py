@@ -49,7 +49,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -168,18 +168,15 @@ class AlpacaBarProvider:
             adjustment=Adjustment.ALL,
             feed=DataFeed(self.params.feed),
         )
-        try:
-            raw = await retry(
-                lambda: self._get_bars(request, len(symbols)),
-                policy=self.backoff,
-                retry_on=_retryable,
-                sleep=self._sleep,
-            )
-        except APIError as exc:
-            raise ProviderError(
-                f"alpaca bars: HTTP {exc.status_code}: {_api_message(exc)}"
-            ) from None
+        raw = await self._retrying("alpaca bars", lambda: self._get_bars(request, len(symbols)))
         return _to_frame(raw)
+
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """``call`` with the provider's retries; an HTTP error that stays is a ProviderError."""
+        try:
+            return await retry(call, policy=self.backoff, retry_on=_retryable, sleep=self._sleep)
+        except APIError as exc:
+            raise ProviderError(f"{what}: HTTP {exc.status_code}: {_api_message(exc)}") from None
 
     async def _get_bars(self, request: StockBarsRequest, count: int) -> Any:
         """One request in a worker thread; ``APIError`` passes (it may be retried)."""
@@ -222,17 +219,9 @@ class AlpacaBarProvider:
             end=end + PROCESS_LOOKAHEAD,
             limit=None,  # a limit caps the items over all pages, not per page
         )
-        try:
-            raw = await retry(
-                lambda: self._get_actions(request, len(symbols)),
-                policy=self.backoff,
-                retry_on=_retryable,
-                sleep=self._sleep,
-            )
-        except APIError as exc:
-            raise ProviderError(
-                f"alpaca corporate actions: HTTP {exc.status_code}: {_api_message(exc)}"
-            ) from None
+        raw = await self._retrying(
+            "alpaca corporate actions", lambda: self._get_actions(request, len(symbols))
+        )
         if not isinstance(raw, Mapping):
             raise ProviderError(
                 f"alpaca corporate actions: malformed answer: {type(raw).__name__}, not an object"
