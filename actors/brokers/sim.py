@@ -139,6 +139,23 @@ def sim_broker_order_id(client_order_id: str) -> str:
     return "sim-" + hashlib.sha256(client_order_id.encode()).hexdigest()[:16]
 
 
+def _accepted(request: OrderRequest, trade: dt.date, now: dt.datetime) -> SimOrderRow:
+    """The stored row of a newly accepted order (a stop carries its stop price)."""
+    return SimOrderRow(
+        client_order_id=request.client_order_id,
+        broker_order_id=sim_broker_order_id(request.client_order_id),
+        symbol=request.symbol,
+        side=request.side.value,
+        qty=request.qty,
+        filled_qty=0,
+        filled_avg_price=None,
+        status=_ACCEPTED,
+        trade_date=trade,
+        submitted_at=now,
+        stop_price=request.stop_price,
+    )
+
+
 def _to_broker_order(row: SimOrderRow) -> BrokerOrder:
     return BrokerOrder(
         client_order_id=row.client_order_id,
@@ -210,18 +227,7 @@ class SimBroker:
                 self._check_qty(request, position, pending)
             else:
                 await self._check_buying_power(request, account, pending, open_price, now)
-            order = SimOrderRow(
-                client_order_id=request.client_order_id,
-                broker_order_id=sim_broker_order_id(request.client_order_id),
-                symbol=request.symbol,
-                side=request.side.value,
-                qty=request.qty,
-                filled_qty=0,
-                filled_avg_price=None,
-                status=_ACCEPTED,
-                trade_date=trade,
-                submitted_at=now,
-            )
+            order = _accepted(request, trade, now)
             async with self._book.write(now) as w:
                 await w.insert_order(order)
                 if open_price is not None:
@@ -557,19 +563,7 @@ class SimBroker:
     ) -> BrokerOrder:
         """Accept a protective stop sell; it rests until a session's prices reach it."""
         self._check_qty(request, position, pending)
-        order = SimOrderRow(
-            client_order_id=request.client_order_id,
-            broker_order_id=sim_broker_order_id(request.client_order_id),
-            symbol=request.symbol,
-            side=request.side.value,
-            qty=request.qty,
-            filled_qty=0,
-            filled_avg_price=None,
-            status=_ACCEPTED,
-            trade_date=self._first_stop_session(now),
-            submitted_at=now,
-            stop_price=request.stop_price,
-        )
+        order = _accepted(request, self._first_stop_session(now), now)
         async with self._book.write(now) as w:
             await w.insert_order(order)
         return _to_broker_order(order)
