@@ -393,6 +393,53 @@ class SettleOrders:
     run_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SyncRestingStops:
+    """Bring the protective stops resting at the broker in line with the book.
+
+    One good-till-canceled stop sell per strategy lot, for the lot's shares at its
+    stop; placed, replaced, repaired or cancelled as needed (``actors.orders.resting_stops``).
+    """
+
+    run_id: str = "sync"
+
+
+class StopAction(StrEnum):
+    """What ``SyncRestingStops`` did about one lot's resting stop."""
+
+    PLACED = "placed"  # a lot without one got its stop
+    REPLACED = "replaced"  # the book's stop or quantity changed (a split, a partial exit)
+    REPAIRED = "repaired"  # the broker's stop was missing or wrong: put right, and alerted
+    CANCELED = "canceled"  # the lot is gone or has no stop any more
+    FILLED = "filled"  # the stop sold at the broker: a stop-loss exit, booked
+    HELD = "held"  # not touched: the broker holds fewer shares than the book (reconcile first)
+    FAILED = "failed"  # the broker refused or did not answer; tried again at the next sync
+
+
+@dataclass(frozen=True, slots=True)
+class RestingStopChange:
+    strategy: str
+    symbol: str
+    action: StopAction
+    qty: int
+    stop_price: float | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class RestingStopsReport:
+    run_id: str
+    #: False when ``orders.broker_stops`` is off (nothing was looked at).
+    enabled: bool
+    changes: tuple[RestingStopChange, ...] = ()
+
+    @property
+    def alerts(self) -> tuple[RestingStopChange, ...]:
+        """What the operator must hear of: repairs, held lots, failures."""
+        loud = (StopAction.REPAIRED, StopAction.HELD, StopAction.FAILED)
+        return tuple(c for c in self.changes if c.action in loud)
+
+
 # ---------------------------------------------------------------- reconciliation
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.market_events import raw_split
-from tests.fakes.scenario import Scenario
+from tests.fakes.scenario import Feed, Scenario
 from tests.test_risk_scenarios import CAL, MA_ONLY, bars
 
 FIRST = dt.date(2007, 10, 15)
@@ -24,13 +24,16 @@ LAST = dt.date(2007, 11, 30)
 SPLIT = dt.date(2007, 11, 20)
 
 
+@pytest.mark.parametrize("feed", ["live", "backtest"])
 @pytest.mark.parametrize(("ratio", "rates"), [(2.0, "2,1"), (1.5, "3,2"), (0.1, "1,10")])
 async def test_an_announced_split_is_followed_with_no_operator(
-    tmp_path: Path, ratio: float, rates: str
+    tmp_path: Path, ratio: float, rates: str, feed: Feed
 ) -> None:
+    """On the daemon's live feed, and in a backtest's precomputed market (point in time:
+    the history as it was each day, the simulated broker splitting on the ex date)."""
     data = raw_split(bars(FIRST, LAST), "MSFT", SPLIT, ratio)
     settings = MA_ONLY | {"risk.stop_atr_multiple": 3.0}
-    async with Scenario(tmp_path, data, settings=settings) as sc:
+    async with Scenario(tmp_path, data, settings=settings, feed=feed) as sc:
         (sc.bars_dir / "splits.csv").write_text(
             f"symbol,ex_date,new_rate,old_rate\nMSFT,{SPLIT},{rates}\n", encoding="utf-8"
         )
@@ -66,12 +69,13 @@ async def test_an_announced_split_is_followed_with_no_operator(
     assert "history fetched again, adjusted: MSFT" in days[1].cycle.reason
 
 
-async def test_a_special_dividend_reconciles_on_its_pay_date(tmp_path: Path) -> None:
+@pytest.mark.parametrize("feed", ["live", "backtest"])
+async def test_a_special_dividend_reconciles_on_its_pay_date(tmp_path: Path, feed: Feed) -> None:
     """$6 a share on MSFT, paid a week after its ex date: more than the 1 % cash
     tolerance, credited on both sides on the pay date, every reconciliation passing."""
     pay = dt.date(2007, 11, 28)
     settings = MA_ONLY | {"risk.stop_atr_multiple": 3.0}
-    async with Scenario(tmp_path, bars(FIRST, LAST), settings=settings) as sc:
+    async with Scenario(tmp_path, bars(FIRST, LAST), settings=settings, feed=feed) as sc:
         (sc.bars_dir / "dividends.csv").write_text(
             f"symbol,ex_date,cash,pay_date\nMSFT,{SPLIT},6.00,{pay}\n", encoding="utf-8"
         )

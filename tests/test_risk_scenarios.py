@@ -283,7 +283,10 @@ async def test_a_held_symbols_stop_is_checked_on_its_last_good_close(tmp_path: P
     missing = after(fall)  # MSFT has no bar that day; the daemon was down for that cycle too
     data = raw_split(bars(first, after(missing)), "MSFT", fall, 1 / 0.75)  # MSFT -25 %
     data = drop_bar(data, "MSFT", missing)
-    async with Scenario(tmp_path, data, settings=MA_ONLY | {"risk.stop_atr_multiple": 3.0}) as sc:
+    # The daemon's own daily check is under test: no stop rests at the broker (one would
+    # have sold MSFT at the gap's open: tests/test_resting_stop_scenarios.py).
+    daily_only = MA_ONLY | {"risk.stop_atr_multiple": 3.0, "orders.broker_stops": False}
+    async with Scenario(tmp_path, data, settings=daily_only) as sc:
         for day in CAL.sessions_between(first, fall):
             await sc.run(day, day)
         [held] = [p for p in await sc.positions() if p.symbol == "MSFT"]
@@ -326,7 +329,10 @@ async def test_a_raw_split_never_fires_a_false_stop(tmp_path: Path) -> None:
     first, split = dt.date(2007, 10, 15), dt.date(2007, 11, 20)
     last = dt.date(2007, 11, 30)
     data = raw_split(bars(first, last), "MSFT", split, 2.0)
-    async with Scenario(tmp_path, data, settings=MA_ONLY | {"risk.stop_atr_multiple": 3.0}) as sc:
+    # Unadjusted data with no announced action: the simulated broker would see a real
+    # halving, so the daemon's own check is what is under test here.
+    daily_only = MA_ONLY | {"risk.stop_atr_multiple": 3.0, "orders.broker_stops": False}
+    async with Scenario(tmp_path, data, settings=daily_only) as sc:
         await sc.run(first, split, restart=False)
         assert [p.symbol for p in await sc.positions()] == ["MSFT"]
         days = await sc.run(after(split), last)
@@ -409,6 +415,8 @@ async def test_a_losing_strategy_cannot_spend_the_others_headroom(tmp_path: Path
         "risk.sizing_base": "strategy",
         "risk.correlation.reject_above": 0.99,
         "risk.correlation.full_size_below": 0.98,
+        # the cash ledger is under test, on the daily stop schedule this test was built on
+        "orders.broker_stops": False,
     }
     async with Scenario(
         tmp_path, bars(first, last), settings=settings, feed="backtest", store="scratch"

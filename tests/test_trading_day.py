@@ -81,9 +81,12 @@ def ctl(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def broker_orders(workdir: Path) -> int:
+def broker_orders(workdir: Path, *, stops: bool = False) -> int:
+    """The simulated broker's market orders (``stops``: its resting stop orders)."""
+    which = "IS NOT NULL" if stops else "IS NULL"
     with sqlite3.connect(workdir / "state" / "tradingd.db") as db:
-        return int(db.execute("SELECT COUNT(*) FROM sim_orders").fetchone()[0])
+        query = f"SELECT COUNT(*) FROM sim_orders WHERE stop_price {which}"
+        return int(db.execute(query).fetchone()[0])
 
 
 def test_first_day_trades_and_rerun_places_nothing(workdir: Path) -> None:
@@ -114,6 +117,16 @@ def test_first_day_trades_and_rerun_places_nothing(workdir: Path) -> None:
                 break
         positions = json.loads(ctl(workdir, "positions", "--json").stdout)
         assert len(positions["open_orders"]) + len(positions["positions"]) == placed
+        # Each position's protective stop rests at the broker, and both commands say so.
+        assert broker_orders(workdir, stops=True) == len(positions["positions"])
+        status = json.loads(ctl(workdir, "status", "--json").stdout)
+        assert status["broker_stops"] is True
+        for shown in (positions["positions"], status["positions"]):
+            for p in shown:
+                resting = p["resting_stop"]
+                assert resting["status"] == "ACCEPTED", p
+                assert resting["qty"] == p["shares"], p
+                assert abs(resting["stop_price"] - p["stop_price"]) < 0.006, p
         funnel = json.loads(ctl(workdir, "funnel", "--json").stdout)
         assert {row["strategy"] for row in funnel["funnel"]} == {
             "rsi_mean_reversion",

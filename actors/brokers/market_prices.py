@@ -1,7 +1,9 @@
 """Prices for the simulated broker, from a precomputed market (the backtest's).
 
 As with ``ProviderPriceSource``, a price is only known once it has happened:
-the open of a session from its open on, the close from its close on.
+the open of a session from its open on, the close from its close on. Prices are
+as they printed on the day (``PrecomputedMarket.raw_price``): a split before it
+had not happened yet, and the simulated broker applies it when it comes.
 """
 
 from __future__ import annotations
@@ -26,18 +28,18 @@ class MarketPrices:
             return None
         if self._clock.now() < self._calendar.session_open(session):
             return None
-        return self._market.price(symbol, session, "open")
+        return self._market.raw_price(symbol, session, "open")
 
     async def close_price(self, symbol: str, session: dt.date) -> float | None:
         if not self._calendar.is_session(session):
             return None
         if self._clock.now() < self._calendar.session_close(session):
             return None
-        return self._market.price(symbol, session, "close")
+        return self._market.raw_price(symbol, session, "close")
 
     async def low_price(self, symbol: str, session: dt.date) -> float | None:
         if not self._calendar.is_session(session):
             return None
         if self._clock.now() < self._calendar.session_close(session):
             return None
-        return self._market.price(symbol, session, "low")
+        return self._market.raw_price(symbol, session, "low")

@@ -569,18 +569,23 @@ class SimBroker:
         return _to_broker_order(order)
 
     def _first_stop_session(self, now: dt.datetime) -> dt.date:
-        """A stop is watched from the next open on (this session's if it has not opened)."""
+        """A stop is watched from this session on if it has not closed, else the next.
+
+        Placed during a session, it is in force for the rest of it: its low counts, and
+        an open already through the stop fills it at once at the open's price.
+        """
         today = self._today(now)
-        if self._calendar.is_session(today) and now < self._calendar.session_open(today):
+        if self._calendar.is_session(today) and now < self._calendar.session_close(today):
             return today
         return self._calendar.next_session(today)
 
     async def _settle_stops(self, stops: list[SimOrderRow], now: dt.datetime) -> None:
         """Fill each resting stop on the first session whose prices reach it (``sim_stops``)."""
         positions = {p.symbol: p for p in await self._book.positions()}
+        applied = await self._book.actions() if self._actions is not None else []
         for order in stops:
             assert order.stop_price is not None
-            session, price = await self._stop_trigger(order, now)
+            session, price = await self._stop_trigger(order, now, applied)
             if session == order.trade_date and price is None:
                 continue
             async with self._book.write(now) as w:
@@ -595,12 +600,14 @@ class SimBroker:
                     positions[order.symbol] = after
 
     async def _stop_trigger(
-        self, order: SimOrderRow, now: dt.datetime
+        self, order: SimOrderRow, now: dt.datetime, applied: list[SimActionRow]
     ) -> tuple[dt.date, float | None]:
         """The session to check the stop from next, and its fill price if it triggered.
 
         At the open when the open gaps to or below the stop, else at the stop when the
-        session's low (known once it closed) reaches it.
+        session's low (known once it closed) reaches it. The stop is in today's terms
+        (adjusted for the splits applied, ``applied``); a session before a split is
+        checked with the stop in that session's terms, and fills in today's.
         """
         assert order.stop_price is not None
         session = order.trade_date
@@ -610,12 +617,14 @@ class SimBroker:
             open_price = await self._prices.open_price(order.symbol, session)
             if open_price is None:
                 break
+            scale = sim_actions.scale_since(applied, order.symbol, session)
+            stop = order.stop_price * scale
             if not self._has_closed(session, now):
-                return session, open_price if open_price <= order.stop_price else None
+                return session, open_price / scale if open_price <= stop else None
             low = await self._low(order.symbol, session, open_price)
-            fill = sim_stops.stop_fill(order.stop_price, open_price, low)
+            fill = sim_stops.stop_fill(stop, open_price, low)
             if fill is not None:
-                return session, fill
+                return session, fill / scale
             session = self._calendar.next_session(session)
         return session, None
 

@@ -5,7 +5,9 @@ account holds then: a split or stock dividend makes the quantity ``floor(qty x
 ratio)`` and the average price ``avg / ratio``, and pays the fraction in cash at the
 close before the ex date divided by the ratio; a cash dividend entitles the shares
 held to ``cash_per_share`` each, credited to cash on the pay date; a rename moves
-the position to the new symbol. Each action is applied once
+the position to the new symbol. Resting stop sells are adjusted for a split as
+FINRA Rule 5330 describes (``floor(qty x ratio)`` at ``stop / ratio``) and
+cancelled at a rename; a cash dividend leaves them as they are. Each action is applied once
 (``sim_corporate_actions``). The arithmetic is ``actors.market.corporate_actions``',
 the same the daemon applies to its own book, so the two agree to the cent.
 
@@ -95,10 +97,12 @@ async def _apply(
         )
         cash = new.cash_in_lieu
         await w.add_cash(cash)
+        await w.adjust_resting_stops(held.symbol, action.ratio)
     elif action.kind is ActionKind.CASH_DIVIDEND:
         cash, credited, pay = dividend_cash(held.qty, action), False, action.credited_on
     else:
         assert action.new_symbol is not None
+        await w.cancel_resting_stops(held.symbol)
         after = SimPositionRow(action.new_symbol, held.qty, held.avg_entry_price, held.last_price)
     await w.delete_position(held.symbol)
     if after is not None:

@@ -25,6 +25,8 @@ a step may end the cycle early by returning its ``Outcome``:
    second round of entries.
 9. ``place``: signals and order intents written, orders placed, terminal states,
    funnel and rejections, the END snapshot.
+9b. ``resting_stops``: each lot's protective stop resting at the broker placed,
+   replaced, repaired or cancelled; stops that sold at the broker reported.
 10. ``automatic_switches``: the automatic kill switches, the cycle's summary.
 
 Stop-loss exits come *after* the reconciliation gate, not before it as in the
@@ -58,6 +60,7 @@ from actors.cycle.steps.market_data import market_data
 from actors.cycle.steps.place import place
 from actors.cycle.steps.reconcile import reconcile
 from actors.cycle.steps.regime import regime
+from actors.cycle.steps.resting_stops import resting_stops
 from actors.cycle.steps.stop_losses import stop_losses
 from actors.cycle.steps.strategies import strategies
 from actors.events import EventType
@@ -82,6 +85,7 @@ class Cycle:
         strategies,
         filters,
         place,
+        resting_stops,
         automatic_switches,
     )
 

@@ -102,13 +102,13 @@ class DataFeed(Actor):
 
     @handles(FetchCorporateActions)
     async def corporate_actions(self, msg: FetchCorporateActions) -> CorporateActionsReport:
-        """The provider's actions for the universe and the held symbols (none in a backtest:
-        its precomputed market is adjusted once, as of its last session)."""
-        if self._market is not None:
-            return CorporateActionsReport()
+        """The provider's actions for the universe and the held symbols (in a backtest,
+        its precomputed market's, with the closes as they printed)."""
         assert self._universe is not None
         symbols = list(dict.fromkeys([*self._universe.symbols, *msg.held]))
         start = msg.asof - dt.timedelta(days=msg.lookback_days)
+        if self._market is not None:
+            return self._market_actions(self._market, symbols, start, msg.asof)
         try:
             found = await provider_actions(self._provider, symbols, start, msg.asof)
         except TradingdError as exc:
@@ -117,6 +117,23 @@ class DataFeed(Actor):
             )
             return CorporateActionsReport(error=f"provider {self._provider.name}: {exc}")
         return CorporateActionsReport(tuple(found), closes_before=await self._closes_before(found))
+
+    def _market_actions(
+        self, market: PrecomputedMarket, symbols: list[str], start: dt.date, asof: dt.date
+    ) -> CorporateActionsReport:
+        """A precomputed market's actions, and each split's close before its ex date."""
+        wanted = set(symbols)
+        found = tuple(
+            a for a in market.actions if a.symbol in wanted and start <= a.ex_date <= asof
+        )
+        closes: dict[str, float] = {}
+        for a in found:
+            if a.kind.rescales:
+                before = self._calendar.previous_session(a.ex_date)
+                close = market.raw_price(a.symbol, before, "close")
+                if close is not None:
+                    closes[a.action_id] = close
+        return CorporateActionsReport(found, closes_before=closes)
 
     async def _closes_before(self, actions: list[CorporateAction]) -> dict[str, float]:
         """Each split's close before its ex date, as the provider gave it then (unadjusted)."""

@@ -7,6 +7,23 @@ Indicators are causal (the value at row t uses rows <= t only), so slicing
 rows before ``asof`` gives a strategy exactly what it could have known.
 ``window`` returns views, not copies: a 10-year backtest does not recompute a
 300-day window every day.
+
+Corporate actions, point in time. The provider gives the bars adjusted as of the
+last session; the market also keeps the provider's actions over the run
+(``actions``). A split with ex date ``e`` makes every bar before ``e`` look
+``ratio`` times cheaper than it printed. So:
+
+- ``raw_price`` is what printed on the day (adjusted x the ratios of the splits
+  after it): what the simulated broker trades and marks at, as a broker does;
+- ``window(asof)`` is the history as an adjusted feed gave it on ``asof``: the
+  splits with ex date on or after ``asof`` not yet applied (prices and the
+  price-level indicators x their ratios, volume / them, per symbol). Over one
+  window that is one factor per symbol, so no window has a jump in it, and
+  returns, RSI, ADX and the other ratios are the same numbers;
+- ``corporate_actions`` reports them as a provider does (the simulated broker
+  applies them to its account, the cycle to its book).
+
+Without actions nothing is scaled and every number is as before, to the bit.
 """
 
 from __future__ import annotations
@@ -25,7 +42,14 @@ from actors.data_feed.indicators import compute_indicators
 from actors.data_feed.panel import BarPanel, FloatArray
 from actors.data_feed.params import ValidationParams
 from actors.data_feed.providers import BarProvider, provider_problems
+from actors.data_feed.providers.base import provider_actions
 from actors.data_feed.validator import scan
+from actors.market.corporate_actions import CorporateAction
+
+#: Indicators in price units (scaled with the prices); the others are ratios.
+PRICE_LEVEL_INDICATORS = frozenset(
+    {"sma20", "sma100", "atr14", "vwap20", "sma20_prev", "sma100_prev"}
+)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -52,6 +76,8 @@ class PrecomputedMarket:
     flags: BarFlags | None = None
     validation: ValidationParams = field(default_factory=ValidationParams)
     problems: Mapping[str, str] = field(default_factory=dict)
+    #: The provider's corporate actions on the symbols over the run, by ex date.
+    actions: tuple[CorporateAction, ...] = ()
 
     @classmethod
     async def load(
@@ -64,11 +90,14 @@ class PrecomputedMarket:
         validation: ValidationParams | None = None,
     ) -> PrecomputedMarket:
         """Fetch ``[start, end]`` once; flag bad bars and compute indicators in a worker thread."""
-        frame = await provider.fetch(list(symbols), start, end)
+        actions = tuple(await provider_actions(provider, list(symbols), start, end))
+        # A symbol renamed during the run trades on under its new name: its bars too.
+        renamed = [a.new_symbol for a in actions if a.new_symbol and a.new_symbol not in symbols]
+        frame = await provider.fetch(list(dict.fromkeys([*symbols, *renamed])), start, end)
         vix = await provider.volatility_index(start, end)
         problems = provider_problems(provider)
         raw = BarPanel.from_long(frame)
-        market = cls(raw, {}, vix, provider.name, problems=problems)
+        market = cls(raw, {}, vix, provider.name, problems=problems, actions=actions)
         return await anyio.to_thread.run_sync(market.prepared, validation or ValidationParams())
 
     def prepared(self, validation: ValidationParams) -> PrecomputedMarket:
@@ -87,6 +116,7 @@ class PrecomputedMarket:
             flags=flags,
             validation=validation,
             problems=self.problems,
+            actions=self.actions,
         )
 
     def window(self, asof: dt.date, history_days: int) -> MarketWindow:
@@ -95,20 +125,67 @@ class PrecomputedMarket:
             raise ValueError("PrecomputedMarket.window needs prepared() bar flags")
         stop = int(self.panel.dates.searchsorted(pd.Timestamp(asof), side="left"))
         start = max(0, stop - history_days)
-        return MarketWindow(
+        window = MarketWindow(
             panel=self.panel.rows(start, stop),
             flags=self.flags.rows(start, stop),
             indicators={k: v[start:stop] for k, v in self.indicators.items()},
         )
+        factors = self._unapplied(asof)
+        return window if factors is None else _scaled(window, factors)
 
     def price(self, symbol: str, session: dt.date, field: str) -> float | None:
-        """The open or close of ``symbol`` on ``session`` (None when there is no bar)."""
+        """The open or close of ``symbol`` on ``session`` (None when there is no bar),
+        adjusted as of the last session."""
         row = self._rows.get(session)
         col = self._cols.get(symbol)
         if row is None or col is None:
             return None
         value = float(getattr(self.panel, field)[row, col])
         return value if np.isfinite(value) else None
+
+    def raw_price(self, symbol: str, session: dt.date, field: str) -> float | None:
+        """``price`` as it printed on ``session`` (before the splits after it)."""
+        value = self.price(symbol, session, field)
+        if value is None or not self.actions:
+            return value
+        return value * self.scale(symbol, session)
+
+    def scale(self, symbol: str, session: dt.date) -> float:
+        """The ratios of ``symbol``'s splits with ex date after ``session``, multiplied."""
+        factor = 1.0
+        for ex_date, ratio in self._splits.get(symbol, ()):
+            if ex_date > session:
+                factor *= ratio
+        return factor
+
+    async def corporate_actions(
+        self, symbols: Sequence[str], start: dt.date, end: dt.date
+    ) -> list[CorporateAction]:
+        """The actions on ``symbols`` with ex date in ``[start, end]`` (as a provider reports)."""
+        wanted = set(symbols)
+        return [a for a in self.actions if a.symbol in wanted and start <= a.ex_date <= end]
+
+    def _unapplied(self, asof: dt.date) -> FloatArray | None:
+        """Per panel column, the ratios of its splits on or after ``asof``; None when all 1."""
+        if not self._splits:
+            return None
+        factors = np.ones(len(self.panel.symbols))
+        for symbol, splits in self._splits.items():
+            col = self._cols.get(symbol)
+            if col is None:
+                continue
+            for ex_date, ratio in splits:
+                if ex_date >= asof:
+                    factors[col] *= ratio
+        return None if bool(np.all(factors == 1.0)) else factors
+
+    @functools.cached_property
+    def _splits(self) -> dict[str, tuple[tuple[dt.date, float], ...]]:
+        out: dict[str, list[tuple[dt.date, float]]] = {}
+        for a in self.actions:
+            if a.kind.rescales:
+                out.setdefault(a.symbol, []).append((a.ex_date, a.ratio))
+        return {k: tuple(v) for k, v in out.items()}
 
     @functools.cached_property
     def _rows(self) -> dict[dt.date, int]:
@@ -117,6 +194,24 @@ class PrecomputedMarket:
     @functools.cached_property
     def _cols(self) -> dict[str, int]:
         return {s: i for i, s in enumerate(self.panel.symbols)}
+
+
+def _scaled(window: MarketWindow, factors: FloatArray) -> MarketWindow:
+    """``window`` with each column's prices (and price-level indicators) x its factor."""
+    p = window.panel
+    panel = BarPanel(
+        dates=p.dates,
+        symbols=p.symbols,
+        open=p.open * factors,
+        high=p.high * factors,
+        low=p.low * factors,
+        close=p.close * factors,
+        volume=p.volume / factors,
+    )
+    indicators = {
+        k: (v * factors if k in PRICE_LEVEL_INDICATORS else v) for k, v in window.indicators.items()
+    }
+    return MarketWindow(panel=panel, flags=window.flags, indicators=indicators)
 
 
 def _indicators(panel: BarPanel, flags: BarFlags) -> dict[str, FloatArray]:

@@ -278,11 +278,21 @@ def _positions_table(positions: Sequence[Mapping[str, Any]]) -> _Table:
                 _money(p.get("last_price")),
                 _signed_money(pnl),
                 _money(p.get("stop_price")),
+                str(p.get("resting_stop") or "none"),
             )
         )
-        tones.append((0, 0, 0, 0, 0, _sign(pnl), 0))
+        tones.append((0, 0, 0, 0, 0, _sign(pnl), 0, 0))
     return _Table(
-        ("Strategy", "Symbol", "Shares", "Avg price", "Last", "Unrealized P&L", "Stop"),
+        (
+            "Strategy",
+            "Symbol",
+            "Shares",
+            "Avg price",
+            "Last",
+            "Unrealized P&L",
+            "Stop",
+            "Resting stop at the broker",
+        ),
         rows,
         numeric=frozenset(range(2, 7)),
         tones=tones,

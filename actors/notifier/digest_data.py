@@ -68,7 +68,18 @@ async def digest_data(store: Store, record: CycleRecord, *, chart: bool = True) 
     details: dict[str, Any] = await SystemState(store).get(f"cycle_details:{record.run_id}", {})
     funnel = [row.as_dict() for row in await signals.funnel(record.run_id)]
     why = await signals.rejections(record.run_id)
-    trades = await orders.trades_for(record.run_id)
+    resting_ids = {r.intent_id for r in await orders.resting_stops()}
+    stop_fills = details.get("resting_stop_fills", [])
+    trades = [
+        _trade_row(t)
+        for t in await orders.trades_for(record.run_id)
+        if t["intent_id"] not in resting_ids and not _is_stop_fill(t, stop_fills)
+    ] + [_stop_fill_row(f) for f in stop_fills]
+    resting = {
+        (r.strategy, r.symbol): f"{r.remaining_qty} @ {r.stop_price:.2f} ({r.status})"
+        for r in await orders.resting_stops()
+        if r.stop_price is not None
+    }
     positions = [p for p in await orders.positions() if float(p["shares"] or 0) > 0]
     switches = [
         {"switch": s.name, "reason": s.reason, "since": s.since.isoformat()}
@@ -89,8 +100,8 @@ async def digest_data(store: Store, record: CycleRecord, *, chart: bool = True) 
         reason=record.reason or "",
         funnel=funnel,
         why_no_trade=why,
-        trades=[_trade_row(t) for t in trades],
-        positions=[_position_row(p) for p in positions],
+        trades=trades,
+        positions=[_position_row(p, resting) for p in positions],
         portfolio_value=details.get("portfolio_value"),
         daily_pnl=details.get("daily_pnl"),
         heat=details.get("heat"),
@@ -127,8 +138,29 @@ def _trade_row(t: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _position_row(p: dict[str, Any]) -> dict[str, Any]:
-    """The digest's columns of one open position."""
+def _is_stop_fill(t: dict[str, Any], fills: list[dict[str, Any]]) -> bool:
+    """Whether trade ``t`` is one of the resting stop fills listed apart."""
+    return any(
+        f["symbol"] == t["symbol"] and f.get("executed_at") == t["executed_at"] for f in fills
+    )
+
+
+def _stop_fill_row(f: dict[str, Any]) -> dict[str, Any]:
+    """A fill of a stop resting at the broker, in the trades' columns (costs as booked)."""
+    return {
+        "strategy": f["strategy"],
+        "symbol": f["symbol"],
+        "action": f"SELL (stop {f['stop_price']:.2f} at the broker)",
+        "shares": f["shares"],
+        "exec_price": f["exec_price"],
+        "slippage_cost": None,
+        "commission_cost": None,
+        "total_cost": None,
+    }
+
+
+def _position_row(p: dict[str, Any], resting: dict[tuple[str, str], str]) -> dict[str, Any]:
+    """The digest's columns of one open position (``resting``: its stop at the broker)."""
     return {
         "strategy": p["strategy"],
         "symbol": p["symbol"],
@@ -137,6 +169,7 @@ def _position_row(p: dict[str, Any]) -> dict[str, Any]:
         "last_price": p.get("current_price"),
         "unrealized_pnl": p.get("unrealized_pnl"),
         "stop_price": p["stop_price"],
+        "resting_stop": resting.get((p["strategy"], p["symbol"])),
     }
 
 

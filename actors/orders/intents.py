@@ -24,6 +24,15 @@ If the readable form would exceed ``MAX_CLIENT_ORDER_ID`` (48) characters, the
 id is ``YYYYMMDD-h-<32 hex of SHA-256 over the four fields>`` (43 characters).
 It cannot equal a readable id: those end in ``buy``/``sell``, which are not hex.
 
+**Resting stops.** A protective stop sell resting at the broker has the id
+``resting_stop_id(asof, strategy, symbol, n)``: ``YYYYMMDD-<code>-<symbol>-s<n>``,
+the date it was placed and its number among that lot's stops of that date
+(``s1``, then ``s2`` when it is replaced the same day). The number comes from
+the stored intents and the intent is written before it is sent, so a restart
+finds the stop it placed instead of placing a second. The fallback is
+``YYYYMMDD-t-<32 hex>``. Neither can equal an order id: those end in
+``buy``/``sell`` and their fallback has ``-h-``.
+
 **Statuses.** ``next_status`` maps what the broker reports onto our intent.
 """
 
@@ -78,6 +87,20 @@ def intent_id(asof: dt.date, strategy: str, symbol: str, side: str) -> str:
         return readable
     digest = _sha("\x1f".join((asof.isoformat(), strategy, symbol, side)))[:32]
     return f"{day}-h-{digest}"
+
+
+def resting_stop_id(asof: dt.date, strategy: str, symbol: str, n: int) -> str:
+    """The deterministic id of the ``n``-th protective stop (from 1) a lot got on ``asof``."""
+    if n < 1:
+        raise ValueError(f"a stop's number starts at 1, got {n}")
+    if not strategy:
+        raise ValueError("strategy must not be empty")
+    day = asof.strftime("%Y%m%d")
+    readable = f"{day}-{strategy_code(strategy)}-{symbol_part(symbol)}-s{n}"
+    if len(readable) <= MAX_CLIENT_ORDER_ID:
+        return readable
+    digest = _sha("\x1f".join((asof.isoformat(), strategy, symbol, "stop", str(n))))[:32]
+    return f"{day}-t-{digest}"
 
 
 def is_valid_id(value: str) -> bool:

@@ -108,9 +108,12 @@ from actors.messages import (
     OrderResult,
     OrderResults,
     PlaceOrders,
+    RestingStopsReport,
     SettleOrders,
+    SyncRestingStops,
 )
 from actors.orders.intents import SIDES, intent_id, next_status
+from actors.orders.resting_stops import SAME_PRICE, RestingStops
 from actors.store.orders import (
     FillTerms,
     IntentRow,
@@ -138,6 +141,8 @@ STALE = "stale"
 BOOKING_FAILED = "booking_failed"
 NOT_FOUND = "not_found"
 NOT_SUBMITTED = "not_submitted"
+RESTING_STOP = "resting_stop_not_canceled"
+STOPPED_OUT = "stopped_out"
 
 _RESUBMITTABLE = (IntentStatus.NEW, IntentStatus.SUBMITTED, IntentStatus.UNKNOWN)
 
@@ -154,9 +159,14 @@ class OrderManager(Actor):
         terms: FillTerms,
         strategy_ids: Mapping[str, int] | None = None,
         metrics: Any | None = None,
+        broker_stops: bool = False,
     ) -> None:
-        """``terms``: the modelled costs and the stop rule each fill is booked with."""
+        """``terms``: the modelled costs and the stop rule each fill is booked with;
+        ``broker_stops``: keep each lot's protective stop resting at the broker
+        (``actors.orders.resting_stops``; ``orders.broker_stops``)."""
         self._orders = OrderStore(store, terms)
+        self._broker_stops = broker_stops
+        self._stops = RestingStops(self._orders, broker, clock, self)
         self._broker = broker
         self._clock = clock
         self._strategy_ids: dict[str, int] = dict(strategy_ids or {})
@@ -178,6 +188,8 @@ class OrderManager(Actor):
             trigger="start",
             changed=[(r.intent_id, str(r.status)) for r in changed],
         )
+        if self._broker_stops:
+            await self._stops.sync("start")
 
     # ------------------------------------------------------------ handlers
 
@@ -242,10 +254,30 @@ class OrderManager(Actor):
             self._count(result)
         return OrderResults(msg.run_id or "settle", self._today(), results)
 
+    @handles(SyncRestingStops)
+    async def sync_stops(self, msg: SyncRestingStops) -> RestingStopsReport:
+        """Each lot's protective stop at the broker looked up, booked, put right."""
+        if not self._broker_stops:
+            return RestingStopsReport(msg.run_id, enabled=False)
+        return RestingStopsReport(msg.run_id, True, tuple(await self._stops.sync(msg.run_id)))
+
     @handles(GetStatus)
     async def status(self, _msg: GetStatus) -> dict[str, Any]:
-        open_rows = await self._orders.open_intents()
+        open_rows = [r for r in await self._orders.open_intents() if not r.resting]
         return {
+            "broker_stops": self._broker_stops,
+            "resting_stops": [
+                {
+                    "intent_id": r.intent_id,
+                    "status": str(r.status),
+                    "strategy": r.strategy,
+                    "symbol": r.symbol,
+                    "qty": r.remaining_qty,
+                    "stop_price": r.stop_price,
+                    "error": r.error_message,
+                }
+                for r in await self._orders.resting_stops()
+            ],
             "counts": await self._orders.status_counts(),
             "open": [
                 {
@@ -355,22 +387,66 @@ class OrderManager(Actor):
 
     async def _sellable(self, strategy_id: int, symbol: str) -> int:
         held = await self._orders.held(strategy_id, symbol)
-        pending = sum(
+        return held - await self._pending_sells(strategy_id, symbol)
+
+    async def _pending_sells(self, strategy_id: int, symbol: str, but: str = "") -> int:
+        """Shares our open sells of the lot (not its resting stops, nor ``but``) still sell."""
+        return sum(
             r.remaining_qty
             for r in await self._orders.open_intents()
-            if r.strategy_id == strategy_id and r.symbol == symbol and r.side == "sell"
+            if r.strategy_id == strategy_id
+            and r.symbol == symbol
+            and r.side == "sell"
+            and not r.resting
+            and r.intent_id != but
         )
-        return held - pending
+
+    async def _clear_the_way(self, row: IntentRow) -> IntentRow | None:
+        """Before our own sell of a lot: its resting stops cancelled, confirmed, and the sell
+        sized on what is still held. The row to send, or None with ``row`` closed or kept
+        NEW (a cancel not confirmed: tried again at the next settle)."""
+        stops = [
+            r
+            for r in await self._orders.resting_stops()
+            if r.strategy_id == row.strategy_id and r.symbol == row.symbol
+        ]
+        if stops:
+            why = await self._stops.cancel_confirmed(stops)
+            if why is not None:
+                log.warning("order_waits_for_stop_cancel", intent_id=row.intent_id, why=why)
+                await self._set(row, IntentStatus.NEW, RESTING_STOP, f"not sent: {why}")
+                return None
+        left = await self._orders.held(row.strategy_id, row.symbol)
+        left -= await self._pending_sells(row.strategy_id, row.symbol, but=row.intent_id)
+        if left <= 0:
+            message = "nothing left to sell: the resting stop at the broker sold it first"
+            await self._set(row, IntentStatus.CANCELED, STOPPED_OUT, message)
+            return None
+        if left < row.remaining_qty:
+            log.warning("order_sell_cut_to_held", intent_id=row.intent_id, held=left)
+            row = await self._orders.set_terms(
+                row.intent_id, row.filled_qty + left, None, self._clock.now()
+            )
+        return row
 
     async def _submit(self, row: IntentRow) -> IntentRow:
-        """Mark SUBMITTED (durable), send, and turn the answer or the error into a status."""
+        """Mark SUBMITTED (durable), send, and turn the answer or the error into a status.
+
+        Our own sell of a lot first clears its resting stops (``_clear_the_way``).
+        """
         iid = row.intent_id
+        if row.side == "sell" and not row.resting:
+            cleared = await self._clear_the_way(row)
+            if cleared is None:
+                return await self._orders.get(iid) or row
+            row = cleared
         row = await self._orders.update_status(iid, IntentStatus.SUBMITTED, at=self._clock.now())
         request = OrderRequest(
             client_order_id=iid,
             symbol=row.symbol,
             side=OrderSide(row.side),
             qty=row.target_qty,
+            stop_price=row.stop_price,
         )
         try:
             order = await self._broker.submit(request)
@@ -464,6 +540,15 @@ class OrderManager(Actor):
         if row.status.terminal:
             return row
         iid = row.intent_id
+        if row.resting and _terms_differ(row, order):
+            # The broker adjusted the resting stop (a split): its terms are the order's now.
+            log.warning(
+                "resting_stop_adjusted_at_broker",
+                intent_id=iid,
+                qty=(row.target_qty, order.qty),
+                stop=(row.stop_price, order.stop_price),
+            )
+            row = await self._orders.set_terms(iid, order.qty, order.stop_price, self._clock.now())
         status = next_status(row.status, order.status, order.filled_qty, row.target_qty)
         delta = order.filled_qty - row.filled_qty
         if delta < 0:
@@ -541,6 +626,19 @@ class OrderManager(Actor):
             error_message=message,
         )
 
+    # ------------------------------------------------------------ StopOps (resting_stops)
+
+    async def submit_intent(self, row: IntentRow) -> IntentRow:
+        return await self._submit(row)
+
+    async def apply_order(self, row: IntentRow, order: BrokerOrder) -> IntentRow:
+        return await self._apply(row, order)
+
+    async def set_intent(
+        self, row: IntentRow, status: IntentStatus, code: str | None, message: str | None
+    ) -> IntentRow:
+        return await self._set(row, status, code, message)
+
     # ------------------------------------------------------------ helpers
 
     def _today(self) -> dt.date:
@@ -552,6 +650,15 @@ class OrderManager(Actor):
         counter = getattr(self._metrics, "order_results", None)
         if counter is not None:
             counter.labels(status=str(result.status)).inc()
+
+
+def _terms_differ(row: IntentRow, order: BrokerOrder) -> bool:
+    """Whether the broker's resting stop sells another quantity or at another price."""
+    if order.qty != row.target_qty:
+        return True
+    if order.stop_price is None or row.stop_price is None:
+        return False
+    return abs(order.stop_price - row.stop_price) > SAME_PRICE
 
 
 def _is_blocked(row: IntentRow) -> bool:

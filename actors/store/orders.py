@@ -87,6 +87,13 @@ class IntentRow:
     acked_at: str | None
     filled_at: str | None
     updated_at: str | None
+    #: A resting protective stop sell's stop price (None for market orders).
+    stop_price: float | None = None
+
+    @property
+    def resting(self) -> bool:
+        """A protective stop sell resting at the broker (good till canceled)."""
+        return self.stop_price is not None
 
     @property
     def remaining_qty(self) -> int:
@@ -120,6 +127,7 @@ class IntentRow:
             acked_at=r["acked_at"],
             filled_at=r["filled_at"],
             updated_at=r["updated_at"],
+            stop_price=r["stop_price"],
         )
 
 
@@ -174,8 +182,12 @@ class OrderStore:
         signal_id: int | None = None,
         reason: str = "",
         stop_atr_multiple: float | None = None,
+        stop_price: float | None = None,
     ) -> tuple[IntentRow, bool]:
-        """Write a NEW intent (durable); ``(row, False)`` with the stored row if it exists."""
+        """Write a NEW intent (durable); ``(row, False)`` with the stored row if it exists.
+
+        ``stop_price``: the intent is a protective stop sell resting at the broker.
+        """
         if side not in ("buy", "sell"):
             raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
         if qty <= 0:
@@ -185,8 +197,8 @@ class OrderStore:
             cur = await conn.execute(
                 "INSERT INTO order_intents (intent_id, run_id, asof_date, strategy_id, signal_id,"
                 " symbol, side, target_qty, filled_qty, status, created_at, strategy,"
-                " intent_kind, reference_price, atr, reason, updated_at, stop_atr_multiple)"
-                " VALUES (?,?,?,?,?,?,?,?,0,?,?,?,?,?,?,?,?,?)"
+                " intent_kind, reference_price, atr, reason, updated_at, stop_atr_multiple,"
+                " stop_price) VALUES (?,?,?,?,?,?,?,?,0,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT(intent_id) DO NOTHING",
                 (
                     intent_id,
@@ -206,6 +218,7 @@ class OrderStore:
                     reason,
                     stamp,
                     stop_atr_multiple,
+                    stop_price,
                 ),
             )
             created = cur.rowcount == 1
@@ -224,6 +237,44 @@ class OrderStore:
             f"{_SELECT} WHERE i.{_NOT_TERMINAL_SQL} ORDER BY i.rowid", _TERMINAL
         )
         return [IntentRow.from_row(r) for r in rows]
+
+    async def resting_stops(self) -> list[IntentRow]:
+        """Every open protective stop sell (resting, or on its way to the broker), oldest first."""
+        rows = await self._store.fetchall(
+            f"{_SELECT} WHERE i.stop_price IS NOT NULL AND i.{_NOT_TERMINAL_SQL} ORDER BY i.rowid",
+            _TERMINAL,
+        )
+        return [IntentRow.from_row(r) for r in rows]
+
+    async def resting_stop_count(self, asof: dt.date, strategy_id: int, symbol: str) -> int:
+        """How many protective stops (any state) the strategy's lot got on ``asof``."""
+        row = await self._store.fetchone(
+            "SELECT COUNT(*) AS n FROM order_intents WHERE stop_price IS NOT NULL"
+            " AND asof_date = ? AND strategy_id = ? AND symbol = ?",
+            (asof.isoformat(), strategy_id, symbol),
+        )
+        return int(row["n"]) if row is not None else 0
+
+    async def set_terms(
+        self, intent_id: str, qty: int, stop_price: float | None, at: dt.datetime
+    ) -> IntentRow:
+        """Take the broker's quantity (and stop price) of an open order: a broker that
+        adjusted a resting stop for a split, or a sell cut to what is still held."""
+        if qty <= 0:
+            raise ValueError(f"intent qty must be positive, got {qty}")
+        async with self._store.transaction(durable=True) as conn:
+            cur = await conn.execute(
+                "UPDATE order_intents SET target_qty = ?,"
+                " stop_price = COALESCE(?, stop_price), updated_at = ?"
+                " WHERE intent_id = ? AND filled_qty <= ?",
+                (qty, stop_price, at.isoformat(), intent_id, qty),
+            )
+            if cur.rowcount != 1:
+                raise KeyError(f"no order intent {intent_id!r} with at most {qty} filled")
+            async with conn.execute(f"{_SELECT} WHERE i.intent_id = ?", (intent_id,)) as read:
+                row = await read.fetchone()
+        assert row is not None
+        return IntentRow.from_row(row)
 
     async def intents_for(
         self, asof: dt.date | None = None, run_id: str | None = None
@@ -619,6 +670,20 @@ class OrderStore:
             "SELECT t.*, s.name AS strategy FROM trades t JOIN strategies s"
             " ON s.id = t.strategy_id WHERE t.run_id = ? ORDER BY t.id",
             (run_id,),
+        )
+        return [dict(r) for r in rows]
+
+    async def resting_stop_fills(self, after_trade: int = 0) -> list[dict[str, Any]]:
+        """Fills of protective stops resting at the broker (stop-loss exits), trade id
+        above ``after_trade``: id, strategy, symbol, shares, exec_price, stop_price,
+        executed_at, intent_id; oldest first."""
+        rows = await self._store.fetchall(
+            "SELECT t.id, s.name AS strategy, t.symbol, t.shares, t.exec_price,"
+            " i.stop_price, t.executed_at, t.intent_id FROM trades t"
+            " JOIN order_intents i ON i.intent_id = t.intent_id"
+            " JOIN strategies s ON s.id = t.strategy_id"
+            " WHERE i.stop_price IS NOT NULL AND t.id > ? ORDER BY t.id",
+            (after_trade,),
         )
         return [dict(r) for r in rows]
 

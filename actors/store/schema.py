@@ -345,6 +345,15 @@ MIGRATIONS: tuple[str, ...] = (
         credited_at TEXT
     );
     """,
+    # ---- version 5: protective stops resting at the broker (issue 13)
+    # order_intents.stop_price: set on a resting protective stop sell (intent_kind STOP,
+    # good till canceled, its id from ``resting_stop_id``); the intent stays open while
+    # the stop rests, and a fill of it books a stop-loss exit like any other fill.
+    """
+    ALTER TABLE order_intents ADD COLUMN stop_price REAL;
+    CREATE INDEX order_intents_resting ON order_intents(strategy_id, symbol)
+        WHERE stop_price IS NOT NULL;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

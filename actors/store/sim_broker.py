@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -226,6 +227,38 @@ class SimBrokerWriter:
                 reject_reason,
                 client_order_id,
             ),
+        )
+
+    async def adjust_resting_stops(self, symbol: str, ratio: float) -> None:
+        """A split on ``symbol``: its resting stops sell ``floor(qty x ratio)`` at
+        ``stop / ratio`` on the tick (FINRA Rule 5330's adjustment of open orders)."""
+        async with self._conn.execute(
+            "SELECT client_order_id, qty, stop_price FROM sim_orders WHERE symbol = ?"
+            " AND status = 'accepted' AND stop_price IS NOT NULL",
+            (symbol,),
+        ) as cur:
+            rows = list(await cur.fetchall())
+        for r in rows:
+            qty = math.floor(int(r["qty"]) * ratio + 1e-9)
+            stop = float(r["stop_price"]) / ratio
+            stop = round(stop, 2) if stop >= 1.0 else max(0.0001, round(stop, 4))
+            if qty <= 0:
+                await self._conn.execute(
+                    "UPDATE sim_orders SET status = 'canceled' WHERE client_order_id = ?",
+                    (r["client_order_id"],),
+                )
+                continue
+            await self._conn.execute(
+                "UPDATE sim_orders SET qty = ?, stop_price = ? WHERE client_order_id = ?",
+                (qty, stop, r["client_order_id"]),
+            )
+
+    async def cancel_resting_stops(self, symbol: str) -> None:
+        """``symbol``'s resting stops are cancelled (a symbol change)."""
+        await self._conn.execute(
+            "UPDATE sim_orders SET status = 'canceled' WHERE symbol = ?"
+            " AND status = 'accepted' AND stop_price IS NOT NULL",
+            (symbol,),
         )
 
     async def move_stop_check(self, client_order_id: str, session: dt.date) -> None:

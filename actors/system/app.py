@@ -65,6 +65,7 @@ from actors.system.backup import daily_backups
 from actors.system.commands import ControlCommands
 from actors.system.config import Settings, alpaca_key_mismatch, load_settings
 from actors.system.graph import MANUAL, live_graph
+from actors.system.order_poll import poll_task
 from daemon import __version__
 from daemon.clock import Clock, WallClock
 from daemon.control import CommandTable, ControlServer
@@ -79,7 +80,16 @@ from daemon.systemd import SystemdNotifier
 log = structlog.get_logger()
 
 #: Changing these needs a restart: they are bound or opened once at start.
-RESTART_ONLY = ("daemon", "metrics", "control", "schedule", "data", "broker", "backup")
+RESTART_ONLY = (
+    "daemon",
+    "metrics",
+    "control",
+    "schedule",
+    "data",
+    "broker",
+    "orders",
+    "backup",
+)
 
 
 class Daemon:
@@ -207,6 +217,10 @@ class Daemon:
             await tg.start(self._scoped, scheduler_scope, self.scheduler.run)
         tg.start_soon(watch_event_loop_lag, self.metrics)
         tg.start_soon(self._watchdog_loop, supervisor)
+        if not once:  # [orders]: fills and resting stops kept during each session
+            tg.start_soon(
+                poll_task(supervisor.ref("order_manager"), self.clock, calendar, settings=cfg)
+            )
         if cfg.backup.enabled and not once:  # [backup]: the daily backup task
             tg.start_soon(
                 functools.partial(

@@ -163,7 +163,32 @@ class ControlCommands:
             "metrics_port": self._d.metrics_port,
             "broker": self._d.settings.broker.kind,
             "provider": self._d.settings.data.provider,
+            "broker_stops": self._d.settings.orders.broker_stops,
+            "positions": await self._positions_with_stops(),
         }
+
+    async def _positions_with_stops(self) -> list[dict[str, Any]]:
+        """Each open position with its book stop and the stop resting at the broker (or None)."""
+        resting = {
+            (r.strategy, r.symbol): {
+                "qty": r.remaining_qty,
+                "stop_price": r.stop_price,
+                "status": str(r.status),
+                "intent_id": r.intent_id,
+            }
+            for r in await self._orders.resting_stops()
+        }
+        return [
+            {
+                "strategy": r["strategy"],
+                "symbol": r["symbol"],
+                "shares": r["shares"],
+                "stop_price": r["stop_price"],
+                "resting_stop": resting.get((r["strategy"], r["symbol"])),
+            }
+            for r in await self._orders.positions()
+            if int(r["shares"] or 0) > 0
+        ]
 
     async def run_cycle(self, args: dict[str, Any]) -> dict[str, Any]:
         day = _parse_date(args.get("asof")) or trading_date(self._d.clock.now(), self._calendar)
@@ -285,9 +310,17 @@ class ControlCommands:
                 "status": r.status,
             }
             for r in await self._orders.open_intents()
+            if not r.resting
         ]
+        stops = {(p["strategy"], p["symbol"]): p for p in await self._positions_with_stops()}
         return {
-            "positions": [{k: r.get(k) for k in keep} for r in rows],
+            "positions": [
+                {
+                    **{k: r.get(k) for k in keep},
+                    "resting_stop": stops.get((r["strategy"], r["symbol"]), {}).get("resting_stop"),
+                }
+                for r in rows
+            ],
             "open_orders": open_orders,
         }
 

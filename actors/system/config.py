@@ -242,6 +242,20 @@ class BrokerSettings(_Section):
         return self.kind == "alpaca" and not self.paper and self.live_confirm
 
 
+class OrdersSettings(_Section):
+    """How orders are kept at the broker (``actors.orders``)."""
+
+    broker_stops: bool = Field(
+        default=True,
+        description="rest each lot's protective stop at the broker (GTC stop sell)",
+    )
+    poll_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="during a session: poll open orders and resting stops this often",
+    )
+
+
 class RiskSettings(_Section):
     """Manual switches and the portfolio-level limits."""
 
@@ -374,6 +388,7 @@ class Settings(_Section):
     data: DataParams = DataParams()
     strategies: StrategiesParams = StrategiesParams()
     broker: BrokerSettings = BrokerSettings()
+    orders: OrdersSettings = OrdersSettings()
     risk: RiskSettings = RiskSettings()
     notify: NotifySettings = NotifySettings()
     backup: BackupSettings = BackupSettings()

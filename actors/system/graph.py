@@ -234,15 +234,15 @@ async def simulated_graph(
         else:
             prices = _prices(calendar, clock, provider, market)
             cash = get().broker.initial_cash if initial_cash is None else initial_cash
-            # A precomputed market is adjusted once, as of its last session: its broker
-            # applies no corporate actions (the backtest models none yet).
+            # A precomputed market's broker trades at the prices as they printed and
+            # applies the market's corporate actions as they come (point in time).
             inner = sim = SimBroker(
                 db,
                 clock=clock,
                 calendar=calendar,
                 prices=prices,
                 initial_cash=cash,
-                actions=provider if market is None else None,
+                actions=provider if market is None else (market if market.actions else None),
             )
     except BaseException:
         if opened is not None:
@@ -360,6 +360,7 @@ def _register_services(sup: Supervisor, w: _Wiring, size: int) -> None:
             terms=ReferenceFillTerms(stop_atr_multiple=settings().risk.stop_atr_multiple),
             strategy_ids=w.strategy_ids,
             metrics=w.metrics,
+            broker_stops=settings().orders.broker_stops,
         ),
         mailbox_size=size,
     )
@@ -395,8 +396,10 @@ def _cycle_runner(sup: Supervisor, w: _Wiring, strategies: dict[str, ActorRef]) 
         orders=OrderStore(store),
         equity=EquityCloses(store),
         switch_records=KillSwitchStore(store),
-        # A precomputed market (a backtest) is adjusted once and reports no actions.
-        corporate_actions=CorporateActionStore(store) if w.market is None else None,
+        # A precomputed market (a backtest) without actions costs no step.
+        corporate_actions=(
+            CorporateActionStore(store) if w.market is None or w.market.actions else None
+        ),
         events=w.events,
         metrics=w.metrics,
         alert=w.publish,

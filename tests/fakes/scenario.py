@@ -571,8 +571,17 @@ class Scenario:
         return self._running().store
 
     async def orders(self, asof: dt.date | None = None) -> list[IntentRow]:
-        """Order intents (ENTRY/EXIT/STOP/FLATTEN, with status) of a trading date, or all."""
-        return await OrderStore(self.store).intents_for(asof=asof)
+        """Order intents (ENTRY/EXIT/STOP/FLATTEN, with status) of a trading date, or all.
+
+        A protective stop resting at the broker counts once it sold something (a
+        stop-loss exit); one that only rests is in ``resting_stops``.
+        """
+        rows = await OrderStore(self.store).intents_for(asof=asof)
+        return [r for r in rows if not r.resting or r.filled_qty > 0]
+
+    async def resting_stops(self, asof: dt.date | None = None) -> list[IntentRow]:
+        """The protective stops placed at the broker (any state) on a date, or all."""
+        return [r for r in await OrderStore(self.store).intents_for(asof=asof) if r.resting]
 
     async def entries(self, asof: dt.date | None = None) -> list[IntentRow]:
         """The entry intents of a trading date (or all)."""

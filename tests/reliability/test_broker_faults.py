@@ -245,6 +245,7 @@ async def test_partial_fills_settle_before_the_next_session(
             assert status is CycleStatus.COMPLETED, reason
             rows = await g.rows(
                 "SELECT intent_id, status, filled_qty, target_qty FROM order_intents"
+                " WHERE stop_price IS NULL"
             )
             # a 1-share order cannot be split: it fills at once
             assert {r["status"] for r in rows} == {"PARTIALLY_FILLED", "FILLED"}, rows

@@ -45,5 +45,15 @@ async def test_an_adopted_position_is_protected_at_the_next_cycle(
     assert f"{symbol} (manual) had no stop: {row['stop_price']:.2f}" in done.reason
     close = float(done.reason.split("below the last close ")[1].split(")")[0])
     assert row["stop_price"] == pytest.approx(close - 3.0 * row["atr_at_entry"], abs=0.01)
-    sells = await store.fetchall("SELECT * FROM order_intents WHERE symbol = ?", (symbol,))
+    sells = await store.fetchall(
+        "SELECT * FROM order_intents WHERE symbol = ? AND stop_price IS NULL", (symbol,)
+    )
     assert sells == []
+    # ... and that stop rests at the broker, for the adopted shares.
+    resting = await store.fetchall(
+        "SELECT qty, stop_price FROM sim_orders WHERE symbol = ? AND status = 'accepted'",
+        (symbol,),
+    )
+    assert [(r["qty"], r["stop_price"]) for r in resting] == [
+        (10, pytest.approx(row["stop_price"], abs=0.006))
+    ]

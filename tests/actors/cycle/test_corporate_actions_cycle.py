@@ -118,10 +118,23 @@ async def _three_days(store: Store, tmp_path: Path, make: MakeAction) -> Run:
 
 
 async def _sells(store: Store, symbol: str) -> list[str]:
+    """The kinds of the sells of ``symbol`` that traded (a false stop would be one)."""
     rows = await store.fetchall(
-        "SELECT intent_kind FROM order_intents WHERE symbol = ? AND side = 'sell'", (symbol,)
+        "SELECT i.intent_kind FROM trades t JOIN order_intents i ON i.intent_id = t.intent_id"
+        " WHERE t.symbol = ? AND t.action = 'SELL'",
+        (symbol,),
     )
     return [str(r[0]) for r in rows]
+
+
+async def _resting_at_broker(store: Store, symbol: str) -> list[tuple[int, float]]:
+    """The simulated broker's resting stops of ``symbol``: (qty, stop price)."""
+    rows = await store.fetchall(
+        "SELECT qty, stop_price FROM sim_orders WHERE symbol = ? AND status = 'accepted'"
+        " AND stop_price IS NOT NULL",
+        (symbol,),
+    )
+    return [(int(r[0]), float(r[1])) for r in rows]
 
 
 @pytest.mark.parametrize(
@@ -153,8 +166,13 @@ async def test_a_split_reconciles_with_no_operator_and_no_false_stop(
     if expected:
         assert local[symbol][0] == expected
         assert local[symbol][1] == pytest.approx(stop / ratio)
+        # The stop resting at the broker follows the split: the new shares, the new stop.
+        [(qty, price)] = await _resting_at_broker(store, symbol)
+        assert qty == expected
+        assert price == pytest.approx(stop / ratio, abs=0.006)
     else:
         assert symbol not in local
+        assert await _resting_at_broker(store, symbol) == []
     assert await BrokerStateStore(store).local_cash() == pytest.approx(cash, abs=0.01)
     assert f"{symbol}: " in done[1].reason
     assert "no orders and no stop check" in done[1].reason

@@ -367,7 +367,10 @@ DEFAULT_36 = DataParams().universe.symbols
 
 
 async def intents(store: Store) -> list[dict[str, object]]:
-    rows = await store.fetchall("SELECT intent_id, status, filled_qty FROM order_intents")
+    """The cycle's own order intents (not the protective stops resting at the broker)."""
+    rows = await store.fetchall(
+        "SELECT intent_id, status, filled_qty FROM order_intents WHERE stop_price IS NULL"
+    )
     return [dict(r) for r in rows]
 
 
@@ -390,9 +393,24 @@ async def test_first_day_trades_fills_and_sets_stops(store: Store, tmp_path: Pat
     assert {r["status"] for r in rows} == {"FILLED"}
     positions = await store.fetchall("SELECT * FROM positions WHERE shares > 0")
     assert len(positions) == len(rows)
+    every = await store.fetchall(
+        "SELECT symbol, target_qty, stop_price, status FROM order_intents"
+        " WHERE stop_price IS NOT NULL"
+    )
+    resting = {
+        r["symbol"]: (r["target_qty"], r["stop_price"], r["status"])
+        for r in every
+        if r["stop_price"] is not None
+    }
     for p in positions:
         assert p["stop_price"] == pytest.approx(p["avg_price"] - 3 * p["atr_at_entry"])
         assert p["entry_date"] == ASOF.isoformat()
+        # ... and that stop rests at the broker (orders.broker_stops is on by default).
+        assert resting[p["symbol"]] == (
+            p["shares"],
+            pytest.approx(p["stop_price"], abs=0.006),
+            "ACCEPTED",
+        )
     trades = await store.fetchall("SELECT * FROM trades")
     for t in trades:
         assert t["commission_cost"] == pytest.approx(0.005 * t["shares"])
@@ -468,10 +486,16 @@ async def test_stop_loss_exit_goes_first(store: Store, tmp_path: Path) -> None:
         await graph.sup.stop()
     assert row is not None
     stop = await store.fetchall(
-        "SELECT status, intent_kind FROM order_intents WHERE symbol = ? AND side = 'sell'",
+        "SELECT status, intent_kind, stop_price FROM order_intents"
+        " WHERE symbol = ? AND side = 'sell' ORDER BY rowid",
         (row["symbol"],),
     )
-    assert [(r["status"], r["intent_kind"]) for r in stop] == [("FILLED", "STOP")]
+    # The stop resting at the broker is cancelled (confirmed) before the daemon's own
+    # stop-loss sell is sent, so the two never sell the shares twice.
+    assert [(r["status"], r["intent_kind"], r["stop_price"] is None) for r in stop] == [
+        ("CANCELED", "STOP", False),
+        ("FILLED", "STOP", True),
+    ]
     left = await store.fetchone("SELECT shares FROM positions WHERE id = ?", (row["id"],))
     assert left is None
 

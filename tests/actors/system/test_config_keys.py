@@ -11,6 +11,7 @@ defaults must give the default, the file the changed value.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 import tomllib
@@ -57,6 +58,7 @@ from actors.system.app import Daemon, build_channels
 from actors.system.backup import daily_backups
 from actors.system.config import SECRET_ENV, Settings, load_settings
 from actors.system.graph import MANUAL
+from actors.system.order_poll import poll_task
 from daemon.actor import Actor
 from daemon.clock import SimClock
 from daemon.errors import ConfigError
@@ -559,6 +561,27 @@ _CORRELATION = {
     "long_window": 90,
     "short_window": 30,
 }
+
+
+def _poll_keyword(name: str) -> Callable[[Built], Any]:
+    def probe(b: Built) -> Any:
+        ref = b.sup.ref("order_manager")
+        task = poll_task(ref, SimClock(START), b.calendar, settings=b.settings)
+        assert isinstance(task, functools.partial)
+        return task.keywords[name]
+
+    return probe
+
+
+ORDERS: dict[str, Row] = {
+    "orders.broker_stops": Row(
+        False, lambda b: b.one(OrderManager)._broker_stops, "OrderManager (and the poll)"
+    ),
+    "orders.poll_interval_s": Row(
+        30.0, _poll_keyword("interval_s"), "poll_task: the daemon's order poll"
+    ),
+}
+
 RISK: dict[str, Row] = {
     "risk.trading_disabled": Row(
         True, lambda b: any(v.name == ENV_DISABLED for v in _board(b).active()), "KillSwitchBoard"
@@ -661,6 +684,7 @@ TABLE: dict[str, Row] = {
     **DATA,
     **STRATEGIES,
     **BROKER,
+    **ORDERS,
     **RISK,
     **NOTIFY,
     **SECRETS_TABLE,

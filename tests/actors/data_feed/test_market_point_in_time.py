@@ -1,0 +1,100 @@
+"""A backtest's precomputed market, point in time: the history as it was each day.
+
+The provider's bars are adjusted as of the last session. With a split in the run,
+``raw_price`` is what printed (before the split: x its ratio), and ``window(asof)``
+the history an adjusted feed gave on ``asof`` (the split on or after ``asof`` not
+applied yet). Every indicator is classed as price-level (scaled) or a ratio
+(unchanged), checked against the indicators themselves. Without actions nothing
+changes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from actors.data_feed.indicators import INDICATOR_KEYS, compute_indicators
+from actors.data_feed.market import PRICE_LEVEL_INDICATORS, PrecomputedMarket
+from actors.data_feed.panel import BarPanel
+from actors.data_feed.params import SyntheticParams, ValidationParams
+from actors.data_feed.providers.synthetic import SyntheticProvider
+from actors.market.calendar import ExchangeCalendar
+from actors.market.corporate_actions import ActionKind, CorporateAction
+
+CAL = ExchangeCalendar("XNYS", start=dt.date(2023, 1, 1), end=dt.date(2025, 12, 31)).load()
+START, END = dt.date(2024, 1, 2), dt.date(2024, 12, 31)
+SYMBOLS = ("AAPL", "MSFT", "XOM")
+SPLIT = dt.date(2024, 10, 15)
+
+
+def _panel() -> BarPanel:
+    frame = SyntheticProvider(SyntheticParams()).generate(list(SYMBOLS), START, END)
+    return BarPanel.from_long(frame)
+
+
+def _market(actions: tuple[CorporateAction, ...]) -> PrecomputedMarket:
+    base = PrecomputedMarket(_panel(), {}, None, "synthetic", actions=actions)
+    return base.prepared(ValidationParams())
+
+
+def test_every_indicator_is_classed_by_how_it_scales() -> None:
+    """Prices x 3: the price-level indicators x 3, every other one the same number."""
+    panel = _panel()
+    k = 3.0
+    scaled = BarPanel(
+        panel.dates,
+        panel.symbols,
+        panel.open * k,
+        panel.high * k,
+        panel.low * k,
+        panel.close * k,
+        panel.volume / k,
+    )
+    plain, times_k = compute_indicators(panel), compute_indicators(scaled)
+    assert set(INDICATOR_KEYS) >= PRICE_LEVEL_INDICATORS
+    for key in INDICATOR_KEYS:
+        expected = plain[key] * k if key in PRICE_LEVEL_INDICATORS else plain[key]
+        np.testing.assert_allclose(times_k[key], expected, rtol=1e-7, atol=1e-9, err_msg=key)
+
+
+def test_before_a_split_prices_and_history_are_as_they_printed() -> None:
+    split = CorporateAction(ActionKind.FORWARD_SPLIT, "MSFT", SPLIT, "test", ratio=2.0)
+    dividend = CorporateAction(ActionKind.CASH_DIVIDEND, "XOM", SPLIT, "test", cash_per_share=1.0)
+    market, plain = _market((split, dividend)), _market(())
+    before, on = CAL.previous_session(SPLIT), SPLIT
+    adjusted = plain.price("MSFT", before, "close")
+    assert adjusted is not None
+    assert market.raw_price("MSFT", before, "close") == pytest.approx(2 * adjusted)
+    assert market.raw_price("MSFT", on, "open") == plain.price("MSFT", on, "open")
+    assert market.raw_price("XOM", before, "close") == plain.price("XOM", before, "close")
+    col = SYMBOLS.index("MSFT")
+    # On the ex date the history is still in the old scale: MSFT x 2, the others as they are.
+    old, new = market.window(on, 250), plain.window(on, 250)
+    np.testing.assert_allclose(old.panel.close[:, col], 2 * new.panel.close[:, col])
+    np.testing.assert_allclose(old.panel.volume[:, col], new.panel.volume[:, col] / 2)
+    np.testing.assert_allclose(old.indicators["atr14"][:, col], 2 * new.indicators["atr14"][:, col])
+    np.testing.assert_array_equal(old.indicators["rsi14"], new.indicators["rsi14"])
+    np.testing.assert_array_equal(old.panel.close[:, 0], new.panel.close[:, 0])
+    # The next session the history is adjusted: exactly the plain market's window.
+    after = CAL.next_session(on)
+    assert (
+        market.window(after, 250).panel.close.tobytes()
+        == plain.window(after, 250).panel.close.tobytes()
+    )
+
+
+async def test_the_market_reports_its_actions_as_a_provider_does() -> None:
+    split = CorporateAction(ActionKind.FORWARD_SPLIT, "MSFT", SPLIT, "test", ratio=2.0)
+    market = _market((split,))
+    assert await market.corporate_actions(["MSFT", "XOM"], START, END) == [split]
+    assert await market.corporate_actions(["XOM"], START, END) == []
+    assert await market.corporate_actions(["MSFT"], START, CAL.previous_session(SPLIT)) == []
+
+
+def test_without_actions_the_window_is_the_views_it_always_was() -> None:
+    market = _market(())
+    window = market.window(SPLIT, 250)
+    assert window.panel.close.base is not None  # a view into the market, not a copy
+    assert market.raw_price("MSFT", SPLIT, "close") == market.price("MSFT", SPLIT, "close")
