@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import functools
 import math
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -199,6 +200,29 @@ def test_cli_two_years_synthetic_writes_report_and_summary(tmp_path: Path) -> No
     assert (
         len(equity) == len(CAL.sessions_between(dt.date(2024, 11, 25), dt.date(2026, 11, 20))) + 1
     )
+    # The embedded default models resting stops and corporate actions, and says so.
+    assert "model: stops: resting at the simulated broker" in result.stdout
+    assert "model: corporate actions, point in time:" in result.stdout
+    assert "What the run models" in html
+    with sqlite3.connect(out / "backtest.db") as db:
+        latched = db.execute("SELECT name FROM kill_switches WHERE active = 1").fetchall()
+        applied = db.execute(
+            "SELECT COUNT(*) FROM corporate_action_effects WHERE shares_before > 0"
+        ).fetchone()[0]
+        stop_exits = db.execute(
+            "SELECT COUNT(*) FROM trades t JOIN order_intents i ON i.intent_id = t.intent_id"
+            " WHERE i.stop_price IS NOT NULL"
+        ).fetchone()[0]
+        broker = dict(db.execute("SELECT symbol, qty FROM sim_positions").fetchall())
+        book = dict(
+            db.execute(
+                "SELECT symbol, SUM(shares) FROM positions WHERE shares > 0 GROUP BY symbol"
+            ).fetchall()
+        )
+    assert latched == []  # no action ever failed the reconciliation or tripped a switch
+    assert applied > 0  # actions met held positions, and the book followed them
+    assert stop_exits > 0  # some positions left through their resting stop
+    assert broker == book
 
 
 def test_cli_on_a_csv_folder(tmp_path: Path) -> None:

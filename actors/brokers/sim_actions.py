@@ -65,12 +65,25 @@ async def apply_due(
         for a in todo
         if a.kind.rescales and a.symbol in positions
     }
+    # Shares bought on or after an ex date are in the new terms already (the broker
+    # first heard of the symbol later, e.g. bought it after the split): not rescaled.
+    since = {
+        a.action_id: await _net_fills_since(book, a.symbol, a.ex_date)
+        for a in todo
+        if a.symbol in positions
+    }
     async with book.write(at) as w:
         for action in todo:
             held = positions.get(action.symbol)
             if held is None:
                 continue
+            later = since.get(action.action_id, 0)
+            if later:
+                held = _split_off(held, later)
             row, after = await _apply(w, action, held, lasts.get(action.action_id))
+            if later:
+                after = _join(after, positions[action.symbol], later)
+                await _rewrite(w, action.symbol, after)
             positions.pop(action.symbol, None)
             if after is not None:
                 positions[after.symbol] = after
@@ -80,6 +93,41 @@ async def apply_due(
         for row in owed:
             await w.add_cash(row.cash)
             await w.credit_action(row.action_id)
+
+
+async def _net_fills_since(book: SimBrokerStore, symbol: str, ex_date: dt.date) -> int:
+    """Shares of ``symbol`` bought less sold in sessions on or after ``ex_date``."""
+    net = 0
+    for o in await book.filled_orders_traded_after(ex_date - dt.timedelta(days=1)):
+        if o.symbol == symbol:
+            net += o.filled_qty if o.side == "buy" else -o.filled_qty
+    return net
+
+
+def _split_off(held: SimPositionRow, later: int) -> SimPositionRow:
+    """The part of ``held`` the account had at the ex date (``later``: shares traded since)."""
+    qty = max(0, held.qty - later)
+    return SimPositionRow(held.symbol, qty, held.avg_entry_price, held.last_price)
+
+
+def _join(after: SimPositionRow | None, now: SimPositionRow, later: int) -> SimPositionRow | None:
+    """The position after the action: its part at the ex date as the action left it, with
+    the ``later`` shares traded since (bought: at the position's average price; sold: off)."""
+    base = after.qty if after is not None else 0
+    qty = base + later
+    if qty <= 0:
+        return None
+    if after is None or later < 0:
+        avg = after.avg_entry_price if after is not None else now.avg_entry_price
+        return SimPositionRow(after.symbol if after else now.symbol, qty, avg, now.last_price)
+    avg = (after.qty * after.avg_entry_price + later * now.avg_entry_price) / qty
+    return SimPositionRow(after.symbol, qty, avg, now.last_price)
+
+
+async def _rewrite(w: SimBrokerWriter, symbol: str, after: SimPositionRow | None) -> None:
+    await w.delete_position(symbol)
+    if after is not None:
+        await w.upsert_position(after)
 
 
 async def _apply(
@@ -97,7 +145,8 @@ async def _apply(
         )
         cash = new.cash_in_lieu
         await w.add_cash(cash)
-        await w.adjust_resting_stops(held.symbol, action.ratio)
+        if held.qty:
+            await w.adjust_resting_stops(held.symbol, action.ratio)
     elif action.kind is ActionKind.CASH_DIVIDEND:
         cash, credited, pay = dividend_cash(held.qty, action), False, action.credited_on
     else:

@@ -38,7 +38,8 @@ class SyntheticParams(_Params):
         ge=0,
         allow_inf_nan=False,
         description="expected corporate actions (splits, dividends, a rare rename) per symbol "
-        "per year, drawn from the seed; 0: none, and the bars are exactly as without the key",
+        "per year, drawn from the seed; 0: none, and the bars are exactly as without the key"
+        " (the daemon's [data.synthetic] default is 1)",
     )
 
 
@@ -102,7 +103,9 @@ class DataParams(_Params):
         default="VIX", description="the volatility-index series for the regime detector"
     )
     universe: UniverseParams = UniverseParams()
-    synthetic: SyntheticParams = SyntheticParams()
+    # The daemon's market shows corporate actions by default (the demo); the bare
+    # SyntheticParams() is the market without them, for research and tests.
+    synthetic: SyntheticParams = SyntheticParams(corporate_actions_per_year=1.0)
     csv: CsvParams = CsvParams()
     alpaca: AlpacaDataParams = AlpacaDataParams()
     alphavantage: AlphaVantageParams = AlphaVantageParams()

@@ -51,6 +51,8 @@ class BacktestResult:
     cycles: list[CycleCompleted] = field(default_factory=list)
     seconds: float = 0.0
     load_seconds: float = 0.0
+    #: What the run modelled (fills, stops, corporate actions), for the report.
+    model: list[str] = field(default_factory=list)
 
     @property
     def sessions_per_second(self) -> float:
@@ -139,7 +141,12 @@ async def run_backtest(
         raise ConfigError("--from/--to", f"no trading session between {start} and {end}")
     loading = time.perf_counter()
     provider, market = await _load_market(settings, calendar, sessions)
-    result = BacktestResult(out=out, sessions=sessions, load_seconds=time.perf_counter() - loading)
+    result = BacktestResult(
+        out=out,
+        sessions=sessions,
+        load_seconds=time.perf_counter() - loading,
+        model=model_lines(settings, market),
+    )
     graph = await simulated_graph(
         settings,
         store=db_path,
@@ -158,6 +165,33 @@ async def run_backtest(
     finally:
         await graph.close()
     return result
+
+
+def model_lines(settings: Settings, market: PrecomputedMarket) -> list[str]:
+    """What a run models, in the report's words: fills, stops, corporate actions."""
+    lines = ["fills: market orders at each session's open, with slippage and commission"]
+    if settings.orders.broker_stops:
+        lines.append(
+            "stops: resting at the simulated broker, filled during the session (at the"
+            " open on a gap through the stop, else at the stop when the low reaches it)"
+        )
+    else:
+        lines.append(
+            "stops: checked once a day on the last close (orders.broker_stops = false):"
+            " a gap down exits at the next cycle's open"
+        )
+    kinds: dict[str, int] = {}
+    for action in market.actions:
+        kinds[str(action.kind)] = kinds.get(str(action.kind), 0) + 1
+    if kinds:
+        listed = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(kinds.items()))
+        lines.append(
+            f"corporate actions, point in time: {listed}; the broker and the book apply"
+            " each on its date, the history is as it was each day"
+        )
+    else:
+        lines.append("corporate actions: none in the data")
+    return lines
 
 
 async def _load_market(
@@ -251,7 +285,7 @@ class _Progress:
             self._stream.flush()
 
 
-__all__ = ["BacktestResult", "apply_overrides", "run_backtest"]
+__all__ = ["BacktestResult", "apply_overrides", "model_lines", "run_backtest"]
 
 
 async def write_report(result: BacktestResult) -> str:
@@ -349,6 +383,7 @@ def _summary(
         f"{'-' * 36}",
     ]
     lines += [f"{k:<22}{v:>14}" for k, v in rows]
+    lines += ["", *(f"model: {m}" for m in result.model)]
     lines += ["", f"{'strategy':<20}{'raw':>7}{'regime':>8}{'corr':>7}{'risk':>7}{'exec':>7}"]
     for f in funnel:
         lines.append(
@@ -385,8 +420,9 @@ def _report_html(
     funnel: list[dict[str, Any]],
     png: bytes,
 ) -> str:
-    """The HTML report: chart, portfolio metrics, per-strategy trades, funnel totals."""
+    """The HTML report: chart, portfolio metrics, the model, per-strategy trades, funnel."""
     import base64
+    import html
 
     first, last = result.sessions[0], result.sessions[-1]
     portfolio = _html_table(["metric", "value"], [[k, v] for k, v in rows])
@@ -408,6 +444,8 @@ def _report_html(
 <img alt="equity and drawdown" src="data:image/png;base64,{base64.b64encode(png).decode()}">
 <h2 style="font-size:18px">Portfolio</h2>
 {portfolio}
+<h2 style="font-size:18px">What the run models</h2>
+<ul>{"".join(f"<li>{html.escape(m)}</li>" for m in result.model)}</ul>
 <h2 style="font-size:18px">Per strategy (closed trades)</h2>
 {strategies}
 <h2 style="font-size:18px">Signal funnel totals</h2>
