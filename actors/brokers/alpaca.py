@@ -45,13 +45,17 @@ What each call does on failure:
 - ``account_fills`` reads ``GET /v2/account/activities/FILL`` (alpaca-py has
   no client for it: the SDK client's plain ``get``, so the same session, hook
   and socket timeout) page by page, each page a read as above; see "Account fills" below.
-- ``submit`` is never retried. A timeout, a connection error, a 5xx or an
-  unreadable 2xx may hide a created order: ``SubmissionOutcomeUnknown``
+- ``submit`` places a market order good for the day or, with ``stop_price``,
+  a stop sell good till canceled (see "Orders" below). It is never retried.
+  A timeout, a connection error, a 5xx or an unreadable 2xx may hide a
+  created order: ``SubmissionOutcomeUnknown``
   (resolve with ``order_by_client_id``). 429: ``BrokerUnavailable`` (Alpaca
   did not process it). 422 "client_order_id must be unique" (decided on
   status and message; 40010001 is a generic code): ``DuplicateClientOrderId``.
   401, or 403 saying the account may not trade: ``AccountBlocked``. Any other
-  4xx (insufficient buying power, unknown asset, ...): ``OrderRejected``.
+  4xx (insufficient buying power, unknown asset, insufficient qty available
+  because an open sell holds the shares, a sub-penny stop price, ...):
+  ``OrderRejected``.
   ``submit`` does not read the account first; the caller checks
   ``(await account()).can_trade`` at the start of a cycle.
 
@@ -78,6 +82,19 @@ usable id, symbol, side, time, price or quantity is a ``BrokerError`` naming
 it (never silently left out). A fractional quantity is kept as the nearest
 whole number (half up) with an ``account_fill_fractional_qty`` warning: the
 fill happened, and positions (which refuse fractions) tell the rest.
+
+Orders: whole shares only. An ``OrderRequest`` without ``stop_price`` is a
+market order, ``time_in_force=day``. One with ``stop_price`` is a protective
+stop sell (``type=stop``, ``time_in_force=gtc``): it rests at Alpaca until
+the price trades at or below the stop, then becomes a market sell; it holds
+its shares meanwhile, so another sell of them is refused ("insufficient qty
+available"). Its price is sent on Alpaca's tick (``stop_tick``): whole cents
+at or above $1.00, four decimals below, rounded to the nearest tick with
+ties away from zero (ROUND_HALF_UP on the price's shortest decimal form:
+123.455 -> 123.46, 0.12345 -> 0.1235), not always down: a sell stop may end
+half a tick above the asked price. A price that rounds to 0 is refused
+before anything is sent. ``BrokerOrder.stop_price`` carries the price Alpaca
+reports back.
 
 Mapping: quantities must be whole shares (a fractional order or position is a
 ``BrokerError`` naming the symbol); short positions have negative ``qty``.
@@ -152,6 +169,7 @@ with warnings.catch_warnings():
         GetCalendarRequest,
         GetPortfolioHistoryRequest,
         MarketOrderRequest,
+        StopOrderRequest,
     )
 
 T = TypeVar("T")
@@ -379,18 +397,18 @@ class AlpacaBroker:
         return _to_order(_expect(raw, Order, what))
 
     async def submit(self, request: OrderRequest) -> BrokerOrder:
-        """Place a market day order for whole shares; never retried (see the module docstring)."""
+        """Place a market day order, or a GTC stop sell when ``request.stop_price`` is set.
+
+        Whole shares only. The stop price is sent rounded to Alpaca's tick
+        (nearest, ties up: see ``stop_tick``). Never retried; failures map as
+        the module docstring says (an order alpaca-py refuses to build, a stop
+        price that rounds to 0 included, is ``OrderRejected`` with nothing sent).
+        """
         try:
-            order = MarketOrderRequest(
-                symbol=request.symbol,
-                qty=request.qty,
-                side=AlpacaSide(request.side.value),
-                time_in_force=TimeInForce.DAY,
-                client_order_id=request.client_order_id,
-            )
+            order = _order_request(request)
         except pydantic.ValidationError as exc:  # nothing was sent
             raise OrderRejected(f"invalid order: {_short(str(exc))}") from None
-        what = f"submit {request.client_order_id} ({request.side} {request.qty} {request.symbol})"
+        what = f"submit {request.client_order_id} ({_describe(request)})"
         try:
             raw = await self._attempt(lambda c: c.submit_order(order))
             if not isinstance(raw, Order):
@@ -694,6 +712,55 @@ def _optional_float(value: object) -> float | None:
         return None
 
 
+def stop_tick(price: float) -> Decimal:
+    """``price`` on Alpaca's tick: 0.01 at or above $1.00, 0.0001 below; nearest, ties up.
+
+    Rounds the shortest decimal form of the float (``str``), so 123.455 is
+    123.46 and 0.12345 is 0.1235 (ROUND_HALF_UP). A price just below $1.00
+    that rounds to 1.0000 is a valid whole-cent price as well.
+    """
+    number = Decimal(str(price))
+    tick = Decimal("0.01") if number >= 1 else Decimal("0.0001")
+    return number.quantize(tick, rounding=ROUND_HALF_UP)
+
+
+def _order_request(request: OrderRequest) -> MarketOrderRequest | StopOrderRequest:
+    """alpaca-py's request for ``request``.
+
+    Raises ``pydantic.ValidationError`` (alpaca-py refused it) or ``OrderRejected``
+    (a stop price that rounds to 0 on the tick).
+    """
+    side = AlpacaSide(request.side.value)
+    if request.stop_price is None:
+        return MarketOrderRequest(
+            symbol=request.symbol,
+            qty=request.qty,
+            side=side,
+            time_in_force=TimeInForce.DAY,
+            client_order_id=request.client_order_id,
+        )
+    stop = stop_tick(request.stop_price)
+    if stop <= 0:
+        raise OrderRejected(
+            f"invalid order: stop price {request.stop_price!r} rounds to {stop} on Alpaca's tick"
+        )
+    return StopOrderRequest(
+        symbol=request.symbol,
+        qty=request.qty,
+        side=side,
+        time_in_force=TimeInForce.GTC,
+        stop_price=float(stop),
+        client_order_id=request.client_order_id,
+    )
+
+
+def _describe(request: OrderRequest) -> str:
+    text = f"{request.side} {request.qty} {request.symbol}"
+    if request.stop_price is not None:
+        text += f" stop {stop_tick(request.stop_price)} gtc"
+    return text
+
+
 def _to_account(raw: TradeAccount) -> BrokerAccount:
     return BrokerAccount(
         cash=_money(raw.cash, "cash"),
@@ -749,6 +816,7 @@ def _to_order(raw: Order) -> BrokerOrder:
         submitted_at=raw.submitted_at,
         filled_at=raw.filled_at,
         reject_reason=reason,
+        stop_price=_optional_float(raw.stop_price),
     )
 
 
@@ -882,4 +950,4 @@ def _float_or_none(text: str | None) -> float | None:
         return None
 
 
-__all__ = ["AlpacaBroker", "CalendarDay"]
+__all__ = ["AlpacaBroker", "CalendarDay", "stop_tick"]

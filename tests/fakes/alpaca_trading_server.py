@@ -2,8 +2,8 @@
 
 Endpoints (JSON shapes as in Alpaca's OpenAPI description): ``GET /v2/account``,
 ``GET /v2/positions``, ``GET /v2/positions/{symbol}``, ``POST /v2/orders``
-(market, day, whole shares), ``GET /v2/orders`` (``status`` open/closed/all),
-``GET /v2/orders/{id}``, ``GET /v2/orders:by_client_order_id``,
+(whole shares: market ``day``, or stop sell ``gtc``), ``GET /v2/orders``
+(``status`` open/closed/all), ``GET /v2/orders/{id}``, ``GET /v2/orders:by_client_order_id``,
 ``DELETE /v2/orders/{id}``, ``GET /v2/clock``, ``GET /v2/calendar``,
 ``GET /v2/account/portfolio/history`` (daily points only: ``timeframe=1D``),
 ``GET /v2/account/activities/FILL`` and ``GET /v2/account/activities``
@@ -15,7 +15,30 @@ cancel). Fills follow ``fill_mode``: "immediate" (filled at ``prices[symbol]``
 on submit), "accepted" (stays accepted until ``fill_all()``/``fill()``) or
 "partial" (``partial_fraction`` of the shares on submit, the rest by
 ``fill``). Fills move cash (no commission) and positions. Buys need cash;
-sells need shares (no shorting).
+sells need shares (no shorting): a new sell, market or stop, may sell at most
+the position less the unfilled shares of every open sell order of the symbol
+(403 ``40310000 insufficient qty available for order (requested: N,
+available: M)``, as Alpaca answers; positions report the rest as
+``qty_available``).
+
+Stop orders: ``type=stop`` must be a sell, ``time_in_force=gtc``, with a
+positive ``stop_price`` on Alpaca's tick (whole cents at or above $1.00,
+four decimals below; else 422 ``42210000 sub-penny increment does not
+fulfill minimum pricing criteria``); other stops are a 422. Whatever
+``fill_mode`` says, a stop is never filled on submit: the POST answers
+``accepted`` and the order then rests as ``new`` until ``trigger_stops``
+fills it, a cancel (``DELETE``) ends it or ``split`` adjusts it; ``fill``
+may still fill one by hand, ``fill_all`` leaves stops alone. Orders report
+their real ``type``/``order_type``, ``time_in_force`` and ``stop_price`` (a
+string, as Alpaca sends it). Market orders must be ``day``.
+
+Test helpers: ``set_position``, ``add_manual_fill``, ``set_equity_history``,
+``position_qty``, ``fill``, ``fill_all``, ``orders_for``, ``order_status``,
+``open_orders(symbol=None)`` (the open orders as plain dicts),
+``trigger_stops(symbol, price)`` (fills the stops the price reached, at that
+price), ``split(symbol, ratio, cancel_on_reverse=True)`` (a split of the
+position, the price and the open stops), ``requests_to``, ``order_posts``,
+and the faults below; each says what it does in its docstring.
 
 Fill activities: every fill of an order (one per fill: on submit, by ``fill``
 or ``fill_all``; stamped as orders are, in real UTC time, not ``wallclock``)
@@ -67,7 +90,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
@@ -81,6 +104,7 @@ FillMode = Literal["immediate", "accepted", "partial"]
 HistoryStamp = Literal["midnight", "close", "evening"]
 PERIOD = re.compile(r"^([1-9][0-9]*)([DWMA])$")
 OPEN_STATUSES = frozenset({"new", "accepted", "pending_new", "partially_filled"})
+SUB_PENNY = "sub-penny increment does not fulfill minimum pricing criteria"
 
 
 @dataclass(frozen=True)
@@ -116,6 +140,17 @@ class _Order:
     filled_at: dt.datetime | None = None
     canceled_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
+    type: str = "market"
+    time_in_force: str = "day"
+    stop_price: Decimal | None = None
+
+    @property
+    def remaining(self) -> int:
+        return self.qty - self.filled_qty
+
+    @property
+    def is_open_stop(self) -> bool:
+        return self.type == "stop" and self.status in OPEN_STATUSES
 
 
 @dataclass(frozen=True)
@@ -165,6 +200,28 @@ def _instant(text: str) -> dt.datetime:
 
 def _error(status: int, code: int, message: str) -> Response:
     return json_response(status, {"code": code, "message": message})
+
+
+def _tick(price: Decimal) -> Decimal:
+    """Alpaca's price increment: a cent at or above $1.00, a hundredth of a cent below."""
+    return Decimal("0.01") if price >= 1 else Decimal("0.0001")
+
+
+def _stop_terms(body: dict[str, Any]) -> Decimal | Response:
+    """A stop order's stop price, or the 422 that refuses it (sell, gtc, on the tick)."""
+    if body.get("side") != "sell":
+        return _error(422, 40010001, "only stop sell orders are supported by this fake")
+    if body.get("time_in_force") != "gtc":
+        return _error(422, 40010001, "only gtc stop orders are supported by this fake")
+    try:
+        stop = Decimal(str(body.get("stop_price")))
+    except InvalidOperation:
+        return _error(422, 40010001, "invalid stop_price")
+    if not stop.is_finite() or stop <= 0:
+        return _error(422, 40010001, "stop_price must be > 0")
+    if stop != stop.quantize(_tick(stop)):
+        return _error(422, 42210000, SUB_PENNY)
+    return stop
 
 
 class _Server(ThreadingHTTPServer):
@@ -397,11 +454,109 @@ class FakeAlpacaTradingServer:
             self._fill(order, order.qty - order.filled_qty if qty is None else qty)
 
     def fill_all(self) -> None:
-        """Fill every open order completely."""
+        """Fill every open market order completely (stops wait for ``trigger_stops``)."""
         with self._lock:
             for order in self._orders.values():
-                if order.status in OPEN_STATUSES:
-                    self._fill(order, order.qty - order.filled_qty)
+                if order.status in OPEN_STATUSES and order.type == "market":
+                    self._fill(order, order.remaining)
+
+    def trigger_stops(self, symbol: str, price: float) -> list[str]:
+        """The price of ``symbol`` trades at ``price``: fill the stops it reached, at ``price``.
+
+        Every open stop order of ``symbol`` whose stop price is at or above
+        ``price`` (a decline to the stop or a gap through it) fills its
+        remaining shares at ``price``, oldest first, with a fill activity as
+        every fill has; the position and cash follow (shares taken away behind
+        the fake's back with ``set_position`` may leave it short).
+        ``prices[symbol]`` becomes ``price``. Returns the client order ids
+        filled, oldest first.
+        """
+        level = Decimal(str(price))
+        if not level.is_finite() or level <= 0:
+            raise ValueError(f"price must be > 0, not {price}")
+        with self._lock:
+            self.prices[symbol] = price
+            reached = [
+                o
+                for o in sorted(self._orders.values(), key=lambda o: o.created_at)
+                if o.symbol == symbol
+                and o.is_open_stop
+                and o.stop_price is not None
+                and o.stop_price >= level
+            ]
+            for order in reached:
+                self._fill(order, order.remaining, price)
+            return [o.client_order_id for o in reached]
+
+    def split(self, symbol: str, ratio: float, *, cancel_on_reverse: bool = True) -> None:
+        """A split of ``symbol``: ``ratio`` new shares for each old one (2.0 forward, 0.1 reverse).
+
+        - The position: ``floor(qty * ratio)`` shares (toward zero for a
+          short), ``avg_entry_price / ratio``; the fraction cut off is paid
+          out in cash at the new price (cash in lieu); no activity is recorded
+          (Alpaca's is a SPLIT activity, which the fake does not serve).
+        - ``prices[symbol]`` is divided by ``ratio``.
+        - Open stop orders, as FINRA Rule 5330 adjusts open orders: on a
+          forward split (``ratio > 1``) quantity ``floor(qty * ratio)`` (the
+          filled quantity likewise) and stop price ``stop / ratio`` rounded
+          down to the tick; on a reverse split (``ratio < 1``) they are
+          canceled, as the Rule's practice for reverse splits is, unless
+          ``cancel_on_reverse=False``, which adjusts them by the same formula
+          (a stop left with no shares is canceled).
+        """
+        factor = Decimal(str(ratio))
+        if not factor.is_finite() or factor <= 0:
+            raise ValueError(f"ratio must be > 0, not {ratio}")
+        with self._lock:
+            if symbol in self.prices:
+                self.prices[symbol] = self.prices[symbol] / ratio
+            position = self._positions.get(symbol)
+            if position is not None:
+                self._split_position(symbol, position, factor)
+            now = dt.datetime.now(dt.UTC)
+            for order in self._orders.values():
+                if order.symbol != symbol or not order.is_open_stop:
+                    continue
+                if factor < 1 and cancel_on_reverse:
+                    order.status, order.canceled_at, order.updated_at = "canceled", now, now
+                else:
+                    _adjust_stop(order, factor, now)
+
+    def _split_position(self, symbol: str, position: _Position, factor: Decimal) -> None:
+        shares = position.qty * factor
+        whole = shares.to_integral_value(ROUND_DOWN)
+        price = self.prices.get(symbol, position.avg_entry_price / float(factor))
+        self.cash += float(shares - whole) * price
+        if whole == 0:
+            del self._positions[symbol]
+        else:
+            position.qty = whole
+            position.avg_entry_price = position.avg_entry_price / float(factor)
+
+    def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        """The open orders (of ``symbol``, or all), oldest first, as plain values.
+
+        Each: ``id``, ``client_order_id``, ``symbol``, ``side``, ``type``,
+        ``time_in_force``, ``qty`` and ``filled_qty`` (int), ``stop_price``
+        (float, None for a market order) and ``status``.
+        """
+        with self._lock:
+            return [
+                {
+                    "id": o.id,
+                    "client_order_id": o.client_order_id,
+                    "symbol": o.symbol,
+                    "side": o.side,
+                    "type": o.type,
+                    "time_in_force": o.time_in_force,
+                    "qty": o.qty,
+                    "filled_qty": o.filled_qty,
+                    "stop_price": None if o.stop_price is None else float(o.stop_price),
+                    "status": o.status,
+                }
+                for o in sorted(self._orders.values(), key=lambda o: o.created_at)
+                if o.status in OPEN_STATUSES and (symbol is None or o.symbol == symbol)
+            ]
 
     def orders_for(self, client_order_id: str) -> int:
         """How many orders carry ``client_order_id`` (never more than one)."""
@@ -560,12 +715,16 @@ class FakeAlpacaTradingServer:
             return _error(422, 40010001, "client_order_id must be unique")
         symbol = str(body.get("symbol") or "")
         side = body.get("side")
-        if body.get("type") != "market":
-            return _error(422, 40010001, "only market orders are supported by this fake")
-        if body.get("time_in_force") != "day":
-            return _error(422, 40010001, "only day orders are supported by this fake")
+        kind = body.get("type")
+        if kind not in ("market", "stop"):
+            return _error(422, 40010001, "only market and stop orders are supported by this fake")
+        if kind == "market" and body.get("time_in_force") != "day":
+            return _error(422, 40010001, "only day market orders are supported by this fake")
         if side not in ("buy", "sell"):
             return _error(422, 40010001, "invalid side")
+        stop = _stop_terms(body) if kind == "stop" else None
+        if stop is not None and not isinstance(stop, Decimal):
+            return stop
         try:
             qty = Decimal(str(body.get("qty")))
         except InvalidOperation:
@@ -580,8 +739,7 @@ class FakeAlpacaTradingServer:
         price = self.prices[symbol]
         if side == "buy" and shares * price > self.cash:
             return _error(403, 40310000, "insufficient buying power")
-        held = self._positions.get(symbol)
-        available = held.qty if held else Decimal(0)
+        available = self._available(symbol)
         if side == "sell" and shares > available:
             return _error(
                 403,
@@ -593,17 +751,33 @@ class FakeAlpacaTradingServer:
         order = _Order(str(uuid.uuid4()), client_id, symbol, side, shares, now, updated_at=now)
         self._orders[order.id] = order
         self._by_client[client_id] = order
+        if stop is not None:
+            order.type, order.time_in_force, order.stop_price = "stop", "gtc", stop
+            order.status = "new"  # rests; the POST answers "accepted", as Alpaca's first answer
+            return json_response(200, {**self._order_json(order), "status": "accepted"})
         if self.fill_mode == "immediate":
             self._fill(order, shares)
         elif self.fill_mode == "partial":
             self._fill(order, max(1, math.floor(shares * self.partial_fraction)))
         return json_response(200, self._order_json(order))
 
-    def _fill(self, order: _Order, qty: int) -> None:
-        qty = min(qty, order.qty - order.filled_qty)
+    def _available(self, symbol: str) -> Decimal:
+        """Shares a new sell may take: the long position less every open sell's unfilled shares."""
+        position = self._positions.get(symbol)
+        held = sum(
+            o.remaining
+            for o in self._orders.values()
+            if o.symbol == symbol and o.side == "sell" and o.status in OPEN_STATUSES
+        )
+        owned = position.qty if position is not None and position.qty > 0 else Decimal(0)
+        return max(owned - held, Decimal(0))
+
+    def _fill(self, order: _Order, qty: int, at_price: float | None = None) -> None:
+        """Fill ``qty`` more shares at ``at_price`` (default: ``prices[symbol]``); log the fill."""
+        qty = min(qty, order.remaining)
         if qty <= 0:
             return
-        price = self.prices[order.symbol]
+        price = self.prices[order.symbol] if at_price is None else at_price
         done = order.filled_qty
         order.filled_avg_price = ((order.filled_avg_price or 0.0) * done + price * qty) / (
             done + qty
@@ -730,13 +904,13 @@ class FakeAlpacaTradingServer:
                 None if order.filled_avg_price is None else _num(round(order.filled_avg_price, 6))
             ),
             "order_class": "",
-            "order_type": "market",
-            "type": "market",
+            "order_type": order.type,
+            "type": order.type,
             "side": order.side,
             "position_intent": "buy_to_open" if order.side == "buy" else "sell_to_close",
-            "time_in_force": "day",
+            "time_in_force": order.time_in_force,
             "limit_price": None,
-            "stop_price": None,
+            "stop_price": None if order.stop_price is None else _num(order.stop_price),
             "status": order.status,
             "extended_hours": False,
             "legs": None,
@@ -758,7 +932,7 @@ class FakeAlpacaTradingServer:
             "asset_class": "us_equity",
             "asset_marginable": True,
             "qty": _num(position.qty),
-            "qty_available": _num(position.qty),
+            "qty_available": _num(position.qty if position.qty < 0 else self._available(symbol)),
             "avg_entry_price": _num(round(position.avg_entry_price, 6)),
             "side": "long" if position.qty > 0 else "short",
             "market_value": _num(round(market_value, 2)),
@@ -933,6 +1107,18 @@ class FakeAlpacaTradingServer:
                 dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), dt.UTC).timestamp()
             )
         return int(dt.datetime.combine(day, dt.time(0), NEW_YORK).timestamp())
+
+
+def _adjust_stop(order: _Order, factor: Decimal, now: dt.datetime) -> None:
+    """A split's adjustment of an open stop: shares times ``factor``, price over it (Rule 5330)."""
+    order.qty = int((order.qty * factor).to_integral_value(ROUND_DOWN))
+    order.filled_qty = int((order.filled_qty * factor).to_integral_value(ROUND_DOWN))
+    order.updated_at = now
+    if order.stop_price is not None:
+        price = order.stop_price / factor
+        order.stop_price = max(price.quantize(_tick(price), ROUND_DOWN), _tick(price))
+    if order.remaining <= 0:
+        order.status, order.canceled_at = "canceled", now
 
 
 def _activity_json(activity: _Activity) -> dict[str, Any]:
