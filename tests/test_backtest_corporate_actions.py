@@ -21,12 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from actors.data_feed.market import PrecomputedMarket
-from actors.data_feed.params import SyntheticParams
-from actors.data_feed.providers.synthetic import SyntheticProvider
 from actors.data_feed.universe import load_universe
 from actors.market.calendar import ExchangeCalendar
 from actors.market.corporate_actions import ActionKind, CorporateAction
@@ -37,55 +34,12 @@ from actors.system.config import Settings
 from actors.system.graph import simulated_graph
 from daemon.clock import SimClock
 from daemon.store import Store
+from tests.fakes.acting_market import ActingMarket
 
 CAL = ExchangeCalendar("XNYS", start=dt.date(2024, 1, 1), end=dt.date(2026, 12, 31)).load()
 FIRST, LAST = dt.date(2025, 9, 2), dt.date(2025, 10, 31)
 #: The action comes this many sessions into a holding that lasts at least HOLD sessions.
 INTO, HOLD = 2, 6
-
-
-class ActingMarket:
-    """The synthetic market (no actions of its own) with ``actions`` in it, as a feed
-    gives it: bars adjusted as of the last day asked for (a split's ex date on or before
-    it: the whole series / ratio), a renamed symbol's bars under its new name from the
-    ex date on."""
-
-    name = "synthetic"
-
-    def __init__(self, actions: Sequence[CorporateAction] = ()) -> None:
-        self._inner = SyntheticProvider(SyntheticParams())
-        self.actions = list(actions)
-
-    async def fetch(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
-        renamed = {a.new_symbol: a for a in self.actions if a.new_symbol}
-        wanted = [renamed[s].symbol if s in renamed else s for s in symbols]
-        frame = await self._inner.fetch(list(dict.fromkeys(wanted)), start, end)
-        parts = []
-        for a in self.actions:
-            if a.kind is ActionKind.RENAME and a.new_symbol:
-                old = (frame["symbol"] == a.symbol) & (frame["date"] >= pd.Timestamp(a.ex_date))
-                moved = frame.loc[old].assign(symbol=a.new_symbol)
-                frame = frame.loc[~old]
-                if a.new_symbol in symbols:
-                    parts.append(moved)
-        frame = pd.concat([frame, *parts], ignore_index=True) if parts else frame
-        # The synthetic series is the economic one: it printed so before the ex date and
-        # / ratio from it on; adjusted as of a day on or after the ex date, all of it / ratio.
-        for a in self.actions:
-            if a.kind.rescales and a.ex_date <= end:
-                rows = frame["symbol"] == a.symbol
-                for col in ("open", "high", "low", "close"):
-                    frame.loc[rows, col] = frame.loc[rows, col] / a.ratio
-                frame.loc[rows, "volume"] = frame.loc[rows, "volume"] * a.ratio
-        return frame.sort_values(["symbol", "date"]).reset_index(drop=True)
-
-    async def volatility_index(self, start: dt.date, end: dt.date) -> pd.Series | None:
-        return await self._inner.volatility_index(start, end)
-
-    async def corporate_actions(
-        self, symbols: Sequence[str], start: dt.date, end: dt.date
-    ) -> list[CorporateAction]:
-        return [a for a in self.actions if a.symbol in symbols and start <= a.ex_date <= end]
 
 
 @dataclass(frozen=True)

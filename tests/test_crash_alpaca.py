@@ -32,7 +32,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def fake() -> Iterator[FakeAlpacaTradingServer]:
-    with priced_fake(SESSIONS[0], fill_mode="immediate") as server:
+    # A daemon restarted several times a minute shares one 60 s rate window at Alpaca
+    # (200 requests): the storm, not the daemon, would be rate limited. Rate limits have
+    # their own tests (tests/reliability/test_broker_faults.py).
+    with priced_fake(SESSIONS[0], fill_mode="immediate", rate_limit=2000) as server:
         yield server
 
 
@@ -144,3 +147,35 @@ def test_sigkill_anywhere_never_places_an_order_twice(
             assert fake.orders_for(intent_id) == 1, intent_id
     assert set(posts) <= {i for i, _ in intents}, "an order the store does not know"
     assert all(count == 1 for count in posts.values()), kills
+    assert_stops_never_doubled(fake, db_path, kills)
+
+
+def assert_stops_never_doubled(
+    fake: FakeAlpacaTradingServer, db_path: Path, kills: list[str]
+) -> None:
+    """At most one resting stop per lot, never more shares under stops than held, and no
+    POST refused (a sell sent on shares a stop still held would have been)."""
+    with sqlite3.connect(db_path) as db:
+        lots = Counter(
+            str(r[0])
+            for r in db.execute("SELECT symbol FROM positions WHERE shares > 0").fetchall()
+        )
+        resting = db.execute(
+            "SELECT COUNT(*) FROM order_intents WHERE stop_price IS NOT NULL"
+        ).fetchone()[0]
+    assert resting > 0, "no stop was ever placed"
+    stops: dict[str, list[int]] = {}
+    for order in fake.open_orders():
+        if order["type"] == "stop":
+            stops.setdefault(str(order["symbol"]), []).append(int(order["qty"]))
+    for symbol, qtys in stops.items():
+        assert len(qtys) <= lots[symbol], (symbol, qtys, kills)
+        assert sum(qtys) <= fake.position_qty(symbol), (symbol, qtys, kills)
+    for symbol in lots:
+        assert symbol in stops, f"{symbol} is held with no stop resting: {kills}"
+    refused = [
+        r.client_order_id
+        for r in fake.requests_to("POST", "/v2/orders")
+        if fake.orders_for(str(r.client_order_id)) == 0
+    ]
+    assert refused == [], (refused, kills)

@@ -113,7 +113,12 @@ from actors.messages import (
     SyncRestingStops,
 )
 from actors.orders.intents import SIDES, intent_id, next_status
-from actors.orders.resting_stops import SAME_PRICE, RestingStops
+from actors.orders.resting_stops import (
+    CANCEL_REQUESTED,
+    CANCELED_BY_US,
+    SAME_PRICE,
+    RestingStops,
+)
 from actors.store.orders import (
     FillTerms,
     IntentRow,
@@ -142,6 +147,8 @@ BOOKING_FAILED = "booking_failed"
 NOT_FOUND = "not_found"
 NOT_SUBMITTED = "not_submitted"
 RESTING_STOP = "resting_stop_not_canceled"
+#: How old a broker answer may be for the resting-stop sync to use it instead of asking.
+FRESH_S = 5.0
 STOPPED_OUT = "stopped_out"
 
 _RESUBMITTABLE = (IntentStatus.NEW, IntentStatus.SUBMITTED, IntentStatus.UNKNOWN)
@@ -172,6 +179,9 @@ class OrderManager(Actor):
         self._strategy_ids: dict[str, int] = dict(strategy_ids or {})
         self._metrics = metrics
         self._last_resolution: dict[str, Any] = {}
+        # The broker's last answer per order, and when: a sync right after a settle reads
+        # these instead of asking again (Alpaca allows 200 requests a minute).
+        self._seen: dict[str, tuple[dt.datetime, BrokerOrder]] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -540,6 +550,8 @@ class OrderManager(Actor):
         if row.status.terminal:
             return row
         iid = row.intent_id
+        if row.resting:
+            self._seen[iid] = (self._clock.now(), order)
         if row.resting and _terms_differ(row, order):
             # The broker adjusted the resting stop (a split): its terms are the order's now.
             log.warning(
@@ -596,6 +608,8 @@ class OrderManager(Actor):
         message: str | None = None
         if status is IntentStatus.REJECTED:
             code, message = REJECTED, order.reject_reason or "rejected by the broker"
+        elif row.error_code == CANCEL_REQUESTED and order.status is BrokerOrderStatus.CANCELED:
+            code, message = CANCELED_BY_US, "cancelled by the daemon"
         elif (
             order.status is BrokerOrderStatus.CANCELED or order.status is BrokerOrderStatus.EXPIRED
         ):
@@ -638,6 +652,12 @@ class OrderManager(Actor):
         self, row: IntentRow, status: IntentStatus, code: str | None, message: str | None
     ) -> IntentRow:
         return await self._set(row, status, code, message)
+
+    def recently_seen(self, intent_id: str) -> BrokerOrder | None:
+        seen = self._seen.pop(intent_id, None)
+        if seen is None or (self._clock.now() - seen[0]).total_seconds() > FRESH_S:
+            return None
+        return seen[1]
 
     # ------------------------------------------------------------ helpers
 

@@ -58,11 +58,14 @@ log = structlog.get_logger()
 
 MARKET_TZ = ZoneInfo("America/New_York")
 
-#: Prices within half a cent are the same stop (the broker's tick is a cent).
-SAME_PRICE = 0.005
+#: Prices within a tick (a cent) are the same stop: a broker that adjusted a stop for a
+#: split rounds to its tick its own way, and a cent is no reason to cancel and replace.
+SAME_PRICE = 0.0101
 
-# error_code values written to order_intents by this module
+# error_code values written to order_intents by this module (and the manager, for ours)
 MISSING_AT_BROKER = "missing_at_broker"
+CANCEL_REQUESTED = "cancel_requested"  # the daemon asked for the cancel (durable, before)
+CANCELED_BY_US = "canceled_by_daemon"  # ... and the broker confirmed it
 WITHDRAWN = "withdrawn"
 STALE = "stale"
 
@@ -97,6 +100,14 @@ class Seen:
     row: IntentRow
     placed: tuple[int, float | None]
     broker: tuple[int, float | None] | None
+
+
+def lost_at_broker(row: IntentRow) -> bool:
+    """Whether a stop ended without the daemon's cancel and without a fill: the broker
+    cancelled it (a reverse split, the owner in the broker's app) or lost it."""
+    if row.error_code == MISSING_AT_BROKER:
+        return True
+    return row.status is IntentStatus.CANCELED and row.error_code != CANCELED_BY_US
 
 
 def want_for(shares: int, stop: float | None) -> Want | None:
@@ -140,6 +151,10 @@ class StopOps(Protocol):
     async def set_intent(
         self, row: IntentRow, status: IntentStatus, code: str | None, message: str | None
     ) -> IntentRow: ...
+
+    def recently_seen(self, intent_id: str) -> BrokerOrder | None:
+        """The broker's answer about this order if it came moments ago (no second lookup)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -250,7 +265,13 @@ class RestingStops:
         A stop that filled meanwhile is booked (its fill is a stop-loss exit) and counts
         as over; one still working after the cancel is not confirmed.
         """
-        for row in rows:
+        for given in rows:
+            row = given
+            if row.status not in _UNSENT:
+                # Durable before the request: a broker-side cancel is told apart from ours.
+                row = await self._ops.set_intent(
+                    row, row.status, CANCEL_REQUESTED, "cancel requested by the daemon"
+                )
             try:
                 await self._broker.cancel(row.intent_id)
                 order = await self._broker.order_by_client_id(row.intent_id)
@@ -300,7 +321,9 @@ class RestingStops:
                 )
             if not after.status.terminal:
                 live.setdefault(key, []).append(seen)
-            elif after.status is IntentStatus.CANCELED or after.error_code == MISSING_AT_BROKER:
+        # A lot whose last stop the broker cancelled or lost (now, or at a settle before).
+        for key, last in (await self._orders.last_resting_stops()).items():
+            if key not in live and lost_at_broker(last):
                 vanished.add(key)
         return live, vanished
 
@@ -308,7 +331,9 @@ class RestingStops:
         """One resting stop brought up to date with the broker (sent now if it never was)."""
         placed = (row.remaining_qty, row.stop_price)
         try:
-            order = await self._broker.order_by_client_id(row.intent_id)
+            order = self._ops.recently_seen(row.intent_id)
+            if order is None:
+                order = await self._broker.order_by_client_id(row.intent_id)
         except TradingdError as exc:
             log.warning("resting_stop_lookup_failed", intent_id=row.intent_id, error=repr(exc))
             return Seen(row, placed, None)

@@ -56,6 +56,9 @@ def alpaca_workdir(fake: FakeAlpacaTradingServer, prefix: str) -> Iterator[Path]
             # many small orders (sized on each strategy's capital, not the portfolio):
             # crash tests need orders to land kills between
             sizing_base = "strategy"
+            [data.synthetic]
+            # the market the fake is priced from (synthetic_closes): without actions
+            corporate_actions_per_year = 0.0
             """
         )
     )

@@ -41,7 +41,14 @@ TIMEOUT_S = 1.0
 def settings() -> Settings:
     # Sized on each strategy's capital: many small orders, which is what these faults need
     # (sized on the portfolio, the default, the first session places only a few large ones).
-    return load_settings(None, {"TRADINGD_RISK__SIZING_BASE": "strategy"})
+    # The market without corporate actions: the fake is priced from its closes, which are
+    # adjusted as of the last session (tests/reliability/test_resting_stops_alpaca.py and
+    # tests/test_backtest_corporate_actions.py put actions in on purpose).
+    env = {
+        "TRADINGD_RISK__SIZING_BASE": "strategy",
+        "TRADINGD_DATA__SYNTHETIC__CORPORATE_ACTIONS_PER_YEAR": "0",
+    }
+    return load_settings(None, env)
 
 
 @pytest.fixture(scope="module")
@@ -256,12 +263,22 @@ async def test_partial_fills_settle_before_the_next_session(
             assert status is CycleStatus.COMPLETED, reason
             rows = await g.rows(
                 "SELECT status, filled_qty, target_qty FROM order_intents WHERE intent_id IN"
-                f" ({','.join('?' * len(posted))})",
+                f" ({','.join('?' * len(posted))}) AND stop_price IS NULL",
                 *posted,
             )
             assert {r["status"] for r in rows} == {"FILLED"}, rows
             assert all(r["filled_qty"] == r["target_qty"] for r in rows)
             assert await g.active_switches() == set()
+            # Each position's resting stop grew with its fills (replaced, cancel first).
+            held = {
+                r["symbol"]: r["shares"]
+                for r in await g.rows(
+                    "SELECT symbol, SUM(shares) AS shares FROM positions WHERE shares > 0"
+                    " GROUP BY symbol"
+                )
+            }
+            stops = [o for o in fake.open_orders() if o["type"] == "stop"]
+            assert sorted((o["symbol"], o["qty"]) for o in stops) == sorted(held.items())
         assert_one_order_per_intent(fake)
 
 

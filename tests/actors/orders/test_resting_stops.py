@@ -220,6 +220,7 @@ async def test_a_changed_stop_is_cancelled_first_then_replaced(
     report = await sync(mgr)
     assert [c.action for c in report.changes] == [StopAction.REPLACED]
     assert report.alerts == ()
+    assert (await sync(mgr)).changes == ()  # our own cancel is no loss to repair
     first, second = await resting(store)
     assert first.status is IntentStatus.CANCELED
     assert (second.status, second.target_qty, second.stop_price) == (
@@ -299,6 +300,7 @@ async def test_a_stop_cancelled_behind_our_back_is_repaired_and_alerted(
     await sync(mgr)
     [row] = await resting(store)
     await broker.cancel(row.intent_id)  # the owner, in the broker's app
+    await mgr.settle(SettleOrders("poll"))  # a poll hears of it first
     report = await sync(mgr)
     assert [c.action for c in report.changes] == [StopAction.REPAIRED]
     assert report.alerts == report.changes
