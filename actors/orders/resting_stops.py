@@ -61,6 +61,8 @@ MARKET_TZ = ZoneInfo("America/New_York")
 #: Prices within a tick (a cent) are the same stop: a broker that adjusted a stop for a
 #: split rounds to its tick its own way, and a cent is no reason to cancel and replace.
 SAME_PRICE = 0.0101
+#: ... or within 5 basis points of it, whichever is wider.
+SAME_SHARE = 0.0005
 
 # error_code values written to order_intents by this module (and the manager, for ours)
 MISSING_AT_BROKER = "missing_at_broker"
@@ -118,10 +120,13 @@ def want_for(shares: int, stop: float | None) -> Want | None:
 
 
 def matches(want: Want, terms: tuple[int, float | None] | None) -> bool:
-    """Whether a resting stop's (shares, stop price) is ``want``."""
+    """Whether a resting stop's (shares, stop price) is ``want``: the same shares, and a
+    price within a tick or ``SAME_SHARE`` of it (a stop a broker multiplied by 10 at a
+    reverse split carries ten times the rounding of the price it was placed at)."""
     if terms is None or terms[1] is None:
         return False
-    return terms[0] == want.qty and abs(terms[1] - want.stop) <= SAME_PRICE
+    close_enough = max(SAME_PRICE, SAME_SHARE * want.stop)
+    return terms[0] == want.qty and abs(terms[1] - want.stop) <= close_enough
 
 
 def judge(want: Want | None, live: Sequence[Seen], vanished: bool) -> StopAction | None:

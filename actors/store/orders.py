@@ -665,10 +665,12 @@ class OrderStore:
         return [dict(r) for r in rows]
 
     async def intent_sizes(self, asof: dt.date) -> dict[tuple[str, str, str], int]:
-        """(strategy, symbol, side) -> qty of the cycle's own intents on ``asof`` (not flatten)."""
+        """(strategy, symbol, side) -> qty of the cycle's own intents on ``asof`` (not flatten,
+        not the protective stops resting at the broker)."""
         rows = await self._store.fetchall(
             "SELECT strategy, symbol, side, target_qty FROM order_intents"
-            " WHERE asof_date = ? AND intent_kind IN ('ENTRY', 'EXIT', 'STOP')",
+            " WHERE asof_date = ? AND intent_kind IN ('ENTRY', 'EXIT', 'STOP')"
+            " AND stop_price IS NULL",
             (asof.isoformat(),),
         )
         return {(r["strategy"], r["symbol"], r["side"]): int(r["target_qty"]) for r in rows}

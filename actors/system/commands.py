@@ -377,6 +377,7 @@ class ControlCommands:
                     "qty": r.target_qty,
                     "filled": r.filled_qty,
                     "status": r.status,
+                    "stop_price": r.stop_price,  # set: a protective stop resting at the broker
                     "error": r.error_message,
                 }
                 for r in rows

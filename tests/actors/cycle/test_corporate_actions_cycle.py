@@ -169,7 +169,8 @@ async def test_a_split_reconciles_with_no_operator_and_no_false_stop(
         # The stop resting at the broker follows the split: the new shares, the new stop.
         [(qty, price)] = await _resting_at_broker(store, symbol)
         assert qty == expected
-        assert price == pytest.approx(stop / ratio, abs=0.006)
+        # the broker adjusted the stop it had, on the tick: within a tick, or 5 bp after x10
+        assert price == pytest.approx(stop / ratio, rel=5e-4, abs=0.0101)
     else:
         assert symbol not in local
         assert await _resting_at_broker(store, symbol) == []
