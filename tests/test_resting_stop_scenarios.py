@@ -9,7 +9,7 @@ MSFT then gaps down 25 % at an open. What the operator sees:
   session (not at the next day's open, as the daily check on the last close would);
 - the next cycle reports the stop-loss exit with its real fill price in its summary,
   its details (which the digest shows) and the trades; no second sell is sent;
-- the digest shows the stop's fill among the day's trades.
+- the digest shows the stop resting with the position, then its fill among the trades.
 
 Run on the daemon's live feed and on a backtest's precomputed market (whose prices
 the simulated broker reads, lows included), so a backtest models the same stop.
@@ -62,6 +62,8 @@ async def test_a_gap_down_exits_at_the_open_through_the_resting_stop(
         [stop] = [r for r in await sc.resting_stops() if r.status.value == "ACCEPTED"]
         assert (stop.symbol, stop.target_qty) == ("MSFT", held.shares)
         assert stop.stop_price == pytest.approx(held.stop_price, abs=0.006)
+        last = (await sc.cycles(CAL.previous_session(FALL)))[-1]
+        held_digest = render_text(await digest_data(sc.store, await _record(sc, last.run_id)))
         [day] = await sc.run(FALL, FALL)  # the cycle at the open; the stop sells at it
         digest = await digest_data(sc.store, await _record(sc, day.cycle.run_id))
         after = await sc.run(CAL.next_session(FALL), CAL.next_session(FALL))
@@ -77,6 +79,10 @@ async def test_a_gap_down_exits_at_the_open_through_the_resting_stop(
     reported = f"resting stop filled at the broker: ma_crossover sold {held.shares:g} MSFT"
     assert reported in day.cycle.reason
     assert reported not in after[0].cycle.reason  # reported once
+    # The digest of the day before shows the stop resting with the position ...
+    assert "Resting stop at the broker" in held_digest
+    assert f"{held.shares} @ {stop.stop_price:.2f} (ACCEPTED)" in held_digest
+    # ... and the fall's digest its fill among the trades.
     text = render_text(digest)
     assert f"SELL (stop {stop.stop_price:.2f} at the broker)" in text
 

@@ -225,7 +225,7 @@ class CycleRunner(Actor):
     @handles(ApplySettings)
     async def apply(self, msg: ApplySettings) -> None:
         self._strategies = msg.settings.strategies
-        self._risk = msg.settings.risk.rules
+        self._risk = msg.settings.cycle_risk
 
     # ------------------------------------------------------------ the cycle
 

@@ -113,6 +113,7 @@ from actors.messages import (
     SyncRestingStops,
 )
 from actors.orders.intents import SIDES, intent_id, next_status
+from actors.orders.limits import Breach, LimitsParams, OrderCheck, breach
 from actors.orders.resting_stops import (
     CANCEL_REQUESTED,
     CANCELED_BY_US,
@@ -167,12 +168,16 @@ class OrderManager(Actor):
         strategy_ids: Mapping[str, int] | None = None,
         metrics: Any | None = None,
         broker_stops: bool = False,
+        limits: LimitsParams | None = None,
     ) -> None:
         """``terms``: the modelled costs and the stop rule each fill is booked with;
         ``broker_stops``: keep each lot's protective stop resting at the broker
-        (``actors.orders.resting_stops``; ``orders.broker_stops``)."""
+        (``actors.orders.resting_stops``; ``orders.broker_stops``); ``limits``: the hard
+        pre-trade limits every buy meets just before it is written (``actors.orders.limits``;
+        None: none)."""
         self._orders = OrderStore(store, terms)
         self._broker_stops = broker_stops
+        self._limits = limits
         self._stops = RestingStops(self._orders, broker, clock, self)
         self._broker = broker
         self._clock = clock
@@ -327,6 +332,10 @@ class OrderManager(Actor):
             return existing, True
         if spec.qty <= 0:
             return _refused(spec, iid, spec.qty, "qty must be positive")
+        if spec.side == "buy":
+            hit = await self._limit_breach(spec, iid)
+            if hit is not None:
+                return _refused(spec, iid, spec.qty, f"limit {hit.describe()}", f"limit:{hit.code}")
         strategy_id = await self._strategy_id(spec.strategy)
         qty = spec.qty
         if spec.side == "sell":
@@ -387,6 +396,30 @@ class OrderManager(Actor):
             return _result(row), False
         row = await self._submit(row)
         return _result(row), _is_blocked(row)
+
+    async def _limit_breach(self, spec: OrderIntentSpec, iid: str) -> Breach | None:
+        """The pre-trade limit this buy breaks, if any (the cycle checked them already: this is
+        the last check, for every path to the broker)."""
+        if self._limits is None:
+            return None
+        held = sum(
+            int(r["shares"] or 0)
+            for r in await self._orders.positions()
+            if r["symbol"] == spec.symbol
+        )
+        today = [
+            r
+            for r in await self._orders.intents_for(asof=self._today())
+            if not r.resting and r.intent_id != iid
+        ]
+        check = OrderCheck(
+            symbol=spec.symbol,
+            qty=spec.qty,
+            price=spec.reference_price,
+            held_notional=held * spec.reference_price,
+            orders_today=len(today),
+        )
+        return breach(check, self._limits)
 
     async def _strategy_id(self, name: str) -> int:
         sid = self._strategy_ids.get(name)
@@ -710,8 +743,17 @@ def _result(row: IntentRow, *, existing: bool = False) -> OrderResult:
     )
 
 
-def _refused(spec: OrderIntentSpec, iid: str, qty: int, why: str) -> OrderResult:
+def _refused(
+    spec: OrderIntentSpec, iid: str, qty: int, why: str, code: str | None = None
+) -> OrderResult:
     log.warning("order_refused", intent_id=iid, symbol=spec.symbol, side=spec.side, reason=why)
     return OrderResult(
-        iid, spec.strategy, spec.symbol, spec.side, qty, IntentStatus.REJECTED, error=why
+        iid,
+        spec.strategy,
+        spec.symbol,
+        spec.side,
+        qty,
+        IntentStatus.REJECTED,
+        error=why,
+        error_code=code,
     )

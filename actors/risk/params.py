@@ -10,6 +10,8 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from actors.orders.limits import LimitsParams
+
 
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -130,6 +132,7 @@ class RiskParams(_Params):
     pending: PendingParams = Field(default_factory=PendingParams)
     kill_switches: KillSwitchParams = Field(default_factory=KillSwitchParams)
     loss: LossParams = Field(default_factory=LossParams)
+    limits: LimitsParams = Field(default_factory=LimitsParams)
     sizing_base: SizingBase = Field(
         default="portfolio",
         description="risk_per_trade is a share of the portfolio's equity, or of the strategy's",

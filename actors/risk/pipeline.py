@@ -37,6 +37,7 @@ class Stage(StrEnum):
     RISK = "RISK"
     EXECUTION = "EXECUTION"
     DATA = "DATA"
+    LIMITS = "LIMITS"  # a hard pre-trade limit (actors.orders.limits), after the risk rules
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from actors.data_feed.params import DataParams
+from actors.orders.limits import LimitsParams
 from actors.risk.params import (
     CorrelationParams,
     KillSwitchParams,
@@ -330,11 +331,29 @@ class NotifySettings(_Section):
     mail_to: tuple[str, ...] = ()
     webhook_url: str | None = None
     webhook_style: Literal["generic", "slack", "discord"] = "generic"
+    heartbeat_url: str | None = Field(
+        default=None, description="dead man's switch: <url>/start, <url>, <url>/fail per cycle"
+    )
 
     @field_validator("mail_to", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("heartbeat_url", mode="before")
+    @classmethod
+    def _blank_is_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value
 
     @field_validator("mail_to")
     @classmethod
@@ -390,9 +409,15 @@ class Settings(_Section):
     broker: BrokerSettings = BrokerSettings()
     orders: OrdersSettings = OrdersSettings()
     risk: RiskSettings = RiskSettings()
+    limits: LimitsParams = LimitsParams()
     notify: NotifySettings = NotifySettings()
     backup: BackupSettings = BackupSettings()
     secrets: SecretSettings = SecretSettings()
+
+    @property
+    def cycle_risk(self) -> RiskParams:
+        """The cycle's risk parameters: ``[risk]``'s rules and the ``[limits]``."""
+        return self.risk.rules.model_copy(update={"limits": self.limits})
 
     @model_validator(mode="before")
     @classmethod

@@ -361,6 +361,7 @@ def _register_services(sup: Supervisor, w: _Wiring, size: int) -> None:
             strategy_ids=w.strategy_ids,
             metrics=w.metrics,
             broker_stops=settings().orders.broker_stops,
+            limits=settings().limits,
         ),
         mailbox_size=size,
     )
@@ -405,7 +406,7 @@ def _cycle_runner(sup: Supervisor, w: _Wiring, strategies: dict[str, ActorRef]) 
         alert=w.publish,
     )
     cfg = w.settings()
-    return CycleRunner(deps, strategies=cfg.strategies, risk=cfg.risk.rules, publish=w.publish)
+    return CycleRunner(deps, strategies=cfg.strategies, risk=cfg.cycle_risk, publish=w.publish)
 
 
 def _strategy_factory(w: _Wiring, name: str) -> Any:

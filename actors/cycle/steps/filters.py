@@ -1,15 +1,19 @@
-"""Step 8, filters: per strategy regime -> correlation -> size, heat, cash.
+"""Step 8, filters: per strategy regime -> correlation -> size, heat, cash -> limits.
 
 ``pipeline.decide`` makes the decisions; this step feeds it each strategy's
 signals (less the exits its stops already send, plus its re-priced pending
-signals) and the portfolio as it stands. A trading date that already has
-entries from another run gets no second round of entries. A plan ends here.
+signals) and the portfolio as it stands; then every accepted buy meets the hard
+pre-trade limits (``[limits]``, ``actors.orders.limits``: a refusal is a rejection at
+stage LIMITS, in the funnel, ``plan`` and ``why-no-trade``). A trading date that
+already has entries from another run gets no second round of entries. A plan ends here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -23,6 +27,7 @@ from actors.messages import (
     SignalAction,
     Signals,
 )
+from actors.orders.limits import OrderCheck, breach
 from actors.risk import pipeline
 from actors.risk.cash import CashLedger
 from actors.risk.pending import reprice
@@ -44,6 +49,7 @@ async def filters(cx: CycleContext) -> Outcome | None:
     out.notes = st.notes
     out.intents.extend(st.stop_intents)
     earlier = await _earlier_entries(cx)
+    tally = await _tally(cx)
     for ans in st.answers:
         if ans.error is not None:
             st.failures.append(f"{ans.strategy}: {ans.error}")
@@ -59,6 +65,7 @@ async def filters(cx: CycleContext) -> Outcome | None:
             book=st.book,
             correlation=cx.risk.correlation,
         )
+        decisions = _within_limits(cx, decisions, tally)
         funnel.raw += len(refused)
         decisions = refused + decisions
         st.decided[ans.strategy] = decisions
@@ -77,6 +84,64 @@ async def filters(cx: CycleContext) -> Outcome | None:
         out.reason = f"plan: {len(out.intents)} orders would be placed"
         return out
     return None
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What the cycle's orders so far add up to, for the limits."""
+
+    orders: int  # this cycle's orders so far (the stop-loss sells first)
+    today: int  # other runs' orders for this trading date
+    notional: dict[str, float] = field(default_factory=dict)  # symbol -> held + bought, USD
+
+
+async def _tally(cx: CycleContext) -> _Tally:
+    st = cx.state
+    last = {s: lp.price for s, lp in st.market.last_prices.items()} or last_prices(st.market)
+    notional: dict[str, float] = {}
+    for ps in st.positions.values():
+        for p in ps:
+            price = last.get(p.symbol, p.entry_price)
+            notional[p.symbol] = notional.get(p.symbol, 0.0) + abs(p.shares) * price
+    rows = await cx.deps.orders.intents_for(asof=cx.msg.asof)
+    today = sum(1 for r in rows if not r.resting and r.run_id != cx.msg.run_id)
+    return _Tally(orders=len(st.stop_intents), today=today, notional=notional)
+
+
+def _within_limits(
+    cx: CycleContext, decisions: list[pipeline.Decision], tally: _Tally
+) -> list[pipeline.Decision]:
+    """Each accepted buy against the hard pre-trade limits (``actors.orders.limits``): one
+    that breaks one is refused at stage LIMITS; sells are never refused, and count."""
+    limits = cx.risk.limits
+    closes = {s: lp.price for s, lp in cx.state.market.last_prices.items()}
+    out: list[pipeline.Decision] = []
+    for dec in decisions:
+        sig = dec.signal
+        if not dec.accepted:
+            out.append(dec)
+            continue
+        if sig.action is SignalAction.BUY:
+            check = OrderCheck(
+                symbol=sig.symbol,
+                qty=dec.shares,
+                price=sig.price,
+                last_close=closes.get(sig.symbol),
+                held_notional=tally.notional.get(sig.symbol, 0.0),
+                orders_this_cycle=tally.orders,
+                orders_today=tally.today,
+            )
+            hit = breach(check, limits)
+            if hit is not None:
+                rejection = pipeline.Rejection(pipeline.Stage.LIMITS, hit.code, dict(hit.details))
+                out.append(dataclasses.replace(dec, shares=0, rejection=rejection))
+                continue
+            tally.notional[sig.symbol] = (
+                tally.notional.get(sig.symbol, 0.0) + dec.shares * sig.price
+            )
+        tally.orders += 1
+        out.append(dec)
+    return out
 
 
 def _book(

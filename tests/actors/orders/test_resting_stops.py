@@ -31,7 +31,15 @@ from actors.messages import (
 )
 from actors.orders.intents import resting_stop_id
 from actors.orders.manager import OrderManager
-from actors.orders.resting_stops import Seen, Want, judge, stop_tick, want_for
+from actors.orders.resting_stops import (
+    CANCEL_REQUESTED,
+    CANCELED_BY_US,
+    Seen,
+    Want,
+    judge,
+    stop_tick,
+    want_for,
+)
 from actors.risk.fill_terms import ReferenceFillTerms
 from actors.store.orders import IntentRow, OrderStore
 from daemon.clock import SimClock
@@ -206,6 +214,28 @@ async def test_a_crash_after_the_broker_took_the_stop_adopts_it(
     assert len(await at_broker(store)) == 1
     [after] = await resting(store)
     assert after.status is IntentStatus.ACCEPTED
+
+
+async def test_a_crash_between_our_cancel_and_its_confirmation_is_no_loss(
+    store: Store, clock: SimClock, calendar: ExchangeCalendar, prices: LowPrices
+) -> None:
+    """The cancel was requested (durable) and sent, then the process died: the restart
+    finds it cancelled, as ours, places the replacement once and alerts nobody."""
+    broker, mgr = await bought(store, clock, calendar, prices)
+    await sync(mgr)
+    [row] = await resting(store)
+    await OrderStore(store).update_status(
+        row.intent_id, row.status, at=clock.now(), error_code=CANCEL_REQUESTED
+    )
+    await broker.cancel(row.intent_id)  # ... and here the kill
+    await store.execute("UPDATE positions SET stop_price = 95.0 WHERE symbol = 'AAA'")
+    again = manager(store, broker, clock)
+    await again.on_start()
+    report = await sync(again)
+    assert report.alerts == ()
+    first, second = await resting(store)
+    assert (first.status, first.error_code) == (IntentStatus.CANCELED, CANCELED_BY_US)
+    assert await at_broker(store) == [(second.intent_id, "accepted", 100, 95.0)]
 
 
 # ---------------------------------------------------------------- changing

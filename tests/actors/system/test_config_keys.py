@@ -582,6 +582,31 @@ ORDERS: dict[str, Row] = {
     ),
 }
 
+
+def _limit(key: str) -> Callable[[Built], Any]:
+    """A ``[limits]`` key as the cycle holds it, after checking the order manager holds the same."""
+
+    def probe(b: Built) -> Any:
+        cycle = b.cycle().risk.limits
+        assert b.one(OrderManager)._limits == cycle
+        return getattr(cycle, key)
+
+    return probe
+
+
+LIMITS: dict[str, Row] = {
+    f"limits.{key}": Row(value, _limit(key), "the cycle's filters and the OrderManager")
+    for key, value in {
+        "max_order_notional": 12_000.0,
+        "max_order_qty": 500,
+        "max_position_notional": 15_000.0,
+        "price_collar_pct": 0.05,
+        "max_orders_per_cycle": 12,
+        "max_orders_per_day": 20,
+        "restricted_symbols": ("GME", "AMC"),
+    }.items()
+}
+
 RISK: dict[str, Row] = {
     "risk.trading_disabled": Row(
         True, lambda b: any(v.name == ENV_DISABLED for v in _board(b).active()), "KillSwitchBoard"
@@ -656,6 +681,9 @@ NOTIFY: dict[str, Row] = {
         "WebhookChannel",
     ),
     "notify.webhook_style": Row("slack", lambda b: _attr(b.webhook(), "style"), "WebhookChannel"),
+    "notify.heartbeat_url": Row(
+        "https://hc-ping.example.com/0b1c", lambda b: b.daemon.heartbeat.url, "Heartbeat"
+    ),
 }
 
 
@@ -685,6 +713,7 @@ TABLE: dict[str, Row] = {
     **STRATEGIES,
     **BROKER,
     **ORDERS,
+    **LIMITS,
     **RISK,
     **NOTIFY,
     **SECRETS_TABLE,
