@@ -230,17 +230,32 @@ class OrderManager(Actor):
 
     @handles(Flatten)
     async def flatten(self, msg: Flatten) -> OrderResults:
-        """Sell the matching positions (all, a strategy's, or a symbol's) at market."""
+        """Cancel the matching open orders (an open buy would otherwise survive the flatten),
+        then sell the matching positions (all, a strategy's, or a symbol's) at market.
+
+        The results are the cancelled orders' first, then the sells'.
+        """
         target = (msg.target or "").strip()
+
+        def matches(strategy: str, symbol: str) -> bool:
+            return not target or strategy == target or symbol == target.upper()
+
         rows = [
             r
             for r in await self._orders.positions()
-            if int(r["shares"]) > 0
-            and (not target or r["strategy"] == target or r["symbol"] == target.upper())
+            if int(r["shares"]) > 0 and matches(str(r["strategy"]), str(r["symbol"]))
         ]
-        if target and not rows:
-            raise Refusal(f"no open position matches {target!r}")
-        log.warning("flatten_requested", target=target or "all", positions=len(rows))
+        working = [
+            r
+            for r in await self._orders.open_intents()
+            if not r.resting and matches(r.strategy, r.symbol)
+        ]
+        if target and not rows and not working:
+            raise Refusal(f"no open position or order matches {target!r}")
+        log.warning(
+            "flatten_requested", target=target or "all", positions=len(rows), orders=len(working)
+        )
+        cancelled = [_result(await self._cancel_working(r)) for r in working]
         specs = tuple(
             OrderIntentSpec(
                 strategy=str(r["strategy"]),
@@ -251,9 +266,26 @@ class OrderManager(Actor):
                 reference_price=float(r["avg_price"] or 0.0),
                 reason=f"{msg.reason}: {target or 'all'}",
             )
-            for r in rows
+            for r in await self._orders.positions()
+            if int(r["shares"]) > 0 and matches(str(r["strategy"]), str(r["symbol"]))
         )
-        return await self.place(PlaceOrders(msg.run_id, msg.asof, specs))
+        sold = await self.place(PlaceOrders(msg.run_id, msg.asof, specs))
+        return OrderResults(msg.run_id, msg.asof, (*cancelled, *sold.results))
+
+    async def _cancel_working(self, row: IntentRow) -> IntentRow:
+        """Cancel one of our open orders at the broker and take its answer (a fill that
+        came first is booked); one never sent is closed here."""
+        if row.status is IntentStatus.NEW:
+            return await self._set(row, IntentStatus.CANCELED, None, "cancelled by a flatten")
+        try:
+            await self._broker.cancel(row.intent_id)
+            order = await self._broker.order_by_client_id(row.intent_id)
+        except TradingdError as exc:
+            log.warning("flatten_cancel_failed", intent_id=row.intent_id, error=repr(exc))
+            return row
+        if order is None:  # never reached the broker: closed, so nothing submits it later
+            return await self._set(row, IntentStatus.CANCELED, None, "cancelled by a flatten")
+        return await self._apply(row, order)
 
     @handles(SettleOrders)
     async def settle(self, msg: SettleOrders) -> OrderResults:

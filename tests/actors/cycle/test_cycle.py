@@ -578,7 +578,7 @@ async def test_flatten_sells_one_strategy_even_while_halted(store: Store, tmp_pa
         )
         manager = graph.sup.ref("order_manager")
         result = await manager.ask(Flatten("flat", ASOF, target))
-        with pytest.raises(Refusal, match="no open position matches 'NOPE'"):
+        with pytest.raises(Refusal, match="no open position or order matches 'NOPE'"):
             await manager.ask(Flatten("flat2", ASOF, "NOPE"))
         await graph.sup.stop()
     sold = {r.symbol for r in result.results if r.status is IntentStatus.FILLED}

@@ -1,4 +1,5 @@
-"""Hard pre-trade limits: the pure check, and the order manager's last check before a buy.
+"""Hard pre-trade limits (the pure check, the order manager's last check before a buy),
+and the order manager's flatten, which cancels open orders before it sells.
 
 Each limit refuses a buy that breaks it, with its code and numbers; a buy within them
 passes; sells are never refused (a limit that keeps a position from closing adds risk).
@@ -8,18 +9,20 @@ before it writes or sends anything.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from actors.brokers.sim import SimBroker
 from actors.market.calendar import ExchangeCalendar
-from actors.messages import IntentKind, IntentStatus, OrderIntentSpec, PlaceOrders
+from actors.messages import Flatten, IntentKind, IntentStatus, OrderIntentSpec, PlaceOrders
 from actors.orders import limits
 from actors.orders.limits import LimitsParams, OrderCheck, breach
 from actors.orders.manager import OrderManager
 from actors.risk.fill_terms import ReferenceFillTerms
 from daemon.clock import SimClock
 from daemon.store import Store
-from tests.actors.brokers.test_sim_broker import MON, et
+from tests.actors.brokers.test_sim_broker import MON, TUE, et
 from tests.actors.brokers.test_sim_broker_stops import LowPrices, day
 
 LIMITS = LimitsParams(
@@ -110,3 +113,32 @@ async def test_the_manager_refuses_a_buy_beyond_a_limit_and_lets_a_sell_through(
     )
     [out] = (await tight.place(PlaceOrders("r2", MON, (spec("sell", 40),)))).results
     assert (out.status, out.filled_qty) == (IntentStatus.FILLED, 40)
+
+
+async def test_a_flatten_cancels_open_orders_first_then_sells(store: Store) -> None:
+    """An evening buy for tomorrow is still open: a flatten cancels it, then sells the rest."""
+    calendar = ExchangeCalendar("XNYS", start=dt.date(2024, 1, 1), end=dt.date(2024, 12, 31))
+    calendar.load()
+    prices = LowPrices()
+    day(prices, MON, 100.0, 99.0, 100.0)
+    clock = SimClock(et(MON, 8))
+    broker = SimBroker(store, clock=clock, calendar=calendar, prices=prices)
+    mgr = OrderManager(
+        store=store, broker=broker, clock=clock, terms=ReferenceFillTerms(stop_atr_multiple=3.0)
+    )
+    await mgr.on_start()
+    held = OrderIntentSpec("ma_crossover", "AAA", "buy", 10, IntentKind.ENTRY, 100.0, atr=3.0)
+    await mgr.place(PlaceOrders("r1", MON, (held,)))
+    clock.set_time(et(MON, 18))  # after the close: tomorrow's buy rests, unfilled
+    later = OrderIntentSpec("momentum", "BBB", "buy", 5, IntentKind.ENTRY, 50.0, atr=2.0)
+    prices.closes[("BBB", MON)] = 50.0
+    [rest] = (await mgr.place(PlaceOrders("r2", TUE, (later,)))).results
+    assert rest.status is IntentStatus.ACCEPTED
+    day(prices, TUE, 101.0, 100.0, 101.0)
+    clock.set_time(et(TUE, 9, 45))
+    done = await mgr.flatten(Flatten("flat", TUE, None, "test"))
+    assert [(r.symbol, r.side, r.status) for r in done.results] == [
+        ("BBB", "buy", IntentStatus.CANCELED),
+        ("AAA", "sell", IntentStatus.FILLED),
+    ]
+    assert await broker.positions() == []
