@@ -205,6 +205,29 @@ def test_sighup_applies_good_config_and_rejects_bad(daemon: Proc) -> None:
     assert rejected[0]["key"] in {"metrics.port", str(daemon.config)}
 
 
+def test_reload_applies_live_keys_and_names_the_ones_that_need_a_restart(daemon: Proc) -> None:
+    """Limits, the reconciliation's tolerance and the notifier change at once; a broker key
+    is named as needing a restart, never reported as applied."""
+    daemon.config.write_text(
+        daemon.config.read_text()
+        + "\n[limits]\nmax_order_qty = 123\n"
+        + "\n[broker]\ntimeout_s = 9.0\n"
+    )
+    reload = daemon.ctl("reload", "--json")
+    assert reload.returncode == 0, reload.stdout + reload.stderr
+    body = json.loads(reload.stdout)
+    assert body["reloaded"] is True
+    assert "limits.max_order_qty" in body["applied"]
+    assert body["needs_restart"] == ["broker.timeout_s"]
+    code, out = stop(daemon)
+    assert code == 0
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    [limits] = [e for e in events if e["event"] == "order_limits_applied"]
+    assert limits["limits"]["max_order_qty"] == 123
+    assert [e for e in events if e["event"] == "reconcile_tolerance_applied"]
+    assert [e for e in events if e["event"] == "notifier_channels_applied"]
+
+
 def test_operator_switches_via_tradectl(daemon: Proc) -> None:
     """halt/resume, pause-entries and disable/enable answer and show up in status."""
     assert daemon.ctl("halt", "broker", "maintenance").returncode == 0

@@ -40,6 +40,7 @@ import structlog
 from actors.cycle.kill_switches import SELF_CLEARING
 from actors.messages import (
     Alert,
+    ApplySettings,
     CycleCompleted,
     GetStatus,
     KillSwitchCleared,
@@ -124,7 +125,10 @@ class Notifier(Actor):
         backoff_s: float = 2.0,
         backoff_max_s: float = 60.0,
         queue_size: int = 100,
+        channels_from: Callable[[Any], Sequence[Channel]] | None = None,
     ) -> None:
+        """``channels_from(settings)``: the channels of a reloaded configuration (an
+        ``ApplySettings`` swaps them in; None: the channels are fixed)."""
         names = [c.name for c in channels]
         if len(set(names)) != len(names):
             raise ValueError(f"channel names must be unique: {names}")
@@ -141,6 +145,7 @@ class Notifier(Actor):
         self._backoff = Backoff(base_s=backoff_s, cap_s=backoff_max_s, max_attempts=max_attempts)
         self._queue_size = queue_size
         self._last_sent: dict[str, float] = {}
+        self._channels_from = channels_from
 
     # ------------------------------------------------------------ lifecycle
 
@@ -249,6 +254,29 @@ class Notifier(Actor):
                 },
             )
         )
+
+    @handles(ApplySettings)
+    async def apply(self, msg: ApplySettings) -> None:
+        """A reloaded configuration's channels: a kept name takes its new settings (its queue
+        goes on), a new one starts, a removed one stops (what it still held is recorded)."""
+        if self._channels_from is None:
+            return
+        fresh = {c.name: c for c in self._channels_from(msg.settings)}
+        for name in [n for n in self._boxes if n not in fresh]:
+            gone = self._boxes.pop(name)
+            if gone.task is not None:
+                gone.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await gone.task
+        for name, channel in fresh.items():
+            kept = self._boxes.get(name)
+            if kept is not None:
+                kept.channel = channel
+                continue
+            box = self._boxes[name] = _Outbox(channel)
+            box.idle.set()
+            box.task = asyncio.create_task(self._work(box), name=f"notifier.{name}")
+        log.info("notifier_channels_applied", channels=sorted(self._boxes))
 
     @handles(Flush)
     async def on_flush(self, msg: Flush) -> bool:

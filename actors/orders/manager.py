@@ -100,6 +100,7 @@ from actors.brokers.base import (
     SubmissionOutcomeUnknown,
 )
 from actors.messages import (
+    ApplySettings,
     Flatten,
     GetStatus,
     IntentKind,
@@ -300,6 +301,13 @@ class OrderManager(Actor):
         for result in results:
             self._count(result)
         return OrderResults(msg.run_id or "settle", self._today(), results)
+
+    @handles(ApplySettings)
+    async def apply(self, msg: ApplySettings) -> None:
+        """A reloaded configuration: the ``[limits]`` apply to the next order
+        (``orders.broker_stops`` takes a restart: the stops at the broker would stay)."""
+        self._limits = msg.settings.limits
+        log.info("order_limits_applied", limits=self._limits.model_dump())
 
     @handles(SyncRestingStops)
     async def sync_stops(self, msg: SyncRestingStops) -> RestingStopsReport:

@@ -30,6 +30,7 @@ import structlog
 from actors.brokers.base import Broker, BrokerAccount, BrokerPosition, ReportsAccountFills
 from actors.messages import (
     AdoptBrokerState,
+    ApplySettings,
     Discrepancy,
     GetClosingEquity,
     GetStatus,
@@ -154,6 +155,12 @@ class Reconciler(Actor):
 
     async def _read_broker(self) -> tuple[BrokerAccount, list[BrokerPosition]]:
         return await self._broker.account(), await self._broker.positions()
+
+    @handles(ApplySettings)
+    async def apply(self, msg: ApplySettings) -> None:
+        """A reloaded configuration: the cash and value tolerance of the next comparison."""
+        self._tolerance = msg.settings.risk.reconcile_tolerance
+        log.info("reconcile_tolerance_applied", tolerance=self._tolerance)
 
     @handles(Reconcile)
     async def reconcile(self, msg: Reconcile) -> ReconciliationReport:
