@@ -55,6 +55,7 @@ from actors.notifier.actor import Flush, Notifier
 from actors.notifier.channels import Channel, EmailChannel, Message, WebhookChannel
 from actors.notifier.digest import render_digest
 from actors.notifier.digest_data import digest_data, find_cycle
+from actors.notifier.heartbeat import Heartbeat
 from actors.store import open_store
 from actors.store.bars import BarCache
 from actors.store.broker_state import BrokerStateStore
@@ -110,6 +111,7 @@ class Daemon:
         self.clock: Clock = clock or WallClock()
         self.notifier = notifier or SystemdNotifier.from_env(self.environ)
         self.metrics = Metrics()
+        self.heartbeat = Heartbeat(settings.notify.heartbeat_url, metrics=self.metrics)
         self.started_monotonic = time.monotonic()
         self.store: Store | None = None
         self.supervisor: Supervisor | None = None
@@ -216,6 +218,7 @@ class Daemon:
             self.scheduler = self._build_scheduler(calendar)
             await tg.start(self._scoped, scheduler_scope, self.scheduler.run)
         tg.start_soon(watch_event_loop_lag, self.metrics)
+        tg.start_soon(self.heartbeat.run)  # [notify] heartbeat_url: pings off the trading path
         tg.start_soon(self._watchdog_loop, supervisor)
         if not once:  # [orders]: fills and resting stops kept during each session
             tg.start_soon(
@@ -279,9 +282,11 @@ class Daemon:
             log.info("cycle_refused", asof=str(day), completed_run=exc.run_id, reason=str(exc))
             print(f"tradingd: {exc}", flush=True)
             return 0
+        self.heartbeat.started(run_id)
         result: CycleCompleted = await risk.ask(WaitCycle(run_id), timeout=3600)
-        # The digest is queued by now; deliver it before the process exits.
+        # The digest and the heartbeat are queued by now; deliver them before the process exits.
         await self.supervisor.ref("notifier").ask(Flush(timeout_s=60.0), timeout=90)
+        await self.heartbeat.flush(timeout_s=3 * self.heartbeat.timeout_s)
         return 0 if result.status == "completed" else 1
 
     # ------------------------------------------------------------ the actor graph
@@ -322,6 +327,7 @@ class Daemon:
                 store=store,
                 metrics=self.metrics,
                 digest_builder=lambda event: _digest_message(store, event),
+                channels_from=build_channels,
             ),
             mailbox_size=self.settings.daemon.mailbox_size,
         )
@@ -363,6 +369,7 @@ class Daemon:
 
         async def emit(msg: StartCycle) -> None:
             await risk.ask(msg)
+            self.heartbeat.started(msg.run_id)  # only once the cycle really began
 
         return Scheduler(
             clock=self.clock,
@@ -387,6 +394,7 @@ class Daemon:
             self.metrics.kill_switch_active.labels(switch=event.switch).set(0)
         elif isinstance(event, CycleCompleted):
             self._last_cycle = event
+            self.heartbeat.finished(event.run_id, str(event.status))
             self.notifier.status(
                 f"last cycle {event.run_id} ({event.asof}): {event.status}; "
                 f"signals {sum(event.raw_signals.values())}"
@@ -480,17 +488,20 @@ class Daemon:
             self.notifier.ready()
             return {"reloaded": False, "error": str(exc)}
         old, self.settings = self.settings, new
-        needs_restart = [k for k in RESTART_ONLY if getattr(old, k) != getattr(new, k)]
+        changed = changed_keys(old, new)
+        needs_restart = [k for k in changed if k.split(".", 1)[0] in RESTART_ONLY]
+        applied = [k for k in changed if k not in needs_restart]
         set_level(new.daemon.log_level)
+        self.heartbeat.url = new.notify.heartbeat_url
         for secret in self._secret_values():
             register_secret(secret)
         if self.supervisor is not None:
             for name in self.supervisor.names():
                 await self.supervisor.ref(name).tell(ApplySettings(new))
         self.metrics.config_reloads.labels(outcome="applied").inc()
-        log.info("config_reloaded", needs_restart=needs_restart)
+        log.info("config_reloaded", applied=applied, needs_restart=needs_restart)
         self.notifier.ready()
-        return {"reloaded": True, "needs_restart": needs_restart}
+        return {"reloaded": True, "applied": applied, "needs_restart": needs_restart}
 
     def _count_request(self, command: str, outcome: str, _seconds: float) -> None:
         self.metrics.control_requests.labels(command=command, outcome=outcome).inc()
@@ -499,6 +510,22 @@ class Daemon:
 
     def _commands(self, calendar: ExchangeCalendar) -> CommandTable:
         return ControlCommands(self, calendar).table()
+
+
+def changed_keys(old: Settings, new: Settings) -> list[str]:
+    """The dotted keys whose values differ between two configurations (secrets by name only)."""
+
+    def leaves(data: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(data, dict):
+            out: dict[str, Any] = {}
+            for key, value in data.items():
+                out |= leaves(value, f"{prefix}{key}.")
+            return out
+        return {prefix.rstrip("."): data}
+
+    a = leaves(old.model_dump(mode="json"), "")
+    b = leaves(new.model_dump(mode="json"), "")
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
 def _secret(value: Any) -> str | None:
