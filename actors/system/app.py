@@ -61,6 +61,7 @@ from actors.store.bars import BarCache
 from actors.store.broker_state import BrokerStateStore
 from actors.store.cycles import CycleJournal
 from actors.store.signals import SignalStore
+from actors.store.state import SystemState
 from actors.strategies.registry import STRATEGY_CLASSES
 from actors.system.backup import daily_backups
 from actors.system.commands import ControlCommands
@@ -150,6 +151,7 @@ class Daemon:
         self.store = store
         exit_code = 0
         try:
+            await check_account(store, cfg, self.clock.now())
             calendar = ExchangeCalendar(cfg.schedule.calendar)
             await anyio.to_thread.run_sync(calendar.load)
             strategy_ids = await _register_strategies(store, cfg)
@@ -510,6 +512,46 @@ class Daemon:
 
     def _commands(self, calendar: ExchangeCalendar) -> CommandTable:
         return ControlCommands(self, calendar).table()
+
+
+#: SystemState key: which broker account the state database's book belongs to.
+ACCOUNT_KEY = "broker.account"
+
+
+def account_identity(cfg: Settings) -> str:
+    """The account a configuration trades: ``sim``, ``alpaca-paper`` or ``alpaca-live``
+    (with a non-default ``base_url``, its address too)."""
+    b = cfg.broker
+    if b.kind == "sim":
+        return "sim"
+    name = "alpaca-paper" if b.paper else "alpaca-live"
+    return f"{name} at {b.base_url}" if b.base_url else name
+
+
+async def check_account(store: Store, cfg: Settings, now: dt.datetime) -> None:
+    """The state database holds one account's book: refuse to start on another's.
+
+    Reconciling the demo's simulated book against a real Alpaca account would report a
+    mismatch for every position (or, adopted, mix the two). The first start records the
+    account; a later start with another one is a ``ConfigError`` naming the command
+    that starts from a fresh state.
+    """
+    state = SystemState(store)
+    mine = account_identity(cfg)
+    recorded = await state.get(ACCOUNT_KEY)
+    if recorded is None:
+        await state.set(ACCOUNT_KEY, mine, now, durable=True)
+        return
+    if recorded == mine:
+        return
+    db = cfg.daemon.db_path
+    raise ConfigError(
+        "broker.kind",
+        f"the state database {db} holds the book of the {recorded} account, and this"
+        f" configuration trades the {mine} account; start from a fresh state: stop the"
+        f" daemon, then `mv {db} {db}.{recorded.split()[0]}` (keep it: it is that account's"
+        " history) and start again",
+    )
 
 
 def changed_keys(old: Settings, new: Settings) -> list[str]:
