@@ -121,6 +121,19 @@ def test_first_day_trades_and_rerun_places_nothing(workdir: Path) -> None:
         assert broker_orders(workdir, stops=True) == len(positions["positions"])
         status = json.loads(ctl(workdir, "status", "--json").stdout)
         assert status["broker_stops"] is True
+        # One screen: equity, the day's P&L, the drawdown, positions marked to market, orders.
+        account = status["account"]
+        assert account["equity"] > 0
+        assert account["day_pnl"] == round(account["equity"] - account["last_close_equity"], 2)
+        assert account["drawdown_from_peak"] <= 0
+        marks = {m["symbol"]: m for m in account["positions"]}
+        assert set(marks) == {p["symbol"] for p in status["positions"]}
+        for m in marks.values():
+            assert m["mark"] is not None
+            assert (
+                abs(m["unrealized_pnl"] - (m["mark"] - m["avg_price"]) * m["qty"]) < 0.05 * m["qty"]
+            )
+        assert status["open_orders"]["count"] == len(positions["open_orders"])
         for shown in (positions["positions"], status["positions"]):
             for p in shown:
                 resting = p["resting_stop"]

@@ -39,8 +39,24 @@ from actors.store.signals import SignalStore
 from actors.system.config import Settings
 from actors.system.graph import Graph, simulated_graph
 from daemon.clock import SimClock
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, TradingdError
 from daemon.store import Store
+
+
+class MissingSymbols(TradingdError):
+    """Universe symbols the data has no bars for: ``tradingd backtest`` exits 2 naming them.
+
+    A backtest of a symbol the folder (or provider) does not have would run and
+    trade nothing in it, and report that as a result.
+    """
+
+    def __init__(self, symbols: list[str], where: str, problems: dict[str, str]) -> None:
+        why = "; ".join(f"{s}: {problems[s]}" for s in symbols if s in problems)
+        listed = ", ".join(symbols)
+        super().__init__(
+            f"--universe: {where} has no bars for {listed}" + (f" ({why})" if why else "")
+        )
+        self.symbols = symbols
 
 
 @dataclass
@@ -210,6 +226,14 @@ async def _load_market(
         sessions[-1],
         validation=settings.data.validation,
     )
+    have = set(market.panel.symbols)
+    missing = [s for s in universe.symbols if s not in have]
+    if missing:
+        data = settings.data
+        folder = data.csv.path if data.provider == "csv" else None
+        source = f"the CSV data {str(folder)!r}" if folder else f"the {data.provider} provider"
+        where = f"{source} between {first[0]} and {sessions[-1]}"
+        raise MissingSymbols(missing, where, dict(market.problems))
     return provider, market
 
 

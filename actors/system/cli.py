@@ -1,10 +1,17 @@
 """``tradingd``: run the daemon, or check its configuration.
 
 ``run --once`` runs the cycle of ``--asof`` (default: ``trading_date`` of now,
-see ``actors.market.calendar``). A trading date whose cycle completed is done: the run
-places nothing, prints one line naming the completed run and when, and exits 0;
-``--force`` re-runs exits and stop checks only, ``--force --allow-entries`` a
-whole cycle.
+see ``actors.market.calendar``). An ``--asof`` other than the current trading
+date is refused (exit 2, one line, nothing placed: that date's signals would
+trade at today's prices) unless ``--force``. A trading date whose cycle completed
+is done: the run places nothing, prints one line naming the completed run and
+when, and exits 0; ``--force`` re-runs exits and stop checks only,
+``--force --allow-entries`` a whole cycle.
+
+``check-config`` and ``run`` first check what the settings point to
+(``actors.system.preflight``: the CSV folder exists, the Alpaca keys are there
+and fit the account mode); a failure exits 78 with one line naming the key.
+Output piped into ``head`` ends quietly (exit 141, no traceback).
 
 ``TRADINGD_FAKE_NOW`` (an ISO 8601 instant with offset) starts the process's
 clock at that instant, running forward at real speed: a test and drill hook,
@@ -13,9 +20,11 @@ live-money broker account.
 
 Exit codes: 0 success (a done date included); 1 a cycle run with ``--once`` did
 not complete, or a fatal runtime error (the store, the socket), or a refused
-``restore`` (the daemon is running, the backup is damaged); 2 usage; 78
-(EX_CONFIG) a bad configuration or ``TRADINGD_FAKE_NOW``, named in one line on
-stderr.
+``restore`` (the daemon is running, the backup is damaged); 2 usage, an
+``--asof`` other than the current trading date without ``--force``, or a
+backtest symbol the data does not have; 78 (EX_CONFIG) a bad configuration or
+``TRADINGD_FAKE_NOW``, named in one line on stderr; 141 stdout was a pipe its
+reader closed.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ import anyio
 import structlog
 
 from actors.system.config import EX_CONFIG, Settings, load_settings, render_check_config
+from actors.system.ctl import guard_broken_pipe
+from actors.system.preflight import preflight
 from daemon import __version__
 from daemon.clock import FAKE_NOW_ENV, Clock, OffsetClock, WallClock, fake_now_from
 from daemon.errors import ConfigError, FatalError
@@ -42,17 +53,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tradingd {__version__}")
     sub = parser.add_subparsers(dest="command")
+    # `tradingd` alone is `tradingd run`: the run options' defaults for it.
+    parser.set_defaults(config=None, once=False, asof=None, force=False, allow_entries=False)
 
     run = sub.add_parser("run", help="run the daemon in the foreground (the default)")
     run.add_argument("--config", type=Path, help="TOML file (default: $TRADINGD_CONFIG)")
     run.add_argument("--once", action="store_true", help="run one cycle now, then exit")
     run.add_argument(
-        "--asof", type=_date, help="with --once: the trading date to run (default: now's)"
+        "--asof",
+        type=_date,
+        help="with --once: the trading date to run (default and only date without --force:"
+        " the current one)",
     )
     run.add_argument(
         "--force",
         action="store_true",
-        help="with --once: re-run a date whose cycle completed (exits and stop checks only)",
+        help="with --once: run an --asof other than the current trading date, or re-run a"
+        " date whose cycle completed (exits and stop checks only)",
     )
     run.add_argument(
         "--allow-entries",
@@ -100,6 +117,11 @@ def _date(text: str) -> dt.date:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``tradingd``; returns the exit code (quietly 141 when stdout's reader is gone)."""
+    return guard_broken_pipe(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     command = args.command or "run"
@@ -122,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tradingd: {exc}", file=sys.stderr)
         return EX_CONFIG
     if command == "check-config":
+        if (problem := _preflight(settings)) is not None:
+            return problem
         print(render_check_config(settings))
         return 0
     if command == "backtest":
@@ -139,7 +163,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EX_CONFIG
+    if (problem := _preflight(settings)) is not None:
+        return problem
     run = command == "run"
+    if run and args.asof is not None and not args.force:
+        refusal = _other_date(settings, args.asof, fake_now)
+        if refusal is not None:
+            print(f"tradingd: {refusal}", file=sys.stderr)
+            return 2
     return _run(
         settings,
         config_path,
@@ -149,6 +180,32 @@ def main(argv: list[str] | None = None) -> int:
         asof=args.asof if run else None,
         force=args.force if run else False,
         allow_entries=args.allow_entries if run else False,
+    )
+
+
+def _preflight(settings: Settings) -> int | None:
+    """EX_CONFIG after one line naming the key when a preflight check fails, else None."""
+    try:
+        preflight(settings)
+    except ConfigError as exc:
+        print(f"tradingd: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    return None
+
+
+def _other_date(settings: Settings, asof: dt.date, fake_now: dt.datetime | None) -> str | None:
+    """Why ``run --once --asof`` is refused (not the current trading date), or None."""
+    from actors.market.calendar import ExchangeCalendar, trading_date
+
+    calendar = ExchangeCalendar(settings.schedule.calendar)
+    now = fake_now if fake_now is not None else dt.datetime.now(dt.UTC)
+    current = trading_date(now, calendar)
+    if asof == current:
+        return None
+    return (
+        f"--asof {asof} is not the current trading date {current}"
+        f" (now {now.astimezone(calendar.tz):%Y-%m-%d %H:%M %Z}): its signals would trade at"
+        " today's prices; nothing placed (--force runs it anyway)"
     )
 
 
@@ -176,20 +233,28 @@ def _run(
         return anyio.run(
             lambda: daemon.run(once=once, asof=asof, force=force, allow_entries=allow_entries)
         )
-    except FatalError as exc:
-        log.critical("daemon_fatal", error_type=type(exc).__name__, error=str(exc))
-        print(f"tradingd: {exc}", file=sys.stderr)
-        return 1
+    except (FatalError, ConfigError) as exc:
+        return _fatal(exc)
     except BaseExceptionGroup as group:
-        fatal = group.subgroup(FatalError)
+        fatal = group.subgroup((FatalError, ConfigError))
         if fatal is None:
             raise
-        first = fatal.exceptions[0]
-        log.critical("daemon_fatal", error_type=type(first).__name__, error=str(first))
-        print(f"tradingd: {first}", file=sys.stderr)
-        return 1
+        return _fatal(_first_leaf(fatal))
     except KeyboardInterrupt:
         return 0
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception of ``group`` that is not itself a group."""
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def _fatal(exc: BaseException) -> int:
+    """One line on stderr for a fatal error; 78 for a configuration error, else 1."""
+    structlog.get_logger().critical("daemon_fatal", error_type=type(exc).__name__, error=str(exc))
+    print(f"tradingd: {exc}", file=sys.stderr)
+    return EX_CONFIG if isinstance(exc, ConfigError) else 1
 
 
 def _report(settings: Settings, out: Path, start: dt.date | None, end: dt.date | None) -> int:
@@ -228,7 +293,7 @@ def _replay(settings: Settings, day: dt.date, *, as_json: bool) -> int:
 
 
 def _backtest(settings: Settings, args: argparse.Namespace) -> int:
-    from actors.system.backtest import apply_overrides, run_backtest, write_report
+    from actors.system.backtest import MissingSymbols, apply_overrides, run_backtest, write_report
     from daemon.logging import configure_logging
 
     configure_logging(level="warning", json=False, stream=sys.stderr)
@@ -251,6 +316,9 @@ def _backtest(settings: Settings, args: argparse.Namespace) -> int:
             )
         )
         summary = anyio.run(lambda: write_report(result))
+    except MissingSymbols as exc:
+        print(f"tradingd: backtest: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"tradingd: {exc}", file=sys.stderr)
         return EX_CONFIG

@@ -14,6 +14,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from actors.cycle import kill_switches
 from actors.cycle.runner import PlanCycle, WaitCycle
 from actors.market.calendar import ExchangeCalendar, trading_date
@@ -34,6 +36,7 @@ from actors.messages import (
 from actors.notifier.digest import render_digest
 from actors.notifier.digest_data import digest_data, find_cycle
 from actors.store.cycles import CycleJournal
+from actors.store.equity import EquityCloses
 from actors.store.orders import OrderStore
 from actors.store.pending import PendingStore
 from actors.store.signals import SignalStore
@@ -42,7 +45,7 @@ from actors.system.backup import backup_command
 from actors.system.replay import replay
 from daemon import __version__
 from daemon.control import CommandError, CommandTable
-from daemon.errors import FatalError, Refusal
+from daemon.errors import FatalError, Refusal, TradingdError
 from daemon.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -165,7 +168,68 @@ class ControlCommands:
             "provider": self._d.settings.data.provider,
             "broker_stops": self._d.settings.orders.broker_stops,
             "positions": await self._positions_with_stops(),
+            "account": await self._account_view(),
+            "open_orders": self._open_orders(await self._orders.open_intents()),
         }
+
+    async def _account_view(self) -> dict[str, Any]:
+        """Equity, the day's P&L against the last close, the drawdown from the peak, and each
+        position marked to market, as the broker shows them now (an error when it cannot)."""
+        broker = self._d.broker
+        if broker is None:
+            return {"error": "no broker"}
+        try:
+            with anyio.fail_after(10):
+                account = await broker.account()
+                held = await broker.positions()
+        except (TradingdError, TimeoutError) as exc:
+            return {"error": f"broker not read: {exc!r}"}
+        peak = await EquityCloses(self._store).peak()
+        high = max(peak or account.equity, account.equity)
+        marks = []
+        for p in held:
+            mark = p.market_value / p.qty if p.market_value is not None and p.qty else None
+            marks.append(
+                {
+                    "symbol": p.symbol,
+                    "qty": p.qty,
+                    "avg_price": round(p.avg_entry_price, 2),
+                    "mark": None if mark is None else round(mark, 2),
+                    "market_value": None if p.market_value is None else round(p.market_value, 2),
+                    "unrealized_pnl": (
+                        None if mark is None else round((mark - p.avg_entry_price) * p.qty, 2)
+                    ),
+                }
+            )
+        day = account.equity - account.last_equity
+        return {
+            "equity": round(account.equity, 2),
+            "cash": round(account.cash, 2),
+            "last_close_equity": round(account.last_equity, 2),
+            "day_pnl": round(day, 2),
+            "day_pnl_pct": round(day / account.last_equity, 4) if account.last_equity else None,
+            "peak_equity": round(high, 2),
+            "drawdown_from_peak": round(account.equity / high - 1.0, 4) if high else None,
+            "positions": marks,
+        }
+
+    @staticmethod
+    def _open_orders(rows: list[Any]) -> dict[str, Any]:
+        """Our open orders (not the resting stops, which each position lists)."""
+        working = [
+            {
+                "intent_id": r.intent_id,
+                "strategy": r.strategy,
+                "symbol": r.symbol,
+                "side": r.side,
+                "qty": r.target_qty,
+                "filled": r.filled_qty,
+                "status": str(r.status),
+            }
+            for r in rows
+            if not r.resting
+        ]
+        return {"count": len(working), "orders": working}
 
     async def _positions_with_stops(self) -> list[dict[str, Any]]:
         """Each open position with its book stop and the stop resting at the broker (or None)."""
@@ -236,8 +300,14 @@ class ControlCommands:
         return await self.trip(kill_switches.HALT, reason)
 
     async def resume(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Clear ``switch`` (default: trading_halted); the reply names every switch still active."""
+        from actors.messages import GetKillSwitches
+
         switch = str(args.get("switch") or kill_switches.HALT)
-        return await self.clear(switch, str(args.get("reason") or "operator resume"))
+        result = await self.clear(switch, str(args.get("reason") or "operator resume"))
+        active: list[Any] = await self._board.ask(GetKillSwitches())
+        result["still_active"] = [view.name for view in active]
+        return result
 
     async def pause_entries(self, args: dict[str, Any]) -> dict[str, Any]:
         return await self.trip(
@@ -325,6 +395,7 @@ class ControlCommands:
         }
 
     async def why_no_trade(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The last cycle: its rejections, what blocked its entries, each strategy's signals."""
         strategy = args.get("strategy") or None
         if strategy is not None:
             strategy = self.strategy_arg(args)
@@ -333,7 +404,88 @@ class ControlCommands:
         for row in rows:
             key = f"{row['stage']}:{row['reason']}"
             counts[key] = counts.get(key, 0) + 1
-        return {"strategy": strategy, "reasons": counts, "rejections": rows}
+        answer: dict[str, Any] = {"strategy": strategy, "reasons": counts, "rejections": rows}
+        last = await self._journal.last()
+        if last is None:
+            return {**answer, "cycle": None, "blocked_by": [], "strategies": {}}
+        funnel = {f.strategy: f for f in await self._signals.funnel(last.run_id)}
+        strategies: dict[str, dict[str, Any]] = {}
+        for name in STRATEGY_CLASSES:
+            if strategy not in (None, name):
+                continue
+            f = funnel.get(name)
+            mine: dict[str, int] = {}
+            for row in rows:
+                if row["strategy"] == name:
+                    key = f"{row['stage']}:{row['reason']}"
+                    mine[key] = mine.get(key, 0) + 1
+            if f is None:
+                summary = "did not run in this cycle (disabled, or the cycle ended before it)"
+            elif f.raw == 0:
+                summary = "no signals"
+            else:
+                summary = f"{f.raw} signal{'s' if f.raw != 1 else ''}, {f.executed} executed"
+                if mine:
+                    summary += ": " + ", ".join(f"{k} x{n}" for k, n in mine.items())
+            strategies[name] = {
+                "raw": None if f is None else f.raw,
+                "executed": None if f is None else f.executed,
+                "reasons": mine,
+                "summary": summary,
+            }
+        cycle = {"run_id": last.run_id, "asof": str(last.asof), "status": last.status}
+        return {
+            **answer,
+            "cycle": {**cycle, "reason": last.reason},
+            "blocked_by": await self._why_blocked(last.started_at, rows, strategy),
+            "strategies": strategies,
+        }
+
+    async def _why_blocked(
+        self, started_at: dt.datetime, rows: list[dict[str, Any]], strategy: str | None
+    ) -> list[dict[str, str]]:
+        """The switches and breakers that blocked a cycle's entries (why-no-trade's part).
+
+        Those its kill-switch rejections name, then those active when it started (the
+        audit trail; switches set by the configuration from the board).
+        """
+        from actors.messages import GetKillSwitches
+
+        active: dict[str, str] = {}
+        events = await self._store.fetchall(
+            "SELECT name, active, reason, at FROM kill_switch_events ORDER BY id"
+        )
+        for event in events:
+            if dt.datetime.fromisoformat(event["at"]) > started_at:
+                continue
+            if event["active"]:
+                active[event["name"]] = event["reason"]
+            else:
+                active.pop(event["name"], None)
+        for name in kill_switches.SELF_CLEARING:  # it blocked only if the rejections say so
+            active.pop(name, None)
+        views: list[Any] = await self._board.ask(GetKillSwitches())
+        for view in views:
+            if view.source == "config":
+                active.setdefault(view.name, view.reason)
+        reasons = {
+            kill_switches.DAILY_LOSS_LIMIT: "the day's loss is beyond risk.daily_loss_limit",
+            kill_switches.DAY_ALREADY_TRADED: "a forced re-run of a completed trading date",
+            **active,
+        }
+        named = [
+            str(name)
+            for row in rows
+            if row["stage"] == "KILL_SWITCH"
+            for name in (row["details"] or {}).get("switches", [])
+        ]
+        own = None if strategy is None else kill_switches.strategy_switch(strategy)
+        blocked = [
+            name
+            for name in dict.fromkeys([*named, *sorted(active)])
+            if own is None or not name.startswith(kill_switches.STRATEGY_PREFIX) or name == own
+        ]
+        return [{"switch": name, "reason": reasons.get(name, "")} for name in blocked]
 
     async def reconcile(self, _args: dict[str, Any]) -> dict[str, Any]:
         report: ReconciliationReport = await self._reconciler.ask(Reconcile(None, "RECONCILIATION"))

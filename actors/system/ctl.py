@@ -6,11 +6,13 @@ records) or, with ``--json``, as indented JSON.
 
 Subcommand -> request (``cmd`` is the subcommand's own name)::
 
-    ping, status, resume, pause-entries, resume-entries, reload   args {}
+    ping, status, pause-entries, resume-entries, reload   args {}
     run-cycle [--asof YYYY-MM-DD] [--force [--allow-entries]] [--wait]
                                        {"asof": "...", "force": true, "allow_entries": true,
                                         "wait": true} (each only when given)
     halt REASON...                     {"reason": "the words joined"}
+    resume [SWITCH]                    {"switch": "..."} (default: trading_halted)
+    flatten [--yes] [STRATEGY|SYMBOL]  {"target": "..."} (only when given)
     disable STRATEGY / enable STRATEGY {"strategy": "..."}
     backup                             {} (the backup file and its size)
     call CMD [key=value | key:=json ...]   any other command, e.g. positions
@@ -21,8 +23,25 @@ whose cycle completed is done: ``run-cycle`` is refused (exit 1, the message
 names the completed run and when) unless ``--force``, which re-runs exits and
 stop checks only; ``--allow-entries`` (with ``--force``) lets it enter too.
 
-Exit codes: 0 ok; 1 the daemon answered with an error; 2 usage; 3 the daemon is
-not running; 4 timeout, protocol or permission trouble.
+Commands that cannot surprise:
+
+- ``run-cycle --asof DATE`` with a date other than the daemon's current trading
+  date is refused before anything is sent (exit 2: that date's signals would
+  trade at today's prices) unless ``--force``. The client asks ``status`` for
+  the daemon's clock and applies the NYSE calendar (``schedule.calendar``'s
+  default); a daemon whose ``status`` has no ``now`` is not checked.
+- ``flatten`` asks ``flatten N positions? [y/N]`` on a terminal; otherwise it
+  needs ``--yes`` and, without it, sends nothing (exit 2). A "no" sends nothing
+  (exit 1).
+- ``resume [SWITCH]`` prints what it cleared and every switch still active;
+  ``why-no-trade`` prints the last cycle, the switches or breakers that blocked
+  it, and per strategy "no signals" or what became of its signals.
+- Output piped into ``head`` ends quietly: no traceback, exit 141 (128 + SIGPIPE).
+
+Exit codes: 0 ok; 1 the daemon answered with an error, or a confirmation was
+declined; 2 usage, or a refusal made before sending (above); 3 the daemon is
+not running; 4 timeout, protocol or permission trouble; 141 stdout was a pipe
+its reader closed.
 """
 
 from __future__ import annotations
@@ -51,6 +70,11 @@ EXIT_DAEMON_ERROR: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_NOT_RUNNING: Final = 3
 EXIT_PROTOCOL: Final = 4
+EXIT_DECLINED: Final = 1
+EXIT_BROKEN_PIPE: Final = 141  # 128 + SIGPIPE: what a shell shows for a tool `| head` stopped
+
+#: The calendar ``run-cycle --asof`` is checked on (the daemon's ``schedule.calendar`` default).
+CLIENT_CALENDAR: Final = "XNYS"
 
 _DATE_SHAPE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 _RECV_CHUNK: Final = 65536
@@ -344,7 +368,8 @@ def _add_control_commands(add: _AddCommand) -> None:
     run_cycle.add_argument(
         "--force",
         action="store_true",
-        help="re-run a date whose cycle completed: exits and stop checks only",
+        help="run an --asof other than the current trading date, or re-run a date whose"
+        " cycle completed (exits and stop checks only)",
     )
     run_cycle.add_argument(
         "--allow-entries", action="store_true", help="with --force: new entries too"
@@ -355,7 +380,15 @@ def _add_control_commands(add: _AddCommand) -> None:
     add("halt", "stop trading (trips the manual kill switch)").add_argument(
         "reason", nargs="+", metavar="REASON", help="why, for the log and the alert"
     )
-    add("resume", "resume trading after a halt")
+    add(
+        "resume", "clear a latched kill switch (default: the halt); show those still active"
+    ).add_argument(
+        "switch",
+        nargs="?",
+        type=_non_empty,
+        metavar="SWITCH",
+        help="e.g. reconciliation_failed, daily_drawdown (default: trading_halted)",
+    )
     add("pause-entries", "stop opening new positions (exits and stops still run)")
     add("resume-entries", "allow new positions again")
     add("disable", "disable a strategy").add_argument(
@@ -375,8 +408,10 @@ def _add_portfolio_commands(add: _AddCommand) -> None:
     add("adopt", "take the broker's positions and cash as the truth").add_argument(
         "reason", nargs="+", metavar="REASON", help="why, for the log"
     )
-    add("flatten", "sell every position, or one strategy's or one symbol's").add_argument(
-        "target", nargs="?", metavar="STRATEGY|SYMBOL"
+    flatten = add("flatten", "sell every position, or one strategy's or one symbol's")
+    flatten.add_argument("target", nargs="?", metavar="STRATEGY|SYMBOL")
+    flatten.add_argument(
+        "--yes", action="store_true", help="do not ask (needed when stdin is not a terminal)"
     )
     add("plan", "dry run of a cycle: the orders it would place").add_argument(
         "--asof",
@@ -454,6 +489,8 @@ def _to_request(
         return command, {"reason": " ".join(ns.reason)}
     if command == "flatten":
         return command, {} if ns.target is None else {"target": ns.target}
+    if command == "resume":
+        return command, {} if ns.switch is None else {"switch": ns.switch}
     if command == "report":
         return command, {} if ns.date is None else {"date": ns.date}
     if command == "replay":
@@ -467,8 +504,33 @@ def _to_request(
     return command, {}
 
 
+def guard_broken_pipe(run: Callable[[], int]) -> int:
+    """``run()``, ending quietly when stdout is a pipe whose reader left (``| head``).
+
+    What was not written is dropped: stdout is pointed at /dev/null so the flush
+    at exit cannot fail again, and the exit status is 141 (128 + SIGPIPE), what a
+    shell shows for a tool the closed pipe stopped. ``tradingd`` uses it too.
+    """
+    try:
+        code = run()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # stdout without a file descriptor (captured)
+            pass
+        return EXIT_BROKEN_PIPE
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``tradectl``; returns the exit code."""
+    return guard_broken_pipe(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         ns = parser.parse_args(argv)
@@ -478,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     path: Path = ns.socket if ns.socket is not None else default_socket_path()
     try:
+        refused = _before_sending(path, ns)
+        if refused is not None:
+            return refused
         reply = request(path, cmd, args, timeout_s=ns.timeout)
     except CtlError as exc:
         message = str(exc) if isinstance(exc, DaemonNotRunning) else f"error: {exc}"
@@ -493,8 +558,141 @@ def main(argv: list[str] | None = None) -> int:
     if ns.json:
         print(json.dumps(result, indent=2, sort_keys=True))
     else:
-        print(render(result))
+        print(for_people(cmd, result))
     return EXIT_OK
+
+
+# -- checks made before a request is sent ----------------------------------------------
+
+
+class DaemonRefused(CtlError):
+    """The daemon answered a request made for a check with an error."""
+
+    exit_code = EXIT_DAEMON_ERROR
+
+
+def _ask(path: Path, cmd: str, timeout_s: float) -> Any:
+    """The result of ``cmd`` (no args); ``DaemonRefused`` when the daemon answers an error."""
+    reply = request(path, cmd, {}, timeout_s=timeout_s)
+    if not reply["ok"]:
+        error = reply["error"]
+        raise DaemonRefused(f"{cmd}: {error['code']}: {error['message']}")
+    return reply.get("result")
+
+
+def _before_sending(path: Path, ns: argparse.Namespace) -> int | None:
+    """An exit code when the command must not be sent (refused or declined), else None."""
+    if ns.command == "flatten" and not ns.yes:
+        return _confirm_flatten(path, ns)
+    if ns.command == "run-cycle" and ns.asof is not None and not ns.force:
+        return _check_asof(path, ns.asof, ns.timeout)
+    return None
+
+
+def _confirm_flatten(path: Path, ns: argparse.Namespace) -> int | None:
+    """Ask on a terminal; refuse without ``--yes`` anywhere else. None: go ahead."""
+    if not sys.stdin.isatty():
+        print(
+            "tradectl: flatten sells positions at market: confirm with --yes"
+            " (stdin is not a terminal); nothing sent",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    target: str | None = (ns.target or "").strip() or None
+    result = _ask(path, "positions", ns.timeout)
+    rows = result.get("positions", []) if isinstance(result, dict) else []
+    count = sum(
+        1
+        for r in rows
+        if isinstance(r, dict)
+        and int(r.get("shares") or 0) > 0
+        and (target is None or r.get("strategy") == target or r.get("symbol") == target.upper())
+    )
+    noun = "position" if count == 1 else "positions"
+    where = f" of {target}" if target else ""
+    print(f"flatten {count} {noun}{where}? [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline().strip().lower()
+    if answer in ("y", "yes"):
+        return None
+    print("flatten cancelled; nothing sent", file=sys.stderr)
+    return EXIT_DECLINED
+
+
+def _check_asof(path: Path, asof: str, timeout_s: float) -> int | None:
+    """Refuse an ``--asof`` other than the daemon's current trading date. None: go ahead."""
+    status = _ask(path, "status", timeout_s)
+    now_text = status.get("now") if isinstance(status, dict) else None
+    try:
+        now = dt.datetime.fromisoformat(str(now_text))
+    except ValueError:
+        return None  # a daemon that does not say its time: it checks what it can itself
+    if now.tzinfo is None:
+        return None
+    from actors.market.calendar import ExchangeCalendar, trading_date  # pandas: only here
+
+    calendar = ExchangeCalendar(CLIENT_CALENDAR)
+    current = trading_date(now, calendar)
+    if asof == current.isoformat():
+        return None
+    print(
+        f"tradectl: --asof {asof} is not the current trading date {current}"
+        f" (daemon time {now.astimezone(calendar.tz):%Y-%m-%d %H:%M %Z}): its signals would"
+        " trade at today's prices; nothing sent (--force runs it anyway)",
+        file=sys.stderr,
+    )
+    return EXIT_USAGE
+
+
+# -- replies of particular commands, for people ------------------------------------------
+
+
+def for_people(cmd: str, result: Any) -> str:
+    """``render(result)``, with ``resume`` and ``why-no-trade`` replies told as sentences."""
+    if isinstance(result, dict):
+        if cmd == "resume" and "still_active" in result:
+            return _resume_text(result)
+        if cmd == "why-no-trade" and "strategies" in result:
+            return render(_why_view(result))
+    return render(result)
+
+
+def _resume_text(result: dict[str, Any]) -> str:
+    switch = result.get("switch")
+    done = f"cleared {switch}" if result.get("changed") else f"{switch} was not active"
+    still = [str(name) for name in result.get("still_active") or []]
+    return f"{done}\nstill active: {', '.join(still) if still else 'none'}"
+
+
+def _why_view(result: dict[str, Any]) -> dict[str, Any]:
+    """The why-no-trade reply as what to read first: the cycle, its blocks, each strategy."""
+    cycle = result.get("cycle")
+    if not isinstance(cycle, dict):
+        return {"cycle": "no cycle has run yet"}
+    reason = f": {cycle['reason']}" if cycle.get("reason") else ""
+    blocks = [
+        f"{b.get('switch')} ({b.get('reason')})" if b.get("reason") else str(b.get("switch"))
+        for b in result.get("blocked_by") or []
+        if isinstance(b, dict)
+    ]
+    strategies = result.get("strategies") or {}
+    view: dict[str, Any] = {
+        "cycle": f"{cycle.get('run_id')} (trading date {cycle.get('asof')}):"
+        f" {cycle.get('status')}{reason}",
+        "blocked by": ", ".join(blocks) if blocks else "no kill switch or breaker",
+        "strategies": {
+            name: entry.get("summary") if isinstance(entry, dict) else entry
+            for name, entry in strategies.items()
+        }
+        or "none ran in this cycle",
+    }
+    rows = [
+        {k: v for k, v in row.items() if k != "run_id"}
+        for row in result.get("rejections") or []
+        if isinstance(row, dict)
+    ]
+    if rows:
+        view["rejections"] = rows
+    return view
 
 
 if __name__ == "__main__":

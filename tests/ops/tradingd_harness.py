@@ -80,7 +80,7 @@ class Daemon:
         """One operator cycle per session, each waited for; all must complete."""
         done = []
         for day in sessions:
-            result = self.ctl("run-cycle", "--asof", day, "--wait", "--json")
+            result = self.ctl("run-cycle", "--asof", day, "--force", "--wait", "--json")
             assert result.returncode == 0, result.stderr + self.log_tail()
             body = json.loads(result.stdout)
             assert body["status"] == "completed", body

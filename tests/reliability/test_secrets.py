@@ -96,6 +96,7 @@ def test_secrets_appear_in_no_output_metric_event_or_reply(
             "actors",
             "run",
             "--once",
+            "--force",  # a past date on the real clock (the date check wants it said)
             "--asof",
             ASOF,
             "--config",

@@ -120,6 +120,7 @@ def once(d: Disk, asof: str) -> tuple[int, list[dict[str, object]], str]:
             "actors",
             "run",
             "--once",
+            "--force",  # a past date on the real clock (the date check wants it said)
             "--asof",
             asof,
             "--config",
@@ -188,7 +189,7 @@ def test_full_disk_on_a_running_daemon_answers_run_cycle_with_the_reason(disk: D
             assert time.monotonic() < deadline, "the daemon never answered ping"
             time.sleep(0.1)
         disk.fill(0)
-        result = ctl(disk, "run-cycle", "--asof", D2, "--wait", "--json")
+        result = ctl(disk, "run-cycle", "--asof", D2, "--force", "--wait", "--json")
         restarts = {
             a["actor"]: a["restarts"]
             for a in json.loads(ctl(disk, "status", "--json").stdout)["actors"]
