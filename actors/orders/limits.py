@@ -35,16 +35,23 @@ ORDERS_PER_DAY = "max_orders_per_day"
 
 
 class LimitsParams(BaseModel):
-    """``[limits]``: finite by default, sized for the reference $100,000 account."""
+    """``[limits]``: finite by default, sized for the reference $100,000 account.
+
+    The defaults catch a wrong size (a fat finger, a bad price, a unit error), not the
+    reference configuration's own orders: its largest buy is about $26,000 (a strategy
+    sized on the portfolio, on real MSFT bars; $20,000 in the 2-year synthetic backtest),
+    so a buy is capped at about twice that. A cap of 10 % of equity would refuse most
+    of the orders the reference system places and silently change its strategy.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_order_notional: float = Field(
-        default=25_000.0, gt=0, allow_inf_nan=False, description="USD per buy order"
+        default=50_000.0, gt=0, allow_inf_nan=False, description="USD per buy order"
     )
-    max_order_qty: int = Field(default=10_000, ge=1, description="shares per buy order")
+    max_order_qty: int = Field(default=20_000, ge=1, description="shares per buy order")
     max_position_notional: float = Field(
-        default=30_000.0,
+        default=60_000.0,
         gt=0,
         allow_inf_nan=False,
         description="USD in one symbol after a buy (all strategies)",
