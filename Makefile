@@ -30,7 +30,7 @@ run: $(STAMP)
 system-deps:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
 	  missing=""; \
-	  for p in libsystemd-dev pkg-config prometheus systemd shellcheck openssl; do \
+	  for p in libsystemd-dev pkg-config prometheus systemd shellcheck openssl chromium chromium-driver; do \
 	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
 	  done; \
 	  if [ -n "$$missing" ]; then \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import struct
 import subprocess
@@ -14,13 +15,14 @@ import anyio
 
 from actors.market.calendar import ExchangeCalendar
 from actors.system.app import Daemon
-from actors.system.config import load_settings
+from actors.system.config import Settings, load_settings
 from daemon.clock import SimClock
 from daemon.systemd import SystemdNotifier
 from tests.actors.notifier import SmtpSink
 
 ASOF = dt.date(2026, 11, 23)
 CAL = ExchangeCalendar("XNYS")
+NEXT = CAL.next_session(ASOF)
 
 
 def environ(tmp_path: Path, smtp: SmtpSink) -> dict[str, str]:
@@ -36,6 +38,14 @@ def environ(tmp_path: Path, smtp: SmtpSink) -> dict[str, str]:
     }
 
 
+def run_sessions(settings: Settings, env: dict[str, str], *sessions: dt.date) -> None:
+    """``run --once`` an hour after the open of each session, a fresh daemon each time."""
+    for session in sessions:
+        clock = SimClock(CAL.session_open(session) + dt.timedelta(hours=1))
+        daemon = Daemon(settings, environ=env, clock=clock, notifier=SystemdNotifier(None))
+        assert anyio.run(functools.partial(daemon.run, once=True, asof=session)) == 0
+
+
 def png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
@@ -45,15 +55,13 @@ def png_size(data: bytes) -> tuple[int, int]:
 def test_run_once_mails_a_digest_with_funnel_trades_positions_metrics_and_chart(
     tmp_path: Path, smtp: SmtpSink
 ) -> None:
-    """One cycle during market hours: the mailed HTML has every part and an inline PNG."""
+    """A cycle a session during market hours: the mailed HTML has every part; the first
+    session's says the chart comes with the second, whose mail has it as an inline PNG."""
     env = environ(tmp_path, smtp)
     settings = load_settings(None, env)
-    clock = SimClock(CAL.session_open(ASOF) + dt.timedelta(hours=1))
-    daemon = Daemon(settings, environ=env, clock=clock, notifier=SystemdNotifier(None))
-    code = anyio.run(lambda: daemon.run(once=True, asof=ASOF))
-    assert code == 0
-    assert len(smtp.messages) == 1
-    message = smtp.messages[0]
+    run_sessions(settings, env, ASOF, NEXT)
+    assert len(smtp.messages) == 2
+    message, second = smtp.messages
     assert str(message["Subject"]).startswith(f"tradingd {ASOF}: completed")
     text = message.get_body(preferencelist=("plain",))
     html = message.get_body(preferencelist=("html",))
@@ -69,13 +77,18 @@ def test_run_once_mails_a_digest_with_funnel_trades_positions_metrics_and_chart(
         "BUY",  # a trade with price and costs
         "Stop",  # positions with stop prices
         "Sharpe",  # performance metrics
-        "cid:equity",
+        "Open orders",
+        "Equity chart from the second session on.",
     ):
         assert needle.lower() in body.lower(), needle
     assert "<style" not in body.lower()
     assert "http://" not in body
     assert "https://" not in body
-    images = [part for part in message.walk() if part.get_content_type() == "image/png"]
+    assert not [part for part in message.walk() if part.get_content_type() == "image/png"]
+    html = second.get_body(preferencelist=("html",))
+    assert html is not None
+    assert 'src="cid:equity"' in html.get_content()
+    images = [part for part in second.walk() if part.get_content_type() == "image/png"]
     assert len(images) == 1
     assert images[0]["Content-ID"] == "<equity>"
     assert png_size(images[0].get_content()) == (900, 500)
@@ -97,9 +110,7 @@ def test_report_commands_rebuild_a_past_digest(tmp_path: Path, smtp: SmtpSink) -
         )
     )
     settings = load_settings(None, env)
-    clock = SimClock(CAL.session_open(ASOF) + dt.timedelta(hours=1))
-    daemon = Daemon(settings, environ=env, clock=clock, notifier=SystemdNotifier(None))
-    assert anyio.run(lambda: daemon.run(once=True, asof=ASOF)) == 0
+    run_sessions(settings, env, ASOF, NEXT)
 
     out = tmp_path / "reports"
     result = subprocess.run(
@@ -110,9 +121,9 @@ def test_report_commands_rebuild_a_past_digest(tmp_path: Path, smtp: SmtpSink) -
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    html = (out / f"digest-{ASOF}.html").read_text()
-    assert f'src="equity-{ASOF}.png"' in html
-    assert png_size((out / f"equity-{ASOF}.png").read_bytes()) == (900, 500)
+    html = (out / f"digest-{NEXT}.html").read_text()  # the last session's
+    assert f'src="equity-{NEXT}.png"' in html
+    assert png_size((out / f"equity-{NEXT}.png").read_bytes()) == (900, 500)
 
     daemon_proc = subprocess.Popen(
         [sys.executable, "-m", "actors", "run", "--config", str(config)],

@@ -5,6 +5,12 @@ and the equity chart as an inline PNG) out. The HTML is written for real mail
 clients: one column of tables, every style inline (clients drop ``<style>``
 blocks), no external CSS, fonts or images (the chart is ``cid:equity``), and
 every value HTML-escaped.
+
+It reads on a phone (390 px wide) without the page scrolling sideways: the
+layout tables are ``table-layout:fixed`` at ``width:100%`` (so no content can
+widen them), each data table scrolls inside its own
+``<div style="overflow-x:auto;max-width:100%">``, prose and ids wrap anywhere
+(``overflow-wrap:anywhere``), the chart is ``max-width:100%;height:auto``.
 """
 
 from __future__ import annotations
@@ -36,11 +42,16 @@ class DigestData:
     after_risk, executed); ``why_no_trade`` (strategy, symbol, stage, reason,
     details); ``trades`` (strategy, symbol, action, shares, exec_price,
     slippage_cost, commission_cost, total_cost); ``positions`` (strategy,
-    symbol, shares, avg_price, last_price, unrealized_pnl, stop_price);
-    ``kill_switches`` (switch, reason, since); ``reconciliation`` (passed,
+    symbol, shares, avg_price, last_price (the latest close known; None: no
+    mark), last_date (that close's date), unrealized_pnl, stop_price,
+    resting_stop); ``open_orders`` (strategy, symbol, side, qty, filled,
+    status): our open orders, not the stops resting at the broker (the
+    positions list those); ``kill_switches`` (switch, reason, since); ``reconciliation`` (passed,
     discrepancies: list of dicts such as kind, symbol, local, broker);
     ``performance`` (sharpe, sortino, calmar, max_drawdown, win_rate,
     profit_factor, ... : any name, known ones are labelled and formatted).
+    ``equity_points``: how many points the equity curve has (None: not known);
+    below 2 the digest says the chart starts with the second session.
     """
 
     run_id: str
@@ -60,6 +71,8 @@ class DigestData:
     reconciliation: dict[str, Any] = field(default_factory=dict)
     performance: dict[str, float | None] = field(default_factory=dict)
     equity_png: bytes | None = None
+    open_orders: list[dict[str, Any]] = field(default_factory=list)
+    equity_points: int | None = None
 
 
 def minimal_digest(event: CycleCompleted) -> Message:
@@ -192,7 +205,11 @@ def _metric_rows(performance: Mapping[str, float | None]) -> list[tuple[str, str
 
 @dataclass(frozen=True, slots=True)
 class _Table:
-    """A table shared by the text and HTML renderers; ``numeric`` columns align right."""
+    """A table shared by the text and HTML renderers; ``numeric`` columns align right.
+
+    In HTML, only the ``wrap`` columns (prose) wrap: the others keep each value on one
+    line, and a table wider than the page scrolls inside its own box.
+    """
 
     headers: tuple[str, ...]
     rows: Sequence[tuple[str, ...]]
@@ -200,6 +217,7 @@ class _Table:
     # per row, per cell: +1 green, -1 red, 0 plain
     tones: Sequence[tuple[int, ...]] | None = None
     total: tuple[str, ...] | None = None
+    wrap: frozenset[int] = frozenset()
 
 
 def _funnel_table(funnel: Sequence[Mapping[str, Any]]) -> _Table:
@@ -239,7 +257,9 @@ def _why_groups(rejections: Sequence[Mapping[str, Any]]) -> dict[str, _Table]:
                 for e in examples
             )
             rows.append((stage, reason, str(count), shown))
-        groups[strategy] = _Table(("Stage", "Reason", "Count", "Examples"), rows, frozenset({2}))
+        groups[strategy] = _Table(
+            ("Stage", "Reason", "Count", "Examples"), rows, frozenset({2}), wrap=frozenset({3})
+        )
     return groups
 
 
@@ -288,7 +308,7 @@ def _positions_table(positions: Sequence[Mapping[str, Any]]) -> _Table:
             "Symbol",
             "Shares",
             "Avg price",
-            "Last",
+            "Last close",
             "Unrealized P&L",
             "Stop",
             "Resting stop at the broker",
@@ -297,6 +317,41 @@ def _positions_table(positions: Sequence[Mapping[str, Any]]) -> _Table:
         numeric=frozenset(range(2, 7)),
         tones=tones,
     )
+
+
+def _open_orders_table(orders: Sequence[Mapping[str, Any]]) -> _Table:
+    rows = [
+        (
+            str(o.get("strategy", "?")),
+            str(o.get("symbol", "?")),
+            str(o.get("side", "?")).upper(),
+            _shares(o.get("qty")),
+            _shares(o.get("filled")),
+            str(o.get("status", "?")),
+        )
+        for o in orders
+    ]
+    return _Table(
+        ("Strategy", "Symbol", "Side", "Qty", "Filled", "Status"), rows, frozenset({3, 4})
+    )
+
+
+def _marks_note(positions: Sequence[Mapping[str, Any]]) -> str:
+    """How the positions are marked (under the positions table)."""
+    dates = sorted({str(d) for p in positions if (d := p.get("last_date"))})
+    when = f" ({', '.join(dates)})" if dates else ""
+    return (
+        f"Last close: the latest daily close in the bar cache on or before the session{when};"
+        " unrealized P&L = (last close - avg price) x shares; n/a: no close known."
+    )
+
+
+def _chart_pending(data: DigestData) -> bool:
+    """The equity curve has too few points for a chart yet (the first session)."""
+    return data.equity_png is None and data.equity_points is not None and data.equity_points < 2
+
+
+CHART_PENDING = "Equity chart from the second session on."
 
 
 def _discrepancy_table(discrepancies: Sequence[Any]) -> _Table:
@@ -338,10 +393,19 @@ def _since(value: Any) -> str:
 # ---------------------------------------------------------------- subject and summary
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def digest_subject(data: DigestData) -> str:
-    """``tradingd 2026-11-23: completed, 3 orders, P&L +0.42%``."""
-    n = len(data.trades)
-    parts = [f"{data.status}", f"{n} order{'' if n == 1 else 's'}"]
+    """``tradingd 2026-11-23: completed, 3 trades, 1 open order, P&L +0.42%``.
+
+    The counts are the rows of the trades and open-orders tables (open orders only
+    when there are any), so the subject and the body always agree.
+    """
+    parts = [f"{data.status}", _count(len(data.trades), "trade")]
+    if data.open_orders:
+        parts.append(_count(len(data.open_orders), "open order"))
     if data.daily_pnl is not None:
         parts.append(f"P&L {_pct(data.daily_pnl, signed=True)}")
     if data.kill_switches:
@@ -387,9 +451,9 @@ def _reconciliation_line(rec: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------- plain text
 
 
-def _text_table(table: _Table, indent: str = "  ") -> list[str]:
+def _text_table(table: _Table, indent: str = "  ", empty: str = "(none)") -> list[str]:
     if not table.rows:
-        return [f"{indent}(none)"]
+        return [f"{indent}{empty}"]
     body = [*table.rows, *([table.total] if table.total else [])]
     widths = [
         max(len(table.headers[i]), *(len(r[i]) for r in body)) for i in range(len(table.headers))
@@ -442,7 +506,15 @@ def render_text(data: DigestData) -> str:
         out += _text_table(table, indent="    ")
     out.append("")
     out += ["TRADES", *_text_table(_trades_table(data.trades)), ""]
-    out += ["POSITIONS", *_text_table(_positions_table(data.positions)), ""]
+    out += ["POSITIONS", *_text_table(_positions_table(data.positions))]
+    if data.positions:
+        out.append(f"  {_marks_note(data.positions)}")
+    out += [
+        "",
+        "OPEN ORDERS",
+        *_text_table(_open_orders_table(data.open_orders), empty="None."),
+        "",
+    ]
     out += ["RECONCILIATION", f"  {_reconciliation_line(data.reconciliation)}"]
     discrepancies = data.reconciliation.get("discrepancies") or []
     if discrepancies:
@@ -453,15 +525,24 @@ def render_text(data: DigestData) -> str:
     out += _text_pairs(metric_rows) if metric_rows else ["  (not enough history yet)"]
     if data.equity_png is not None:
         out += ["", "The equity curve is attached to the HTML version of this message."]
+    elif _chart_pending(data):
+        out += ["", CHART_PENDING]
     return "\n".join(out) + "\n"
 
 
 # ---------------------------------------------------------------- HTML
 
 _FONT = "font-family:Arial,Helvetica,sans-serif;"
+# Prose, ids and symbols wrap anywhere rather than widen the page.
+_WRAP = "overflow-wrap:anywhere;word-break:break-word;"
 _GREEN = "#1a7f37"
 _RED = "#cf222e"
 _STATUS_COLOURS = {"completed": _GREEN, "halted": "#9a6700", "failed": _RED}
+# A layout table: its width comes from its container, never from its content.
+_LAYOUT = (
+    '<table role="presentation" cellpadding="0" cellspacing="0" border="0" width="{width}" '
+    'style="border-collapse:collapse;table-layout:fixed;width:100%;{style}">'
+)
 
 
 def _e(value: Any) -> str:
@@ -470,16 +551,19 @@ def _e(value: Any) -> str:
 
 def _h2(title: str) -> str:
     return (
-        f'<h2 style="{_FONT}font-size:16px;color:#24292f;margin:24px 0 8px 0;'
+        f'<h2 style="{_FONT}{_WRAP}font-size:16px;color:#24292f;margin:24px 0 8px 0;'
         f'border-bottom:1px solid #d0d7de;padding-bottom:4px;">{_e(title)}</h2>'
     )
 
 
 def _p(text: str, style: str = "") -> str:
-    return f'<p style="{_FONT}font-size:13px;color:#57606a;margin:4px 0;{style}">{_e(text)}</p>'
+    return (
+        f'<p style="{_FONT}{_WRAP}font-size:13px;color:#57606a;margin:4px 0;{style}">{_e(text)}</p>'
+    )
 
 
 def _html_table(table: _Table, empty: str = "None.") -> str:
+    """A data table in a box that scrolls sideways when the table is wider than the page."""
     if not table.rows:
         return _p(empty)
     cell = f"{_FONT}font-size:13px;padding:4px 8px;border-bottom:1px solid #eaeef2;"
@@ -495,7 +579,14 @@ def _html_table(table: _Table, empty: str = "None.") -> str:
             tone = tones[i] if tones else 0
             colour = {1: _GREEN, -1: _RED}.get(tone, "#24292f")
             align = "right" if i in table.numeric else "left"
-            tds.append(f'<td style="{cell}text-align:{align};color:{colour};{extra}">{_e(c)}</td>')
+            flow = (
+                "overflow-wrap:break-word;min-width:160px;"
+                if i in table.wrap
+                else "white-space:nowrap;"
+            )
+            tds.append(
+                f'<td style="{cell}{flow}text-align:{align};color:{colour};{extra}">{_e(c)}</td>'
+            )
         return "<tr>" + "".join(tds) + "</tr>"
 
     body = "".join(
@@ -504,14 +595,15 @@ def _html_table(table: _Table, empty: str = "None.") -> str:
     if table.total:
         body += row(table.total, None, "font-weight:bold;border-top:2px solid #d0d7de;")
     return (
+        '<div style="overflow-x:auto;max-width:100%;margin:4px 0 8px 0;">'
         '<table role="presentation" cellpadding="0" cellspacing="0" border="0" width="100%" '
-        'style="border-collapse:collapse;width:100%;margin:4px 0 8px 0;">'
-        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        'style="border-collapse:collapse;width:100%;">'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
     )
 
 
 def _html_pairs(pairs: Sequence[tuple[str, str]], tones: Mapping[str, int] | None = None) -> str:
-    cell = f"{_FONT}font-size:13px;padding:3px 8px;"
+    cell = f"{_FONT}{_WRAP}font-size:13px;padding:3px 8px;"
     rows = []
     for key, value in pairs:
         colour = {1: _GREEN, -1: _RED}.get((tones or {}).get(key, 0), "#24292f")
@@ -519,63 +611,71 @@ def _html_pairs(pairs: Sequence[tuple[str, str]], tones: Mapping[str, int] | Non
             f'<tr><td style="{cell}color:#57606a;width:40%;">{_e(key)}</td>'
             f'<td style="{cell}color:{colour};font-weight:bold;">{_e(value)}</td></tr>'
         )
-    return (
-        '<table role="presentation" cellpadding="0" cellspacing="0" border="0" width="100%" '
-        f'style="border-collapse:collapse;width:100%;">{"".join(rows)}</table>'
-    )
+    return _LAYOUT.format(width="100%", style="") + "".join(rows) + "</table>"
 
 
-def render_html(data: DigestData) -> str:
-    """The HTML part: single column, inline styles only, images by ``cid:``."""
+def _html_header(data: DigestData) -> list[str]:
+    """The document head, the centred 680 px column, the title and the status."""
     colour = _STATUS_COLOURS.get(data.status, "#57606a")
-    parts = [
+    return [
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{_e(digest_subject(data))}</title></head>",
         '<body style="margin:0;padding:0;background:#f6f8fa;">',
-        '<table role="presentation" cellpadding="0" cellspacing="0" border="0" width="100%" '
-        'style="background:#f6f8fa;"><tr><td align="center" style="padding:16px 8px;">',
-        '<table role="presentation" cellpadding="0" cellspacing="0" border="0" width="680" '
-        'style="width:100%;max-width:680px;background:#ffffff;border:1px solid #d0d7de;'
-        'border-radius:6px;"><tr><td style="padding:16px 20px;">',
-        f'<h1 style="{_FONT}font-size:20px;color:#24292f;margin:0 0 4px 0;">'
-        f"tradingd daily digest: {_e(data.asof.isoformat())}</h1>",
-        f'<p style="{_FONT}font-size:14px;margin:4px 0;">'
+        _LAYOUT.format(width="100%", style="background:#f6f8fa;"),
+        '<tr><td align="center" style="padding:16px 8px;">',
+        _LAYOUT.format(
+            width="680",
+            style="max-width:680px;margin:0 auto;background:#ffffff;"
+            "border:1px solid #d0d7de;border-radius:6px;border-collapse:separate;",
+        ),
+        '<tr><td align="left" style="padding:16px 12px;">',
+        f'<h1 style="{_FONT}{_WRAP}font-size:20px;color:#24292f;margin:0 0 4px 0;">'
+        "tradingd daily digest: "
+        f'<span style="white-space:nowrap;">{_e(data.asof.isoformat())}</span></h1>',
+        f'<p style="{_FONT}{_WRAP}font-size:14px;margin:4px 0;">'
         f'<span style="display:inline-block;padding:2px 8px;border-radius:10px;'
         f'background:{colour};color:#ffffff;font-weight:bold;">{_e(data.status.upper())}</span>'
         f"&nbsp;{_e(data.reason)}</p>",
     ]
-    if data.kill_switches:
-        items = "".join(
-            f'<li style="margin:2px 0;"><b>{_e(k.get("switch", "?"))}</b>: '
-            f"{_e(k.get('reason', ''))}"
-            + (f" (since {_e(_since(k.get('since')))})" if k.get("since") else "")
-            + "</li>"
-            for k in data.kill_switches
-        )
-        parts.append(
-            f'<div style="{_FONT}font-size:13px;background:#ffebe9;border:2px solid {_RED};'
-            f'border-radius:6px;color:#82071e;padding:8px 12px;margin:12px 0;">'
-            f"<b>Active kill switches: new entries are halted</b>"
-            f'<ul style="margin:6px 0 0 0;padding-left:20px;">{items}</ul></div>'
-        )
-    parts.append(_h2("Portfolio"))
-    parts.append(_html_pairs(_portfolio_rows(data), {"Daily P&L": _sign(data.daily_pnl)}))
+
+
+def _html_kill_switches(data: DigestData) -> list[str]:
+    if not data.kill_switches:
+        return []
+    items = "".join(
+        f'<li style="margin:2px 0;"><b>{_e(k.get("switch", "?"))}</b>: '
+        f"{_e(k.get('reason', ''))}"
+        + (f" (since {_e(_since(k.get('since')))})" if k.get("since") else "")
+        + "</li>"
+        for k in data.kill_switches
+    )
+    return [
+        f'<div style="{_FONT}{_WRAP}font-size:13px;background:#ffebe9;border:2px solid {_RED};'
+        f'border-radius:6px;color:#82071e;padding:8px 12px;margin:12px 0;">'
+        f"<b>Active kill switches: new entries are halted</b>"
+        f'<ul style="margin:6px 0 0 0;padding-left:20px;">{items}</ul></div>'
+    ]
+
+
+def _html_chart(data: DigestData) -> list[str]:
     if data.equity_png is not None:
-        parts.append(
+        return [
             f'<img src="cid:{EQUITY_CID}" alt="Equity curve" width="640" '
-            'style="display:block;width:100%;max-width:640px;height:auto;border:0;margin:12px 0;">'
-        )
-    parts.append(_h2("Signal funnel"))
-    parts.append(_p("raw → regime → correlation → risk → executed"))
-    parts.append(_html_table(_funnel_table(data.funnel), "No strategy ran."))
-    parts.append(_h2("Why no trade"))
+            'style="display:block;width:100%;max-width:100%;height:auto;border:0;margin:12px 0;">'
+        ]
+    return [_p(CHART_PENDING)] if _chart_pending(data) else []
+
+
+def _html_orders(data: DigestData) -> list[str]:
+    """Why no trade, trades, positions (marked to market) and open orders."""
+    parts = [_h2("Why no trade")]
     groups = _why_groups(data.why_no_trade)
     if not groups:
         parts.append(_p("No rejections recorded."))
     for strategy, table in groups.items():
         parts.append(
-            f'<h3 style="{_FONT}font-size:14px;color:#24292f;margin:12px 0 4px 0;">'
+            f'<h3 style="{_FONT}{_WRAP}font-size:14px;color:#24292f;margin:12px 0 4px 0;">'
             f"{_e(strategy)}</h3>"
         )
         parts.append(_html_table(table))
@@ -583,6 +683,22 @@ def render_html(data: DigestData) -> str:
     parts.append(_html_table(_trades_table(data.trades), "No trades this cycle."))
     parts.append(_h2("Positions"))
     parts.append(_html_table(_positions_table(data.positions), "No open positions."))
+    if data.positions:
+        parts.append(_p(_marks_note(data.positions), "font-size:11px;"))
+    parts.append(_h2("Open orders"))
+    parts.append(_html_table(_open_orders_table(data.open_orders), "None."))
+    return parts
+
+
+def render_html(data: DigestData) -> str:
+    """The HTML part: single column, inline styles only, images by ``cid:``."""
+    parts = [*_html_header(data), *_html_kill_switches(data), _h2("Portfolio")]
+    parts.append(_html_pairs(_portfolio_rows(data), {"Daily P&L": _sign(data.daily_pnl)}))
+    parts += _html_chart(data)
+    parts.append(_h2("Signal funnel"))
+    parts.append(_p("raw → regime → correlation → risk → executed"))
+    parts.append(_html_table(_funnel_table(data.funnel), "No strategy ran."))
+    parts += _html_orders(data)
     parts.append(_h2("Reconciliation"))
     rec = data.reconciliation
     tone = _GREEN if rec.get("passed") else (_RED if rec else "#57606a")

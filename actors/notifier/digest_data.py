@@ -4,12 +4,24 @@ Everything comes from what the cycle persisted, so the digest of any past
 session can be rebuilt: its funnel, rejections, trades, the portfolio facts
 the cycle recorded (``cycle_details:<run_id>``), the reconciliation, and the
 performance of the equity curve (broker equity at the end of every cycle)
-with its chart.
+with its chart (from the second point of the curve on: one point draws nothing).
+
+Open orders are our open order intents, not the protective stops resting at
+the broker (``stop_price IS NOT NULL``), which the positions table lists.
+
+Positions are marked to market at the last close the cycle saw (``cycle_details``'
+``marks``), else at the latest daily close in the ``bars`` table
+(the data feed's cache) on or before the cycle's session: not the broker
+snapshots, which carry equity, cash and share counts but no prices, and never
+``positions.current_price``, which nothing updates. Unrealised P&L is
+``(close - avg_price) x shares``; a symbol with no cached close (the synthetic
+and csv providers are never cached) has no mark and shows "n/a".
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -20,7 +32,7 @@ from actors.reports.charts import equity_chart_png
 from actors.reports.performance import FillRecord, closed_trades_from_fills, summarize
 from actors.store.broker_state import BrokerSnapshot, BrokerStateStore
 from actors.store.cycles import CycleJournal, CycleRecord
-from actors.store.orders import OrderStore
+from actors.store.orders import IntentRow, OrderStore
 from actors.store.signals import SignalStore
 from actors.store.state import KillSwitchStore, SystemState
 from daemon.errors import Refusal
@@ -81,6 +93,11 @@ async def digest_data(store: Store, record: CycleRecord, *, chart: bool = True) 
         if r.stop_price is not None
     }
     positions = [p for p in await orders.positions() if float(p["shares"] or 0) > 0]
+    marks = await latest_closes(store, [str(p["symbol"]) for p in positions], record.asof)
+    # The cycle's own last closes come first (every provider; the cache only has some).
+    for symbol, (session, close) in (details.get("marks") or {}).items():
+        marks[str(symbol)] = (dt.date.fromisoformat(str(session)), float(close))
+    open_orders = [_open_order_row(r) for r in await orders.open_intents() if not r.resting]
     switches = [
         {"switch": s.name, "reason": s.reason, "since": s.since.isoformat()}
         for s in await KillSwitchStore(store).active()
@@ -101,7 +118,8 @@ async def digest_data(store: Store, record: CycleRecord, *, chart: bool = True) 
         funnel=funnel,
         why_no_trade=why,
         trades=trades,
-        positions=[_position_row(p, resting) for p in positions],
+        positions=[_position_row(p, resting, marks.get(str(p["symbol"]))) for p in positions],
+        open_orders=open_orders,
         portfolio_value=details.get("portfolio_value"),
         daily_pnl=details.get("daily_pnl"),
         heat=details.get("heat"),
@@ -111,6 +129,7 @@ async def digest_data(store: Store, record: CycleRecord, *, chart: bool = True) 
         reconciliation=_reconciliation(recon),
         performance={k: performance.get(k) for k in PERFORMANCE_KEYS},
         equity_png=png,
+        equity_points=len(curve),
     )
 
 
@@ -120,7 +139,8 @@ def _performance(
     """Performance of the equity curve and its closed trades, and the chart (CPU work)."""
     closed = closed_trades_from_fills([FillRecord.from_mapping(r) for r in fills])
     perf = summarize(equity, closed).as_dict()
-    png = equity_chart_png(equity, title="Equity (end of each cycle)") if chart else None
+    drawn = chart and len(equity) >= 2
+    png = equity_chart_png(equity, title="Equity (end of each cycle)") if drawn else None
     return perf, png
 
 
@@ -159,15 +179,58 @@ def _stop_fill_row(f: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _position_row(p: dict[str, Any], resting: dict[tuple[str, str], str]) -> dict[str, Any]:
-    """The digest's columns of one open position (``resting``: its stop at the broker)."""
+# Every provider's bars: the digest does not know which one is configured; on a date
+# two providers both have, the first by name wins (so the mark is deterministic).
+_LATEST_CLOSES = (
+    "SELECT b.symbol, b.date, b.close FROM bars b JOIN (SELECT symbol, MAX(date) AS date"
+    " FROM bars WHERE date <= ? AND symbol IN ({marks}) GROUP BY symbol) m"
+    " ON m.symbol = b.symbol AND m.date = b.date ORDER BY b.symbol, b.provider"
+)
+
+
+async def latest_closes(
+    store: Store, symbols: Sequence[str], asof: dt.date
+) -> dict[str, tuple[dt.date, float]]:
+    """(date, close) of each symbol's latest cached daily bar on or before ``asof``."""
+    wanted = list(dict.fromkeys(symbols))
+    out: dict[str, tuple[dt.date, float]] = {}
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i : i + 500]
+        sql = _LATEST_CLOSES.format(marks=",".join("?" * len(chunk)))
+        for row in await store.fetchall(sql, (asof.isoformat(), *chunk)):
+            out.setdefault(str(row[0]), (dt.date.fromisoformat(row[1]), float(row[2])))
+    return out
+
+
+def _open_order_row(r: IntentRow) -> dict[str, Any]:
+    """The digest's columns of one of our open orders."""
+    return {
+        "strategy": r.strategy,
+        "symbol": r.symbol,
+        "side": r.side,
+        "qty": r.target_qty,
+        "filled": r.filled_qty,
+        "status": str(r.status),
+    }
+
+
+def _position_row(
+    p: dict[str, Any],
+    resting: dict[tuple[str, str], str],
+    mark: tuple[dt.date, float] | None,
+) -> dict[str, Any]:
+    """The digest's columns of one open position (``resting``: its stop at the broker;
+    ``mark``: the date and price of the latest close, None when no close is known)."""
+    shares, avg = p["shares"], p["avg_price"]
+    pnl = None if mark is None or avg is None else (mark[1] - float(avg)) * float(shares)
     return {
         "strategy": p["strategy"],
         "symbol": p["symbol"],
-        "shares": p["shares"],
-        "avg_price": p["avg_price"],
-        "last_price": p.get("current_price"),
-        "unrealized_pnl": p.get("unrealized_pnl"),
+        "shares": shares,
+        "avg_price": avg,
+        "last_price": None if mark is None else mark[1],
+        "last_date": None if mark is None else mark[0].isoformat(),
+        "unrealized_pnl": pnl,
         "stop_price": p["stop_price"],
         "resting_stop": resting.get((p["strategy"], p["symbol"])),
     }

@@ -251,6 +251,20 @@ def _details(cx: CycleContext) -> dict[str, Any]:
         "drawdown_from_peak": _finite(st.drawdown),
         "high_water_mark": _finite(st.high_water.equity) if st.high_water else None,
         "reconciliation_passed": report.passed,
+        "marks": _marks(cx),
+    }
+
+
+def _marks(cx: CycleContext) -> dict[str, list[Any]]:
+    """symbol -> [session, close] of the last good close the cycle saw, for every symbol
+    held or ordered today (the digest marks its positions at them)."""
+    st = cx.state
+    wanted = {p.symbol for ps in st.positions.values() for p in ps}
+    wanted |= {i.symbol for i in st.outcome.intents}
+    return {
+        s: [lp.session.isoformat(), lp.price]
+        for s, lp in sorted(st.market.last_prices.items())
+        if s in wanted and math.isfinite(lp.price)
     }
 
 

@@ -142,11 +142,91 @@ def sample(**overrides: object) -> DigestData:
     return DigestData(**fields)
 
 
-def test_subject_names_date_status_orders_and_pnl() -> None:
-    """The subject says the session, the status, the order count and the day's P&L."""
-    assert render_digest(sample()).subject == "tradingd 2026-11-23: completed, 3 orders, P&L +0.42%"
+def test_subject_names_date_status_trades_and_pnl() -> None:
+    """The subject says the session, the status, the trade count and the day's P&L."""
+    assert render_digest(sample()).subject == "tradingd 2026-11-23: completed, 3 trades, P&L +0.42%"
     halted = sample(status="halted", trades=[], daily_pnl=None)
-    assert render_digest(halted).subject == "tradingd 2026-11-23: halted, 0 orders"
+    assert render_digest(halted).subject == "tradingd 2026-11-23: halted, 0 trades"
+
+
+def test_subject_counts_are_the_rows_of_the_tables() -> None:
+    """N trades in the subject is N rows in the trades table; open orders likewise."""
+    orders = [
+        {
+            "strategy": "momentum",
+            "symbol": "NVDA",
+            "side": "buy",
+            "qty": 12,
+            "filled": 0,
+            "status": "ACCEPTED",
+        },
+    ]
+    message = render_digest(sample(trades=sample().trades[:1], open_orders=orders))
+    assert message.subject == "tradingd 2026-11-23: completed, 1 trade, 1 open order, P&L +0.42%"
+    assert message.html is not None
+    trades = message.html.split(">Trades</h2>")[1].split("</table>")[0]
+    assert trades.count("<tr>") == 1 + 1  # the header and one trade
+    section = message.text.split("\nTRADES\n")[1].split("\n\n")[0].splitlines()
+    assert len(section) == 2 + 1  # header, rule, one trade
+
+
+def test_open_orders_section() -> None:
+    """Our open orders with strategy, symbol, side, qty, filled and status; "None." without."""
+    orders = [
+        {
+            "strategy": "momentum",
+            "symbol": "NVDA",
+            "side": "buy",
+            "qty": 12,
+            "filled": 5,
+            "status": "PARTIALLY_FILLED",
+        },
+    ]
+    message = render_digest(sample(open_orders=orders))
+    assert message.html is not None
+    section = message.html.split(">Open orders</h2>")[1].split("</table>")[0]
+    cells = ("momentum", "NVDA", "BUY", "12", "5", "PARTIALLY_FILLED")
+    assert re.search("<tr>" + "".join(rf"<td[^>]*>{c}</td>" for c in cells) + "</tr>", section)
+    text = message.text.split("OPEN ORDERS\n")[1].split("\n\n")[0]
+    assert text.splitlines()[0].split() == ["Strategy", "Symbol", "Side", "Qty", "Filled", "Status"]
+    assert text.splitlines()[2].split() == list(cells)
+    empty = render_digest(sample())
+    assert empty.html is not None
+    assert empty.html.split(">Open orders</h2>")[1].startswith("<p")
+    assert "None.</p>" in empty.html.split(">Open orders</h2>")[1].split("<h2")[0]
+    assert "OPEN ORDERS\n  None.\n" in empty.text
+
+
+def test_position_without_a_mark_shows_na_not_the_average_price() -> None:
+    """No close known: "Last close" and the unrealised P&L are n/a."""
+    unmarked = [
+        {
+            "strategy": "momentum",
+            "symbol": "AAPL",
+            "shares": 10,
+            "avg_price": 190.25,
+            "last_price": None,
+            "unrealized_pnl": None,
+            "stop_price": 181.1,
+        },
+    ]
+    text = render_text(sample(positions=unmarked))
+    row = next(r for r in text.split("POSITIONS")[1].splitlines() if "AAPL" in r)
+    assert row.split()[:6] == ["momentum", "AAPL", "10", "$190.25", "n/a", "n/a"]
+
+
+def test_first_session_says_the_chart_comes_later() -> None:
+    """One point of equity draws no chart: the digest says when it starts instead."""
+    message = render_digest(sample(equity_png=None, equity_points=1))
+    assert message.images == ()
+    assert message.html is not None
+    assert "<img" not in message.html
+    assert "Equity chart from the second session on." in message.html
+    assert "Equity chart from the second session on." in message.text
+    later = render_digest(sample(equity_points=2))
+    assert later.html is not None
+    assert "second session" not in later.html
+    assert 'src="cid:equity"' in later.html
 
 
 async def test_digest_email_round_trip(smtp: SmtpSink) -> None:
@@ -156,7 +236,7 @@ async def test_digest_email_round_trip(smtp: SmtpSink) -> None:
     )
     await channel.send(render_digest(sample()))
     [mail] = smtp.messages
-    assert mail["Subject"] == "tradingd 2026-11-23: completed, 3 orders, P&L +0.42%"
+    assert mail["Subject"] == "tradingd 2026-11-23: completed, 3 trades, P&L +0.42%"
     plain = mail.get_body(preferencelist=("plain",))
     html_part = mail.get_body(preferencelist=("html",))
     assert plain is not None
@@ -315,7 +395,7 @@ def test_minimal_digest_from_event() -> None:
     message = minimal_digest(event)
     assert message.kind == "digest"
     assert message.key is None
-    assert message.subject == "tradingd 2026-11-23: failed, 0 orders"
+    assert message.subject == "tradingd 2026-11-23: failed, 0 trades"
     assert message.severity == "critical"
     assert "data feed down" in message.text
     assert re.search(r"momentum\s+3\s+n/a", message.text)
