@@ -770,6 +770,8 @@ def _to_account(raw: TradeAccount) -> BrokerAccount:
         trading_blocked=bool(raw.trading_blocked),
         account_blocked=bool(raw.account_blocked),
         trade_suspended_by_user=bool(raw.trade_suspended_by_user),
+        pattern_day_trader=bool(raw.pattern_day_trader),
+        daytrade_count=int(raw.daytrade_count or 0),
     )
 
 

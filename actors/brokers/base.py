@@ -126,6 +126,9 @@ class BrokerAccount:
     trading_blocked: bool = False
     account_blocked: bool = False
     trade_suspended_by_user: bool = False
+    #: FINRA's pattern day trader rule, as the broker reports it (Alpaca does).
+    pattern_day_trader: bool = False
+    daytrade_count: int = 0  # day trades in the last five sessions
 
     @property
     def can_trade(self) -> bool:

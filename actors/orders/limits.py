@@ -15,6 +15,12 @@ protective stop) is never refused by them: a limit that keeps a position from
 being closed adds risk instead of removing it. Sells are already bounded by what
 is held (the order manager clamps them to the position), and they count towards
 the per-cycle and per-day totals that refuse later buys.
+
+One rule does hold sells back: FINRA's pattern-day-trader rule. In an account under
+$25,000 with its three day trades of five sessions used (or flagged already), a sell
+of shares bought today would be a fourth day trade and the broker would restrict the
+account for 90 days; ``day_trade_refused`` says so, and the order manager holds the
+sell (and the lot's resting stop) until the next session, with the reason.
 """
 
 from __future__ import annotations
@@ -32,6 +38,12 @@ POSITION_NOTIONAL = "max_position_notional"
 PRICE_COLLAR = "price_collar"
 ORDERS_PER_CYCLE = "max_orders_per_cycle"
 ORDERS_PER_DAY = "max_orders_per_day"
+PATTERN_DAY_TRADER = "pattern_day_trader"
+
+#: FINRA Rule 4210: a margin account under this equity may not make a 4th day trade in
+#: five sessions (it would be flagged a pattern day trader and restricted for 90 days).
+PDT_EQUITY_MINIMUM = 25_000.0
+PDT_MAX_DAY_TRADES = 3
 
 
 class LimitsParams(BaseModel):
@@ -158,5 +170,25 @@ def _collar_breach(order: OrderCheck, limits: LimitsParams) -> Breach:
             "price": round(order.price, 4),
             "last_close": round(order.last_close or 0.0, 4),
             "collar": limits.price_collar_pct,
+        },
+    )
+
+
+def day_trade_refused(
+    equity: float, day_trades: int, flagged: bool, *, closes_todays_buy: bool
+) -> Breach | None:
+    """Whether an order that would make a day trade (a sell of shares bought today) must
+    wait: the account is under the PDT equity minimum and has no day trade left (or is
+    flagged already). None: it may go."""
+    if not closes_todays_buy or equity >= PDT_EQUITY_MINIMUM:
+        return None
+    if not flagged and day_trades < PDT_MAX_DAY_TRADES:
+        return None
+    return Breach(
+        PATTERN_DAY_TRADER,
+        {
+            "equity": round(equity, 2),
+            "minimum": PDT_EQUITY_MINIMUM,
+            "day_trades_5_sessions": float(day_trades),
         },
     )

@@ -114,7 +114,7 @@ from actors.messages import (
     SyncRestingStops,
 )
 from actors.orders.intents import SIDES, intent_id, next_status
-from actors.orders.limits import Breach, LimitsParams, OrderCheck, breach
+from actors.orders.limits import Breach, LimitsParams, OrderCheck, breach, day_trade_refused
 from actors.orders.resting_stops import (
     CANCEL_REQUESTED,
     CANCELED_BY_US,
@@ -379,6 +379,10 @@ class OrderManager(Actor):
         strategy_id = await self._strategy_id(spec.strategy)
         qty = spec.qty
         if spec.side == "sell":
+            pdt = await self._day_trade_breach(strategy_id, spec)
+            if pdt is not None:
+                why = f"limit {pdt.describe()}: it would be a day trade; sell at the next session"
+                return _refused(spec, iid, qty, why, f"limit:{pdt.code}")
             available = await self._sellable(strategy_id, spec.symbol)
             if available <= 0:
                 return _refused(spec, iid, 0, "nothing held")
@@ -436,6 +440,28 @@ class OrderManager(Actor):
             return _result(row), False
         row = await self._submit(row)
         return _result(row), _is_blocked(row)
+
+    async def _day_trade_breach(self, strategy_id: int, spec: OrderIntentSpec) -> Breach | None:
+        """The pattern-day-trader rule for a sell of a lot bought today (``orders.limits``)."""
+        rows = await self._orders.positions()
+        today = self._today().isoformat()
+        if not any(
+            int(r["strategy_id"]) == strategy_id
+            and r["symbol"] == spec.symbol
+            and str(r["entry_date"] or "") == today
+            for r in rows
+        ):
+            return None
+        try:
+            account = await self._broker.account()
+        except TradingdError:
+            return None  # unknown: the broker's own check stands behind it
+        return day_trade_refused(
+            account.equity,
+            account.daytrade_count,
+            account.pattern_day_trader,
+            closes_todays_buy=True,
+        )
 
     async def _limit_breach(self, spec: OrderIntentSpec, iid: str) -> Breach | None:
         """The pre-trade limit this buy breaks, if any (the cycle checked them already: this is

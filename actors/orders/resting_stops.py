@@ -50,6 +50,7 @@ import structlog
 from actors.brokers.base import Broker, BrokerOrder
 from actors.messages import IntentKind, IntentStatus, RestingStopChange, StopAction
 from actors.orders.intents import resting_stop_id
+from actors.orders.limits import Breach, day_trade_refused
 from actors.store.orders import IntentRow, OrderStore
 from daemon.clock import Clock
 from daemon.errors import TradingdError
@@ -167,6 +168,7 @@ class _Lot:
     strategy: str
     shares: int
     stop: float | None
+    bought_today: bool = False
 
 
 class RestingStops:
@@ -205,6 +207,7 @@ class RestingStops:
             if r.side == "sell" and not r.resting
         }
         lot_by_key = dict(lots)
+        pdt = await self._day_trades_left(lots)
         for key in sorted(set(lot_by_key) | set(live)):
             if key in exiting:
                 continue  # our own sell is on its way; its cancel-first gate took the stop
@@ -215,6 +218,7 @@ class RestingStops:
                 live.get(key, []),
                 vanished=key in vanished,
                 shares=(book.get(key[1], 0), at_broker.get(key[1], 0)),
+                pdt=pdt,
             )
             if change is not None:
                 changes.append(change)
@@ -231,8 +235,10 @@ class RestingStops:
         *,
         vanished: bool,
         shares: tuple[int, int],
+        pdt: Breach | None = None,
     ) -> RestingStopChange | None:
-        """One lot: ``shares`` is (the book's, the broker's) of its symbol, all lots."""
+        """One lot: ``shares`` is (the book's, the broker's) of its symbol, all lots;
+        ``pdt``: why a stop on a buy of today must wait for the next session, if it must."""
         want = None if lot is None else want_for(lot.shares, lot.stop)
         if any(s.broker is None for s in live):
             return None  # a stop whose state the broker did not tell: next time
@@ -241,6 +247,12 @@ class RestingStops:
             return None
         name = lot.strategy if lot is not None else live[0].row.strategy
         symbol = key[1]
+        if action is not StopAction.CANCELED and pdt is not None and lot and lot.bought_today:
+            why = (
+                f"a stop that sold today's buy would be a day trade, and the account has none"
+                f" left ({pdt.describe()}): the stop is placed at the next session"
+            )
+            return RestingStopChange(name, symbol, StopAction.HELD, 0, None, why)
         if action is not StopAction.CANCELED and shares[0] > shares[1]:
             why = (
                 f"the broker holds {shares[1]} {symbol}, the book {shares[0]}:"
@@ -364,17 +376,34 @@ class RestingStops:
     async def _lots(self) -> list[tuple[Key, _Lot]]:
         """Every open lot in the book: (strategy_id, symbol) -> strategy, shares, stop."""
         lots: list[tuple[Key, _Lot]] = []
+        today = self._today().isoformat()
         for r in await self._orders.positions():
             shares = int(r["shares"] or 0)
             if shares > 0:
                 stop = r["stop_price"]
-                lots.append(
-                    (
-                        (int(r["strategy_id"]), str(r["symbol"])),
-                        _Lot(str(r["strategy"]), shares, None if stop is None else float(stop)),
-                    )
+                lot = _Lot(
+                    str(r["strategy"]),
+                    shares,
+                    None if stop is None else float(stop),
+                    bought_today=str(r["entry_date"] or "") == today,
                 )
+                lots.append(((int(r["strategy_id"]), str(r["symbol"])), lot))
         return lots
+
+    async def _day_trades_left(self, lots: list[tuple[Key, _Lot]]) -> Breach | None:
+        """Why a stop on today's buys must wait (the pattern-day-trader rule), if it must."""
+        if not any(lot.bought_today for _, lot in lots):
+            return None
+        try:
+            account = await self._broker.account()
+        except TradingdError:
+            return None  # unknown: the broker's own check stands behind it
+        return day_trade_refused(
+            account.equity,
+            account.daytrade_count,
+            account.pattern_day_trader,
+            closes_todays_buy=True,
+        )
 
     # ------------------------------------------------------------ placing
 

@@ -254,6 +254,8 @@ class FakeAlpacaTradingServer:
         self.rate_limit = rate_limit
         self.wallclock = wallclock
         self.trading_blocked = False
+        self.pattern_day_trader = False  # what the account reports (set by tests)
+        self.daytrade_count = 0
         self.account_blocked = False
         self.trade_suspended_by_user = False
         self.holidays: set[dt.date] = set()
@@ -979,7 +981,7 @@ class FakeAlpacaTradingServer:
             "accrued_fees": "0",
             "pending_transfer_in": "0",
             "portfolio_value": _num(round(equity, 2)),
-            "pattern_day_trader": False,
+            "pattern_day_trader": self.pattern_day_trader,
             "trading_blocked": self.trading_blocked,
             "transfers_blocked": False,
             "account_blocked": self.account_blocked,
@@ -995,7 +997,7 @@ class FakeAlpacaTradingServer:
             "maintenance_margin": "0",
             "last_maintenance_margin": "0",
             "sma": "0",
-            "daytrade_count": 0,
+            "daytrade_count": self.daytrade_count,
             "options_approved_level": 0,
             "options_trading_level": 0,
         }

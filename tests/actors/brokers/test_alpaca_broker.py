@@ -662,3 +662,13 @@ def test_fake_history_stamps_points_as_configured(
         body = json.load(answer)
     [stamped] = [dt.datetime.fromtimestamp(t, NEW_YORK) for t in body["timestamp"]]
     assert stamped == dt.datetime.combine(THU, new_york_time, NEW_YORK)
+
+
+async def test_the_account_reports_the_pattern_day_trader_state(
+    make_broker: MakeBroker, server: FakeAlpacaTradingServer
+) -> None:
+    """Alpaca's pattern_day_trader and daytrade_count reach BrokerAccount (the PDT rule)."""
+    server.daytrade_count = 2
+    server.pattern_day_trader = True
+    account = await make_broker().account()
+    assert (account.daytrade_count, account.pattern_day_trader) == (2, True)

@@ -9,13 +9,23 @@ before it writes or sends anything.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
 
+from actors.brokers.base import BrokerAccount
 from actors.brokers.sim import SimBroker
 from actors.market.calendar import ExchangeCalendar
-from actors.messages import Flatten, IntentKind, IntentStatus, OrderIntentSpec, PlaceOrders
+from actors.messages import (
+    Flatten,
+    IntentKind,
+    IntentStatus,
+    OrderIntentSpec,
+    PlaceOrders,
+    StopAction,
+    SyncRestingStops,
+)
 from actors.orders import limits
 from actors.orders.limits import LimitsParams, OrderCheck, breach
 from actors.orders.manager import OrderManager
@@ -142,3 +152,44 @@ async def test_a_flatten_cancels_open_orders_first_then_sells(store: Store) -> N
         ("AAA", "sell", IntentStatus.FILLED),
     ]
     assert await broker.positions() == []
+
+
+class SmallMarginAccount(SimBroker):
+    """A simulated account that reports $20,000 of equity and three day trades used."""
+
+    async def account(self) -> BrokerAccount:
+        real = await super().account()
+        return dataclasses.replace(real, equity=20_000.0, daytrade_count=3)
+
+
+async def test_the_pattern_day_trader_rule_holds_todays_sells_and_stops(store: Store) -> None:
+    """Under $25,000 with no day trade left: a sell (or a resting stop) of today's buy waits
+    for the next session, with the reason; the next session places the stop."""
+    calendar = ExchangeCalendar("XNYS", start=dt.date(2024, 1, 1), end=dt.date(2024, 12, 31))
+    calendar.load()
+    prices = LowPrices()
+    day(prices, MON, 100.0, 99.0, 100.0)
+    day(prices, TUE, 100.0, 99.0, 100.0)
+    clock = SimClock(et(MON, 8))
+    broker = SmallMarginAccount(store, clock=clock, calendar=calendar, prices=prices)
+    mgr = OrderManager(
+        store=store,
+        broker=broker,
+        clock=clock,
+        terms=ReferenceFillTerms(stop_atr_multiple=3.0),
+        broker_stops=True,
+    )
+    await mgr.on_start()
+    buy = OrderIntentSpec("ma_crossover", "AAA", "buy", 10, IntentKind.ENTRY, 100.0, atr=3.0)
+    await mgr.place(PlaceOrders("r1", MON, (buy,)))
+    report = await mgr.sync_stops(SyncRestingStops("t"))
+    assert [c.action for c in report.changes] == [StopAction.HELD]
+    assert "pattern_day_trader" in report.changes[0].detail
+    sell = OrderIntentSpec("ma_crossover", "AAA", "sell", 10, IntentKind.EXIT, 100.0)
+    [refused] = (await mgr.place(PlaceOrders("r1", MON, (sell,)))).results
+    assert refused.status is IntentStatus.REJECTED
+    assert refused.error_code == "limit:pattern_day_trader"
+    assert "day trade" in (refused.error or "")
+    clock.set_time(et(TUE, 8))
+    report = await mgr.sync_stops(SyncRestingStops("t"))
+    assert [c.action for c in report.changes] == [StopAction.PLACED]
