@@ -9,8 +9,8 @@ with its chart (from the second point of the curve on: one point draws nothing).
 Open orders are our open order intents, not the protective stops resting at
 the broker (``stop_price IS NOT NULL``), which the positions table lists.
 
-Positions are marked to market at the last close the cycle saw (``cycle_details``'
-``marks``), else at the latest daily close in the ``bars`` table
+Positions are marked to market at the latest close known: the last close the cycle
+saw (``cycle_details``' ``marks``) or the latest daily close in the ``bars`` table
 (the data feed's cache) on or before the cycle's session: not the broker
 snapshots, which carry equity, cash and share counts but no prices, and never
 ``positions.current_price``, which nothing updates. Unrealised P&L is
@@ -94,9 +94,13 @@ async def digest_data(store: Store, record: CycleRecord, *, chart: bool = True) 
     }
     positions = [p for p in await orders.positions() if float(p["shares"] or 0) > 0]
     marks = await latest_closes(store, [str(p["symbol"]) for p in positions], record.asof)
-    # The cycle's own last closes come first (every provider; the cache only has some).
+    # The cycle's own last closes (every provider has them; the cache only some), unless
+    # the cache knows a later one (a digest rebuilt after the session's close).
     for symbol, (session, close) in (details.get("marks") or {}).items():
-        marks[str(symbol)] = (dt.date.fromisoformat(str(session)), float(close))
+        seen = (dt.date.fromisoformat(str(session)), float(close))
+        cached = marks.get(str(symbol))
+        if cached is None or cached[0] < seen[0]:
+            marks[str(symbol)] = seen
     open_orders = [_open_order_row(r) for r in await orders.open_intents() if not r.resting]
     switches = [
         {"switch": s.name, "reason": s.reason, "since": s.since.isoformat()}
