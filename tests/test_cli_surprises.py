@@ -195,6 +195,11 @@ def test_blocked_cycle_why_no_trade_resume_and_run_cycle_asof(
     assert refused.returncode == 2, refused.stderr
     assert f"--asof {OTHER} is not the current trading date {ASOF}" in one_line(refused.stderr)
     assert ctl_json(workdir, "why-no-trade")["cycle"] is None  # nothing was sent
+    # The daemon refuses it too, for a client that does not check (the raw call form).
+    raw = ctl(workdir, "call", "run-cycle", f"asof={OTHER}")
+    assert raw.returncode != 0, raw.stdout
+    assert f"asof {OTHER} is not the current trading date {ASOF}" in raw.stdout + raw.stderr
+    assert ctl_json(workdir, "why-no-trade")["cycle"] is None
 
     assert ctl(workdir, "halt", "drill").returncode == 0
     assert ctl(workdir, "pause-entries").returncode == 0

@@ -271,6 +271,15 @@ class ControlCommands:
                 "needs force (--force): it only applies to a forced re-run",
                 arg="allow_entries",
             )
+        today = trading_date(self._d.clock.now(), self._calendar)
+        if day != today and not force:
+            # Another date's signals at today's prices stack risk (the client checks too;
+            # this is the daemon's own word on it, for every client).
+            raise CommandError(
+                f"asof {day} is not the current trading date {today}: no orders placed;"
+                " --force runs it anyway",
+                arg="asof",
+            )
         run_id = default_run_id(day, CycleTrigger.OPERATOR, self._d.clock.now())
         start = StartCycle(run_id, day, CycleTrigger.OPERATOR, force, allow_entries)
         try:
