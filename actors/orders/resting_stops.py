@@ -48,6 +48,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from actors.brokers.base import Broker, BrokerOrder
+from actors.market.ticks import stop_tick
 from actors.messages import IntentKind, IntentStatus, RestingStopChange, StopAction
 from actors.orders.intents import resting_stop_id
 from actors.orders.limits import Breach, day_trade_refused
@@ -74,17 +75,6 @@ STALE = "stale"
 
 Key = tuple[int, str]  # (strategy_id, symbol)
 _UNSENT = (IntentStatus.NEW, IntentStatus.SUBMITTED, IntentStatus.UNKNOWN)
-
-
-def stop_tick(price: float) -> float:
-    """``price`` on the broker's tick: whole cents at or above $1, 1/100 cent below.
-
-    Rounded to the nearest tick (a stop half a cent lower or higher is the same
-    protection; rounding always down would drift a replaced stop a cent a time).
-    """
-    if not (math.isfinite(price) and price > 0):
-        raise ValueError(f"a stop price must be positive, got {price!r}")
-    return round(price, 2) if price >= 1.0 else max(0.0001, round(price, 4))
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
+from actors.market.ticks import stop_tick
 from daemon.store.core import Row, Store
 
 LAST_EQUITY_SESSION_KEY = "sim_broker.last_equity_session"
@@ -240,8 +241,7 @@ class SimBrokerWriter:
             rows = list(await cur.fetchall())
         for r in rows:
             qty = math.floor(int(r["qty"]) * ratio + 1e-9)
-            stop = float(r["stop_price"]) / ratio
-            stop = round(stop, 2) if stop >= 1.0 else max(0.0001, round(stop, 4))
+            stop = stop_tick(float(r["stop_price"]) / ratio)
             if qty <= 0:
                 await self._conn.execute(
                     "UPDATE sim_orders SET status = 'canceled' WHERE client_order_id = ?",

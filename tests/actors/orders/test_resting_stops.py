@@ -18,6 +18,7 @@ import pytest
 from actors.brokers.base import BrokerOrderStatus, OrderRejected, OrderRequest, OrderSide
 from actors.brokers.sim import SimBroker
 from actors.market.calendar import ExchangeCalendar
+from actors.market.ticks import stop_tick
 from actors.messages import (
     GetStatus,
     IntentKind,
@@ -37,7 +38,6 @@ from actors.orders.resting_stops import (
     Seen,
     Want,
     judge,
-    stop_tick,
     want_for,
 )
 from actors.risk.fill_terms import ReferenceFillTerms
