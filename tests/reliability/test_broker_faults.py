@@ -10,106 +10,26 @@ operator has cleared the switch.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
-from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
-from actors.brokers.alpaca import AlpacaBroker
-from actors.brokers.base import Broker
 from actors.cycle import kill_switches
-from actors.data_feed.params import DEFAULT_UNIVERSE
-from actors.data_feed.providers import BarProvider
 from actors.data_feed.providers.synthetic import SyntheticProvider
 from actors.messages import AdoptBrokerState, ClearKillSwitch, CycleStatus
-from actors.system.config import Settings, load_settings
-from daemon.clock import SimClock
-from daemon.store import Store
-from tests.fakes.alpaca_trading_server import FakeAlpacaTradingServer, FillMode
-from tests.reliability.harness import CAL, BrokerFactory, Graph, running_graph
+from actors.system.config import Settings
+from tests.fakes.alpaca_trading_server import FakeAlpacaTradingServer
 
 # The first session places 7 orders, the second 5 (checked below where it matters).
-SESSIONS = CAL.sessions_between(dt.date(2026, 11, 16), dt.date(2026, 11, 25))
-TIMEOUT_S = 1.0
-
-
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    # Sized on each strategy's capital: many small orders, which is what these faults need
-    # (sized on the portfolio, the default, the first session places only a few large ones).
-    # The market without corporate actions: the fake is priced from its closes, which are
-    # adjusted as of the last session (tests/reliability/test_resting_stops_alpaca.py and
-    # tests/test_backtest_corporate_actions.py put actions in on purpose).
-    env = {
-        "TRADINGD_RISK__SIZING_BASE": "strategy",
-        "TRADINGD_DATA__SYNTHETIC__CORPORATE_ACTIONS_PER_YEAR": "0",
-    }
-    return load_settings(None, env)
-
-
-@pytest.fixture(scope="module")
-def closes(settings: Settings) -> pd.DataFrame:
-    """The synthetic closes, for the fake's fill prices."""
-    provider = SyntheticProvider(settings.data.synthetic)
-    first = CAL.previous_session(SESSIONS[0])
-    return provider.generate(list(DEFAULT_UNIVERSE), first, SESSIONS[-1])
-
-
-def make_fake(fill_mode: FillMode = "immediate") -> FakeAlpacaTradingServer:
-    """The fake, its 60 s rate window shifted so a 429's reset is at most ~1 s away.
-
-    The broker honours ``X-Ratelimit-Reset`` (it pauses until then); with the
-    fake's own window a single 429 would stall the cycle for up to a minute.
-    """
-    return FakeAlpacaTradingServer(fill_mode=fill_mode, wallclock=lambda: time.time() - 59.0)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAlpacaTradingServer]:
-    with make_fake() as server:
-        yield server
-
-
-def alpaca(fake: FakeAlpacaTradingServer) -> BrokerFactory:
-    def build(_store: Store, _clock: SimClock, _provider: BarProvider) -> Broker:
-        return AlpacaBroker(
-            fake.api_key,
-            fake.secret_key,
-            base_url=fake.url,
-            timeout_s=TIMEOUT_S,
-            backoff_s=0.05,
-        )
-
-    return build
-
-
-async def day(
-    g: Graph, fake: FakeAlpacaTradingServer, closes: pd.DataFrame, session: dt.date
-) -> tuple[CycleStatus, str, list[str]]:
-    """Price the fake at the previous close, run the session; status, reason, new POST ids."""
-    prev = pd.Timestamp(CAL.previous_session(session))
-    rows = closes.loc[closes["date"] == prev]
-    fake.prices.update(
-        {str(s): float(c) for s, c in zip(rows["symbol"], rows["close"], strict=True)}
-    )
-    before = fake.order_posts
-    done = await g.run_day(session)
-    posts = fake.requests_to("POST", "/v2/orders")[before:]
-    assert g.all_running(), g.sup.states()
-    return done.status, done.reason, [str(p.client_order_id) for p in posts]
-
-
-def assert_one_order_per_intent(fake: FakeAlpacaTradingServer, max_posts: int = 1) -> Counter[str]:
-    """No client order id has more than one order at the broker (nor more POSTs than allowed)."""
-    posts = Counter(str(r.client_order_id) for r in fake.requests_to("POST", "/v2/orders"))
-    for cid, count in posts.items():
-        assert fake.orders_for(cid) <= 1, cid
-        assert count <= max_posts, f"{cid} POSTed {count} times"
-    return posts
+from tests.reliability.alpaca_graph import (
+    SESSIONS,
+    alpaca,
+    assert_one_order_per_intent,
+    day,
+    make_fake,
+)
+from tests.reliability.harness import running_graph
 
 
 async def test_read_bursts_of_429_and_5xx_are_retried(

@@ -18,7 +18,6 @@ The graph runs session by session on a SimClock with the synthetic market and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -28,45 +27,17 @@ from actors.data_feed.params import DEFAULT_UNIVERSE
 from actors.data_feed.providers.synthetic import SyntheticProvider
 from actors.market.corporate_actions import ActionKind, CorporateAction
 from actors.messages import CycleStatus, Flatten
-from actors.system.config import Settings, load_settings
+from actors.system.config import Settings
 from tests.fakes.acting_market import ActingMarket
 from tests.fakes.alpaca_trading_server import FakeAlpacaTradingServer
-from tests.reliability.harness import CAL, Graph, running_graph
-from tests.reliability.test_broker_faults import (
+from tests.reliability.alpaca_graph import (
     SESSIONS,
     alpaca,
     assert_one_order_per_intent,
     day,
     make_fake,
 )
-
-
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    """Sized on each strategy's capital: several positions from the first session."""
-    # The market without corporate actions: the fake is priced from its closes, which are
-    # adjusted as of the last session (tests/reliability/test_resting_stops_alpaca.py and
-    # tests/test_backtest_corporate_actions.py put actions in on purpose).
-    env = {
-        "TRADINGD_RISK__SIZING_BASE": "strategy",
-        "TRADINGD_DATA__SYNTHETIC__CORPORATE_ACTIONS_PER_YEAR": "0",
-    }
-    return load_settings(None, env)
-
-
-@pytest.fixture(scope="module")
-def closes(settings: Settings) -> pd.DataFrame:
-    """The synthetic closes, for the fake's fill prices."""
-    provider = SyntheticProvider(settings.data.synthetic)
-    return provider.generate(
-        list(DEFAULT_UNIVERSE), CAL.previous_session(SESSIONS[0]), SESSIONS[-1]
-    )
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAlpacaTradingServer]:
-    with make_fake() as server:
-        yield server
+from tests.reliability.harness import CAL, Graph, running_graph
 
 
 async def _stops_by_symbol(fake: FakeAlpacaTradingServer) -> dict[str, list[dict[str, object]]]:
