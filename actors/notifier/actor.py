@@ -151,8 +151,12 @@ class Notifier(Actor):
 
     async def on_start(self) -> None:
         for box in self._boxes.values():
-            box.idle.set()
-            box.task = asyncio.create_task(self._work(box), name=f"notifier.{box.channel.name}")
+            self._start(box)
+
+    def _start(self, box: _Outbox) -> None:
+        """Start ``box``'s worker (idle until a message comes)."""
+        box.idle.set()
+        box.task = asyncio.create_task(self._work(box), name=f"notifier.{box.channel.name}")
 
     async def on_stop(self) -> None:
         tasks = [box.task for box in self._boxes.values() if box.task is not None]
@@ -273,9 +277,7 @@ class Notifier(Actor):
             if kept is not None:
                 kept.channel = channel
                 continue
-            box = self._boxes[name] = _Outbox(channel)
-            box.idle.set()
-            box.task = asyncio.create_task(self._work(box), name=f"notifier.{name}")
+            self._start(self._boxes.setdefault(name, _Outbox(channel)))
         log.info("notifier_channels_applied", channels=sorted(self._boxes))
 
     @handles(Flush)

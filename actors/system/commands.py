@@ -378,19 +378,7 @@ class ControlCommands:
     async def positions(self, _args: dict[str, Any]) -> dict[str, Any]:
         rows = await self._orders.positions()
         keep = ("strategy", "symbol", "shares", "avg_price", "stop_price", "entry_date")
-        open_orders = [
-            {
-                "intent_id": r.intent_id,
-                "strategy": r.strategy,
-                "symbol": r.symbol,
-                "side": r.side,
-                "qty": r.target_qty,
-                "filled": r.filled_qty,
-                "status": r.status,
-            }
-            for r in await self._orders.open_intents()
-            if not r.resting
-        ]
+        open_orders = self._open_orders(await self._orders.open_intents())["orders"]
         stops = {(p["strategy"], p["symbol"]): p for p in await self._positions_with_stops()}
         return {
             "positions": [
