@@ -3,20 +3,29 @@
 The MA crossover buys MSFT on 2007-10-17 (``tests/test_risk_scenarios.py``). With a
 limit it breaks, the buy is refused after the risk rules, at stage ``LIMITS``, with
 the limit's code and numbers: in the cycle's rejections, in ``why-no-trade``, and no
-order reaches the broker. Without it (the defaults) the same day buys.
+order reaches the broker. Without it (the defaults) the same day buys. In a small
+account with no day trade left, the new position's stop waits for the next session.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from actors.brokers.base import Broker, BrokerAccount
+from actors.brokers.prices import ProviderPriceSource
+from actors.brokers.sim import SimBroker
+from actors.data_feed.providers import BarProvider
+from actors.market.calendar import ExchangeCalendar
 from actors.messages import IntentKind
+from daemon.clock import Clock
+from daemon.store import Store
 from tests.fakes.scenario import Scenario
-from tests.test_risk_scenarios import MA_ONLY, bars
+from tests.test_risk_scenarios import CAL, MA_ONLY, bars
 
 FIRST, ENTRY = dt.date(2007, 10, 15), dt.date(2007, 10, 17)
 
@@ -52,3 +61,40 @@ async def test_a_buy_beyond_a_limit_is_refused_with_its_reason(
         assert refused[0].details["limit"] > 0  # the numbers the operator sees
     # what `tradectl why-no-trade` shows for that (the last) cycle
     assert why["reasons"][f"LIMITS:{reason}"] == 1
+
+
+class _NoDayTradesLeft(SimBroker):
+    """A $20,000 simulated account that reports its three day trades of five sessions used."""
+
+    async def account(self) -> BrokerAccount:
+        return dataclasses.replace(await super().account(), daytrade_count=3)
+
+
+def _small_account(
+    db: Store, calendar: ExchangeCalendar, clock: Clock, provider: BarProvider
+) -> Broker:
+    prices = ProviderPriceSource(provider, calendar, clock)
+    return _NoDayTradesLeft(
+        db, clock=clock, calendar=calendar, prices=prices, initial_cash=20_000.0, actions=provider
+    )
+
+
+async def test_the_pattern_day_trader_rule_moves_a_new_positions_stop_to_the_next_session(
+    tmp_path: Path,
+) -> None:
+    """Under $25,000 with no day trade left: MSFT's stop is not rested the day it is bought
+    (a same-day fill would be a fourth day trade), the cycle says why, and the next
+    session's cycle places it."""
+    after = CAL.next_session(ENTRY)
+    data = bars(FIRST, after)
+    async with Scenario(
+        tmp_path, data, settings=MA_ONLY, cash=20_000.0, broker=_small_account
+    ) as sc:
+        days = await sc.run(FIRST, after, restart=True)
+        entries = [r for r in await sc.orders() if r.kind is IntentKind.ENTRY]
+        stops = await sc.resting_stops()
+    assert [(e.symbol, e.asof) for e in entries] == [("MSFT", ENTRY)]
+    by_day = {d.session: d.cycle.reason for d in days}
+    assert "resting stop held: ma_crossover MSFT" in by_day[ENTRY]
+    assert "day trade" in by_day[ENTRY]
+    assert [(s.symbol, s.asof, s.status.value) for s in stops] == [("MSFT", after, "ACCEPTED")]
