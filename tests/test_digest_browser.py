@@ -280,7 +280,7 @@ def test_positions_are_marked_at_the_latest_cached_close(built: Built) -> None:
         assert p["unrealized_pnl"] != 0
     text = render_digest(built.last).text
     line = next(r for r in text.split("POSITIONS")[1].splitlines() if f" {built.unmarked} " in r)
-    assert "n/a" not in line.split()[4:6]  # marked, at the cycle's own close
+    assert "—" not in line.split()[4:6]  # marked, at the cycle's own close
 
 
 def test_open_orders_are_ours_not_the_stops_resting_at_the_broker(built: Built) -> None:

@@ -81,10 +81,10 @@ async def test_a_gap_down_exits_at_the_open_through_the_resting_stop(
     assert reported not in after[0].cycle.reason  # reported once
     # The digest of the day before shows the stop resting with the position ...
     assert "Resting stop at the broker" in held_digest
-    assert f"{held.shares} @ {stop.stop_price:.2f} (ACCEPTED)" in held_digest
+    assert f"{held.shares:,} @ ${stop.stop_price:,.2f} (ACCEPTED)" in held_digest
     # ... and the fall's digest its fill among the trades.
     text = render_text(digest)
-    assert f"SELL (stop {stop.stop_price:.2f} at the broker)" in text
+    assert f"SELL (stop ${stop.stop_price:,.2f} at the broker)" in text
 
 
 async def _record(sc: Scenario, run_id: str) -> Any:

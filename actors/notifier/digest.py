@@ -20,10 +20,13 @@ import html
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from actors.messages import CycleCompleted
 from actors.notifier.channels import InlineImage, Message
+from actors.reports import numbers
+from actors.reports.numbers import MISSING
 
 EQUITY_CID = "equity"
 
@@ -34,9 +37,11 @@ EQUITY_CID = "equity"
 class DigestData:
     """Everything the digest shows about one cycle (the lead's builder reads the store).
 
-    Ratios are fractions: ``daily_pnl`` 0.0042 is +0.42 %, ``heat`` 0.31 is
-    31 % of the portfolio. ``None`` means "not known for this cycle" (a cycle
-    halted before reconciliation has no portfolio value) and shows as "n/a".
+    Ratios are fractions: ``daily_pnl`` 0.0042 is +0.42 % (shown "+0.4%"), ``heat``
+    0.31 is 31 % of the portfolio. ``None`` means "not known for this cycle" (a cycle
+    halted before reconciliation has no portfolio value) and shows as "—", as NaN does.
+    Numbers are shown as ``actors.reports.numbers`` formats them: money to the cent,
+    fractions as percents to 0.1 %, ratios such as Sharpe to two decimals.
 
     Row dicts: ``funnel`` (strategy, raw, after_regime, after_correlation,
     after_risk, executed); ``why_no_trade`` (strategy, symbol, stage, reason,
@@ -48,8 +53,9 @@ class DigestData:
     status): our open orders, not the stops resting at the broker (the
     positions list those); ``kill_switches`` (switch, reason, since); ``reconciliation`` (passed,
     discrepancies: list of dicts such as kind, symbol, local, broker);
-    ``performance`` (sharpe, sortino, calmar, max_drawdown, win_rate,
-    profit_factor, ... : any name, known ones are labelled and formatted).
+    ``performance`` (``PerformanceSummary``'s names: total_return, sharpe_ratio,
+    max_drawdown, win_rate, average_win, ...: any name, known ones are labelled and
+    formatted, an unknown one as its field or as a ratio).
     ``equity_points``: how many points the equity curve has (None: not known);
     below 2 the digest says the chart starts with the second session.
     """
@@ -91,101 +97,49 @@ def minimal_digest(event: CycleCompleted) -> Message:
 
 # ---------------------------------------------------------------- formatting
 
-NA = "n/a"
+# Every number goes through actors.reports.numbers (as tradectl's do): money to the
+# cent, fractions as percents to 0.1 %, missing, NaN and inf as an em dash.
+NA = MISSING
 
 
-def _num(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return NA
-    try:
-        return f"{float(value):,.{digits}f}"
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _shares(value: Any) -> str:
-    if value is None:
-        return NA
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    return f"{number:,.0f}" if number.is_integer() else f"{number:,.4f}"
-
-
-def _money(value: Any) -> str:
-    if value is None:
-        return NA
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    sign = "-" if number < 0 else ""
-    return f"{sign}${abs(number):,.2f}"
-
-
-def _signed_money(value: Any) -> str:
-    if value is None:
-        return NA
-    text = _money(value)
-    return text if text.startswith("-") else f"+{text}"
-
-
-def _pct(value: Any, *, signed: bool = False) -> str:
-    if value is None:
-        return NA
-    try:
-        number = float(value) * 100
-    except (TypeError, ValueError):
-        return str(value)
-    return f"{number:+.2f}%" if signed else f"{number:.2f}%"
-
-
-def _int(value: Any) -> str:
-    if value is None:
-        return NA
-    try:
-        return str(int(value))
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _details(value: Any) -> str:
+def _details(value: Any, reason: str) -> str:
     if value is None or value in ({}, ""):
         return ""
     if isinstance(value, Mapping):
-        return ", ".join(f"{k}={_plain(v)}" for k, v in value.items())
+        return numbers.details(value, reason)
     return str(value)
 
 
-def _plain(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+def _example(rejection: Mapping[str, Any], reason: str) -> str:
+    """A rejected symbol and its details: "MS (heat_after=38.2%, limit=30.0%)"."""
+    shown = _details(rejection.get("details"), reason)
+    return f"{rejection.get('symbol', '?')}" + (f" ({shown})" if shown else "")
 
 
 def _sign(value: Any) -> int:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
+    if not numbers.known(value):
         return 0
+    number = float(value)
     return (number > 0) - (number < 0)
 
 
-# name -> (label, formatter), in display order
+# name (as PerformanceSummary has it) -> (label, formatter), in display order. Returns,
+# the drawdown and the win rate are fractions (shown as percents); the average win and
+# loss are dollars of P&L; the holding period is in calendar days.
 _METRICS: dict[str, tuple[str, Callable[[Any], str]]] = {
-    "total_return": ("Total return", lambda v: _pct(v, signed=True)),
-    "cagr": ("CAGR", lambda v: _pct(v, signed=True)),
-    "sharpe": ("Sharpe ratio", _num),
-    "sortino": ("Sortino ratio", _num),
-    "calmar": ("Calmar ratio", _num),
-    "max_drawdown": ("Max drawdown", _pct),
-    "win_rate": ("Win rate", _pct),
-    "profit_factor": ("Profit factor", _num),
-    "avg_win": ("Average win", _money),
-    "avg_loss": ("Average loss", _money),
-    "avg_hold_days": ("Average hold (days)", lambda v: _num(v, 1)),
-    "trades": ("Closed trades", _int),
+    "total_return": ("Total return", numbers.signed_percent),
+    "annualized_return": ("Annualized return (CAGR)", numbers.signed_percent),
+    "annualized_volatility": ("Annualized volatility", numbers.percent),
+    "sharpe_ratio": ("Sharpe ratio", numbers.ratio),
+    "sortino_ratio": ("Sortino ratio", numbers.ratio),
+    "calmar_ratio": ("Calmar ratio", numbers.ratio),
+    "max_drawdown": ("Max drawdown", numbers.percent),
+    "win_rate": ("Win rate", numbers.percent),
+    "profit_factor": ("Profit factor", numbers.ratio),
+    "average_win": ("Average win", numbers.signed_money),
+    "average_loss": ("Average loss", numbers.signed_money),
+    "average_holding_sessions": ("Average hold (days)", lambda v: numbers.number(v, 1)),
+    "trade_count": ("Closed trades", numbers.count),
 }
 
 
@@ -196,7 +150,7 @@ def _metric_rows(performance: Mapping[str, float | None]) -> list[tuple[str, str
         if name in performance
     ]
     rows += [
-        (name.replace("_", " ").capitalize(), _num(value))
+        (name.replace("_", " ").capitalize(), numbers.FIELDS.get(name, numbers.ratio)(value))
         for name, value in performance.items()
         if name not in _METRICS
     ]
@@ -222,12 +176,14 @@ class _Table:
 
 def _funnel_table(funnel: Sequence[Mapping[str, Any]]) -> _Table:
     stages = ("raw", "after_regime", "after_correlation", "after_risk", "executed")
-    rows = [(str(r.get("strategy", "?")), *(_int(r.get(s)) for s in stages)) for r in funnel]
+    rows = [
+        (str(r.get("strategy", "?")), *(numbers.count(r.get(s)) for s in stages)) for r in funnel
+    ]
     totals: list[str] = []
     for s in stages:
         values = [r.get(s) for r in funnel]
         known = [int(v) for v in values if v is not None]
-        totals.append(str(sum(known)) if len(known) == len(values) else NA)
+        totals.append(numbers.count(sum(known)) if len(known) == len(values) else NA)
     return _Table(
         ("Strategy", "Raw", "Regime", "Correlation", "Risk", "Executed"),
         rows,
@@ -252,11 +208,8 @@ def _why_groups(rejections: Sequence[Mapping[str, Any]]) -> dict[str, _Table]:
                 for r in items
                 if (str(r.get("stage", "?")), str(r.get("reason", "?"))) == (stage, reason)
             ][:3]
-            shown = "; ".join(
-                f"{e.get('symbol', '?')}" + (f" ({d})" if (d := _details(e.get("details"))) else "")
-                for e in examples
-            )
-            rows.append((stage, reason, str(count), shown))
+            shown = "; ".join(_example(e, reason) for e in examples)
+            rows.append((stage, reason, numbers.count(count), shown))
         groups[strategy] = _Table(
             ("Stage", "Reason", "Count", "Examples"), rows, frozenset({2}), wrap=frozenset({3})
         )
@@ -269,11 +222,11 @@ def _trades_table(trades: Sequence[Mapping[str, Any]]) -> _Table:
             str(t.get("strategy", "?")),
             str(t.get("symbol", "?")),
             str(t.get("action", "?")),
-            _shares(t.get("shares")),
-            _money(t.get("exec_price")),
-            _money(t.get("slippage_cost")),
-            _money(t.get("commission_cost")),
-            _money(t.get("total_cost")),
+            numbers.quantity(t.get("shares")),
+            numbers.money(t.get("exec_price")),
+            numbers.money(t.get("slippage_cost")),
+            numbers.money(t.get("commission_cost")),
+            numbers.money(t.get("total_cost")),
         )
         for t in trades
     ]
@@ -293,11 +246,11 @@ def _positions_table(positions: Sequence[Mapping[str, Any]]) -> _Table:
             (
                 str(p.get("strategy", "?")),
                 str(p.get("symbol", "?")),
-                _shares(p.get("shares")),
-                _money(p.get("avg_price")),
-                _money(p.get("last_price")),
-                _signed_money(pnl),
-                _money(p.get("stop_price")),
+                numbers.quantity(p.get("shares")),
+                numbers.money(p.get("avg_price")),
+                numbers.money(p.get("last_price")),
+                numbers.signed_money(pnl),
+                numbers.money(p.get("stop_price")),
                 str(p.get("resting_stop") or "none"),
             )
         )
@@ -325,8 +278,8 @@ def _open_orders_table(orders: Sequence[Mapping[str, Any]]) -> _Table:
             str(o.get("strategy", "?")),
             str(o.get("symbol", "?")),
             str(o.get("side", "?")).upper(),
-            _shares(o.get("qty")),
-            _shares(o.get("filled")),
+            numbers.quantity(o.get("qty")),
+            numbers.quantity(o.get("filled")),
             str(o.get("status", "?")),
         )
         for o in orders
@@ -342,7 +295,7 @@ def _marks_note(positions: Sequence[Mapping[str, Any]]) -> str:
     when = f" ({', '.join(dates)})" if dates else ""
     return (
         f"Last close: the latest daily close in the bar cache on or before the session{when};"
-        " unrealized P&L = (last close - avg price) x shares; n/a: no close known."
+        f" unrealized P&L = (last close - avg price) x shares; no close known: {MISSING}."
     )
 
 
@@ -354,21 +307,30 @@ def _chart_pending(data: DigestData) -> bool:
 CHART_PENDING = "Equity chart from the second session on."
 
 
+# A position's discrepancy is in shares, the cash's in dollars: (values, difference).
+_DISCREPANCY_UNITS: dict[str, tuple[Callable[[Any], str], Callable[[Any], str]]] = {
+    "position": (numbers.quantity, partial(numbers.quantity, signed=True)),
+    "cash": (numbers.money, numbers.signed_money),
+}
+
+
 def _discrepancy_table(discrepancies: Sequence[Any]) -> _Table:
     rows = []
     for d in discrepancies:
         if isinstance(d, Mapping):
-            local, broker = d.get("local"), d.get("broker")
-            diff = d.get("diff")
-            if diff is None and local is not None and broker is not None:
+            local: Any = d.get("local")
+            broker: Any = d.get("broker")
+            diff: Any = d.get("diff")
+            if diff is None and numbers.known(local) and numbers.known(broker):
                 diff = float(broker) - float(local)
+            unit, signed = _DISCREPANCY_UNITS.get(str(d.get("kind")), (numbers.number,) * 2)
             rows.append(
                 (
                     str(d.get("kind", "?")),
                     str(d.get("symbol") or "-"),
-                    _num(local),
-                    _num(broker),
-                    _num(diff),
+                    unit(local),
+                    unit(broker),
+                    signed(diff),
                 )
             )
         else:
@@ -398,7 +360,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def digest_subject(data: DigestData) -> str:
-    """``tradingd 2026-11-23: completed, 3 trades, 1 open order, P&L +0.42%``.
+    """``tradingd 2026-11-23: completed, 3 trades, 1 open order, P&L +0.4%``.
 
     The counts are the rows of the trades and open-orders tables (open orders only
     when there are any), so the subject and the body always agree.
@@ -406,8 +368,8 @@ def digest_subject(data: DigestData) -> str:
     parts = [f"{data.status}", _count(len(data.trades), "trade")]
     if data.open_orders:
         parts.append(_count(len(data.open_orders), "open order"))
-    if data.daily_pnl is not None:
-        parts.append(f"P&L {_pct(data.daily_pnl, signed=True)}")
+    if numbers.known(data.daily_pnl):
+        parts.append(f"P&L {numbers.signed_percent(data.daily_pnl)}")
     if data.kill_switches:
         parts.append(f"{len(data.kill_switches)} kill switch(es) ACTIVE")
     return f"tradingd {data.asof.isoformat()}: " + ", ".join(parts)
@@ -422,18 +384,20 @@ def _severity(data: DigestData) -> str:
 
 
 def _heat_line(data: DigestData) -> str:
-    if data.heat is None:
+    if not numbers.known(data.heat):
         return NA
-    text = _pct(data.heat)
-    if data.heat_limit:
-        text += f" of {_pct(data.heat_limit)} limit ({data.heat / data.heat_limit:.0%} used)"
+    assert data.heat is not None
+    text = numbers.percent(data.heat)
+    if numbers.known(data.heat_limit) and data.heat_limit:
+        used = numbers.percent(data.heat / data.heat_limit)
+        text += f" of {numbers.percent(data.heat_limit)} limit ({used} used)"
     return text
 
 
 def _portfolio_rows(data: DigestData) -> list[tuple[str, str]]:
     return [
-        ("Portfolio value", _money(data.portfolio_value)),
-        ("Daily P&L", _pct(data.daily_pnl, signed=True)),
+        ("Portfolio value", numbers.money(data.portfolio_value)),
+        ("Daily P&L", numbers.signed_percent(data.daily_pnl)),
         ("Heat", _heat_line(data)),
         ("Regime", data.regime or NA),
     ]

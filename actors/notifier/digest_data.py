@@ -15,7 +15,7 @@ saw (``cycle_details``' ``marks``) or the latest daily close in the ``bars`` tab
 snapshots, which carry equity, cash and share counts but no prices, and never
 ``positions.current_price``, which nothing updates. Unrealised P&L is
 ``(close - avg_price) x shares``; a symbol with no cached close (the synthetic
-and csv providers are never cached) has no mark and shows "n/a".
+and csv providers are never cached) has no mark and shows "—".
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import anyio
 import pandas as pd
 
 from actors.notifier.digest import DigestData
+from actors.reports import numbers
 from actors.reports.charts import equity_chart_png
 from actors.reports.performance import FillRecord, closed_trades_from_fills, summarize
 from actors.store.broker_state import BrokerSnapshot, BrokerStateStore
@@ -70,6 +71,7 @@ PERFORMANCE_KEYS = (
     "average_win",
     "average_loss",
     "average_holding_sessions",
+    "trade_count",
 )
 
 
@@ -88,7 +90,9 @@ async def digest_data(store: Store, record: CycleRecord, *, chart: bool = True) 
         if t["intent_id"] not in resting_ids and not _is_stop_fill(t, stop_fills)
     ] + [_stop_fill_row(f) for f in stop_fills]
     resting = {
-        (r.strategy, r.symbol): f"{r.remaining_qty} @ {r.stop_price:.2f} ({r.status})"
+        (r.strategy, r.symbol): (
+            f"{numbers.quantity(r.remaining_qty)} @ {numbers.money(r.stop_price)} ({r.status})"
+        )
         for r in await orders.resting_stops()
         if r.stop_price is not None
     }
@@ -174,7 +178,7 @@ def _stop_fill_row(f: dict[str, Any]) -> dict[str, Any]:
     return {
         "strategy": f["strategy"],
         "symbol": f["symbol"],
-        "action": f"SELL (stop {f['stop_price']:.2f} at the broker)",
+        "action": f"SELL (stop {numbers.money(f['stop_price'])} at the broker)",
         "shares": f["shares"],
         "exec_price": f["exec_price"],
         "slippage_cost": None,

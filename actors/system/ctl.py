@@ -59,6 +59,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from actors.reports import numbers
+
 SYSTEM_SOCKET: Final = Path("/run/tradingd/tradingd.sock")
 LOCAL_SOCKET: Final = Path("var/run/tradingd.sock")
 SOCKET_FILENAME: Final = "tradingd.sock"
@@ -201,7 +203,12 @@ def _parse_reply(raw: bytes, request_id: str) -> dict[str, Any]:
 
 
 def render(result: Any) -> str:
-    """A readable rendering: ``key: value`` lines, indented nesting, tables for records."""
+    """A readable rendering: ``key: value`` lines, indented nesting, tables for records.
+
+    Numbers are formatted by their field's name (``actors.reports.numbers.by_key``, as
+    the digest's are): ``equity`` "$99,919.00", ``day_pnl_pct`` "-0.1%", ``shares``
+    "16"; a float nothing is known about to at most 4 decimals. ``--json`` is raw.
+    """
     if result is None:
         return "ok"
     return "\n".join(line.rstrip() for line in _render(result, 0))
@@ -219,12 +226,21 @@ def _scalar(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, int | float):
-        return str(value)
+        return numbers.plain(value)
     if isinstance(value, list) and not any(isinstance(v, dict | list) for v in value):
         return ", ".join(_scalar(v) for v in value) if value else "(none)"
     if isinstance(value, dict) and not value:
         return "(none)"
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _field(key: str, value: Any, reason: Any = None) -> str:
+    """A value of the field ``key``: a number by what the name says, a record on one line."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return numbers.by_key(key, value, reason if isinstance(reason, str) else None)
+    if isinstance(value, dict) and value:
+        return numbers.details(value, reason if isinstance(reason, str) else None)
+    return _scalar(value)
 
 
 def _render(value: Any, depth: int) -> list[str]:
@@ -245,7 +261,7 @@ def _render(value: Any, depth: int) -> list[str]:
             lines.append(pad + label)
             lines.extend(_render(item, depth + 1))
         else:
-            lines.append(f"{pad}{label:<{width}} {_scalar(item)}")
+            lines.append(f"{pad}{label:<{width}} {_field(str(key), item)}")
     return lines
 
 
@@ -253,7 +269,10 @@ def _table(records: list[dict[str, Any]], pad: str) -> list[str]:
     columns: list[str] = []
     for record in records:
         columns.extend(str(key) for key in record if str(key) not in columns)
-    cells = [[_scalar(record.get(column)) for column in columns] for record in records]
+    cells = [
+        [_field(column, record.get(column), record.get("reason")) for column in columns]
+        for record in records
+    ]
     numeric = [
         all(
             isinstance(record.get(column), int | float) and not isinstance(record.get(column), bool)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 
 from actors.messages import CycleCompleted, CycleStatus
@@ -128,9 +129,9 @@ def sample(**overrides: object) -> DigestData:
         kill_switches=[],
         reconciliation={"passed": True, "discrepancies": []},
         performance={
-            "sharpe": 1.37,
-            "sortino": 2.05,
-            "calmar": 0.91,
+            "sharpe_ratio": 1.37,
+            "sortino_ratio": 2.05,
+            "calmar_ratio": 0.91,
             "max_drawdown": -0.083,
             "win_rate": 0.56,
             "profit_factor": 1.6,
@@ -144,7 +145,7 @@ def sample(**overrides: object) -> DigestData:
 
 def test_subject_names_date_status_trades_and_pnl() -> None:
     """The subject says the session, the status, the trade count and the day's P&L."""
-    assert render_digest(sample()).subject == "tradingd 2026-11-23: completed, 3 trades, P&L +0.42%"
+    assert render_digest(sample()).subject == "tradingd 2026-11-23: completed, 3 trades, P&L +0.4%"
     halted = sample(status="halted", trades=[], daily_pnl=None)
     assert render_digest(halted).subject == "tradingd 2026-11-23: halted, 0 trades"
 
@@ -162,7 +163,7 @@ def test_subject_counts_are_the_rows_of_the_tables() -> None:
         },
     ]
     message = render_digest(sample(trades=sample().trades[:1], open_orders=orders))
-    assert message.subject == "tradingd 2026-11-23: completed, 1 trade, 1 open order, P&L +0.42%"
+    assert message.subject == "tradingd 2026-11-23: completed, 1 trade, 1 open order, P&L +0.4%"
     assert message.html is not None
     trades = message.html.split(">Trades</h2>")[1].split("</table>")[0]
     assert trades.count("<tr>") == 1 + 1  # the header and one trade
@@ -198,7 +199,7 @@ def test_open_orders_section() -> None:
 
 
 def test_position_without_a_mark_shows_na_not_the_average_price() -> None:
-    """No close known: "Last close" and the unrealised P&L are n/a."""
+    """No close known: "Last close" and the unrealised P&L are a dash."""
     unmarked = [
         {
             "strategy": "momentum",
@@ -212,7 +213,7 @@ def test_position_without_a_mark_shows_na_not_the_average_price() -> None:
     ]
     text = render_text(sample(positions=unmarked))
     row = next(r for r in text.split("POSITIONS")[1].splitlines() if "AAPL" in r)
-    assert row.split()[:6] == ["momentum", "AAPL", "10", "$190.25", "n/a", "n/a"]
+    assert row.split()[:6] == ["momentum", "AAPL", "10", "$190.25", "—", "—"]
 
 
 def test_first_session_says_the_chart_comes_later() -> None:
@@ -236,7 +237,7 @@ async def test_digest_email_round_trip(smtp: SmtpSink) -> None:
     )
     await channel.send(render_digest(sample()))
     [mail] = smtp.messages
-    assert mail["Subject"] == "tradingd 2026-11-23: completed, 3 trades, P&L +0.42%"
+    assert mail["Subject"] == "tradingd 2026-11-23: completed, 3 trades, P&L +0.4%"
     plain = mail.get_body(preferencelist=("plain",))
     html_part = mail.get_body(preferencelist=("html",))
     assert plain is not None
@@ -268,12 +269,12 @@ async def test_digest_email_round_trip(smtp: SmtpSink) -> None:
         "Sortino ratio",
         "Calmar ratio",
         "Max drawdown",
-        "-8.30%",
+        "-8.3%",
         "Win rate",
-        "56.00%",
+        "56.0%",
         "Profit factor",
         "$100,421.37",
-        "31.00% of 60.00% limit",
+        "31.0% of 60.0% limit (51.7% used)",
         "normal",
         "passed",
         'src="cid:equity"',
@@ -370,11 +371,11 @@ def test_failed_reconciliation_is_shown_with_discrepancies() -> None:
     assert message.severity == "critical"
     assert message.html is not None
     assert "FAILED: 1 discrepancy" in message.html
-    assert re.search(r">AAPL</td>.*>10.00</td>.*>12.00</td>.*>2.00</td>", message.html)
+    assert re.search(r">AAPL</td>.*>10</td>.*>12</td>.*>\+2</td>", message.html)
 
 
 def test_halted_cycle_without_data_renders() -> None:
-    """A cycle halted before any data still renders, with n/a and no chart."""
+    """A cycle halted before any data still renders, with dashes and no chart."""
     data = DigestData(run_id="r", asof=ASOF, status="halted", reason="kill switch active")
     message = render_digest(data)
     assert message.images == ()
@@ -384,7 +385,7 @@ def test_halted_cycle_without_data_renders() -> None:
     assert "No trades this cycle." in message.html
     assert "No open positions." in message.html
     assert "not run this cycle" in message.html
-    assert "Portfolio value  n/a" in message.text
+    assert "Portfolio value  —" in message.text
 
 
 def test_minimal_digest_from_event() -> None:
@@ -398,4 +399,94 @@ def test_minimal_digest_from_event() -> None:
     assert message.subject == "tradingd 2026-11-23: failed, 0 trades"
     assert message.severity == "critical"
     assert "data feed down" in message.text
-    assert re.search(r"momentum\s+3\s+n/a", message.text)
+    assert re.search(r"momentum\s+3\s+—", message.text)
+
+
+AWKWARD = {
+    "total_return": 0.123456789,
+    "annualized_return": -0.0271828182845,
+    "sharpe_ratio": 1.23456789,
+    "sortino_ratio": math.nan,
+    "calmar_ratio": None,
+    "max_drawdown": -0.08333333,
+    "win_rate": 0.5555555,
+    "profit_factor": math.inf,
+    "average_win": 1234567.891,
+    "average_loss": -3.4,
+    "average_holding_sessions": 4.666666,
+    "trade_count": 12,
+    "ulcer_index": 3.14159265,  # a name the digest does not know: a ratio
+}
+
+
+def test_performance_figures_are_formatted_for_people() -> None:
+    """Fractions as percents to 0.1 %, ratios to two decimals, P&L in signed dollars,
+    counts whole, and None, NaN or inf as a dash, in the text and the HTML alike."""
+    data = sample(
+        performance=AWKWARD,
+        portfolio_value=12_345_678_901.234,
+        daily_pnl=-0.000449,
+        heat=0.123456,
+        heat_limit=0.3,
+    )
+    message = render_digest(data)
+    section = message.text.split("PERFORMANCE\n")[1].split("\n\n")[0]
+    assert [line.split("  ")[-1].strip() for line in section.splitlines()] == [
+        "+12.3%",
+        "-2.7%",
+        "1.23",
+        "—",
+        "—",
+        "-8.3%",
+        "55.6%",
+        "—",
+        "+$1,234,567.89",
+        "-$3.40",
+        "4.7",
+        "12",
+        "3.14",
+    ]
+    assert "Annualized return (CAGR)" in section
+    assert "Closed trades" in section
+    portfolio = message.text.split("PORTFOLIO\n")[1].split("\n\n")[0]
+    assert "$12,345,678,901.23" in portfolio
+    assert "Daily P&L        0.0%" in portfolio
+    assert "12.3% of 30.0% limit (41.2% used)" in portfolio
+    assert message.subject.endswith("P&L 0.0%")
+    assert message.html is not None
+    for shown in ("+12.3%", "1.23", "-8.3%", "55.6%", "+$1,234,567.89", ">12</td>"):
+        assert shown in message.html, shown
+    for raw in ("nan", "inf", "0.123456789", "1.23456789", "0.5555555", "4.666666"):
+        assert raw not in message.text.lower(), raw
+        assert raw not in message.html.lower().split(">performance</h2>")[1], raw
+
+
+def test_nan_pnl_leaves_the_subject_and_shows_a_dash() -> None:
+    """A NaN day's P&L is not in the subject and is a dash in the body."""
+    message = render_digest(sample(daily_pnl=math.nan, heat=math.nan))
+    assert message.subject == "tradingd 2026-11-23: completed, 3 trades"
+    assert "Daily P&L        —" in message.text
+    assert "Heat             —" in message.text
+
+
+def test_rejection_details_are_formatted_by_name() -> None:
+    """A rejection's details show money, percents and its limit as its reason means them."""
+    why = [
+        {
+            "strategy": "momentum",
+            "symbol": "MS",
+            "stage": "RISK",
+            "reason": "heat_limit",
+            "details": {"heat_after": 0.3823, "limit": 0.3, "trade_value": 9333.85},
+        },
+        {
+            "strategy": "momentum",
+            "symbol": "NVDA",
+            "stage": "LIMITS",
+            "reason": "max_order_notional",
+            "details": {"notional": 25123.456, "limit": 25000.0},
+        },
+    ]
+    text = render_text(sample(why_no_trade=why))
+    assert "MS (heat_after=38.2%, limit=30.0%, trade_value=$9,333.85)" in text
+    assert "NVDA (notional=$25,123.46, limit=$25,000.00)" in text

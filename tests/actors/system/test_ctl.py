@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import shutil
 import socket
 import tempfile
@@ -28,6 +29,7 @@ from actors.system.ctl import (
     LOCAL_SOCKET,
     MAX_REPLY_BYTES,
     default_socket_path,
+    for_people,
     main,
     render,
 )
@@ -160,7 +162,7 @@ async def test_status_is_rendered_for_people(
         assert await ctl(sock_path, "status") == EXIT_OK
     assert capsys.readouterr().out == (
         "state:       running\n"
-        "equity:      100234.5\n"
+        "equity:      $100,234.50\n"
         "kill_switch:\n"
         "  tripped: false\n"
         "  reason:  -\n"
@@ -372,3 +374,66 @@ def test_render_scalars_lists_and_empties() -> None:
     assert render({}) == "(none)"
     assert render({"a": [], "b": {}, "c": [[1, 2]]}) == "a: (none)\nb: (none)\nc: [[1,2]]"
     assert render([{"a": 1}, {"b": None}]) == "a  b\n-  -\n1  -\n-  -"
+
+
+def test_render_formats_money_percents_and_shares_by_field_name() -> None:
+    """Status for people: money to the cent, fractions as percents to 0.1 %, shares whole,
+    NaN a dash, unknown floats to 4 decimals, ints as they are."""
+    status = {
+        "pid": 4456,
+        "uptime_s": 3.3456789,
+        "account": {
+            "equity": 99919.0,
+            "day_pnl": -81.0,
+            "day_pnl_pct": -0.00081,
+            "drawdown_from_peak": -0.0123456,
+            "peak_equity": math.nan,
+            "positions": [
+                {"symbol": "UNH", "qty": 16.0, "mark": 517.74, "unrealized_pnl": -102.12},
+                {"symbol": "NEE", "qty": 160, "mark": None, "unrealized_pnl": 16.2649},
+            ],
+        },
+    }
+    assert render(status) == (
+        "pid:      4456\n"
+        "uptime_s: 3.3457\n"
+        "account:\n"
+        "  equity:             $99,919.00\n"
+        "  day_pnl:            -$81.00\n"
+        "  day_pnl_pct:        -0.1%\n"
+        "  drawdown_from_peak: -1.2%\n"
+        "  peak_equity:        —\n"
+        "  positions:\n"
+        "    symbol  qty  mark     unrealized_pnl\n"
+        "    ------  ---  -------  --------------\n"
+        "    UNH      16  $517.74        -$102.12\n"
+        "    NEE     160        -         +$16.26"
+    )
+
+
+def test_why_no_trade_details_read_as_their_reason_means_them() -> None:
+    """A rejection's details are one line: its limit a percent for heat, dollars for notional."""
+    result = {
+        "cycle": {"run_id": "r1", "asof": "2026-11-23", "status": "completed", "reason": ""},
+        "blocked_by": [],
+        "strategies": {"momentum": {"summary": "2 signals, 0 executed"}},
+        "rejections": [
+            {
+                "run_id": "r1",
+                "symbol": "MS",
+                "reason": "heat_limit",
+                "details": {"heat_after": 0.3823, "limit": 0.3, "trade_value": 9333.85},
+            },
+            {
+                "run_id": "r1",
+                "symbol": "HD",
+                "reason": "max_order_notional",
+                "details": {"notional": 25123.456, "limit": 25000},
+            },
+        ],
+    }
+    lines = for_people("why-no-trade", result).splitlines()
+    assert lines[-2:] == [
+        "  MS      heat_limit          heat_after=38.2%, limit=30.0%, trade_value=$9,333.85",
+        "  HD      max_order_notional  notional=$25,123.46, limit=$25,000.00",
+    ]
