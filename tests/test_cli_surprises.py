@@ -12,7 +12,8 @@ Every daemon runs on a fake clock (``TRADINGD_FAKE_NOW``) during the session of
 - ``backtest`` of a symbol the CSV folder does not have exits 2 naming it;
 - output piped into a closed pipe or ``head`` ends quietly;
 - ``check-config`` and ``run`` exit 78 with one line naming the key (CSV folder,
-  Alpaca keys);
+  Alpaca keys missing, for the other mode, or refused by the fake Alpaca server);
+  an Alpaca out of reach is one warning line;
 - ``why-no-trade`` says "no signals" and names the switches that blocked the cycle.
 """
 
@@ -25,6 +26,7 @@ import os
 import pty
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -38,6 +40,7 @@ from typing import Any
 import pytest
 
 from actors.market.calendar import ExchangeCalendar
+from tests.fakes.alpaca_trading_server import FakeAlpacaTradingServer
 
 ASOF = "2026-11-23"
 OTHER = "2026-11-20"  # the session before: not the current trading date at AT_0947
@@ -394,6 +397,68 @@ def test_unusable_settings_exit_78_naming_the_key(
     assert "s3cret" not in result.stderr
     assert result.stdout == ""
     assert not (workdir / "state" / "tradingd.db").exists()
+
+
+@pytest.fixture
+def alpaca() -> Iterator[FakeAlpacaTradingServer]:
+    """The fake Alpaca trading server on loopback, accepting one pair of paper keys."""
+    with FakeAlpacaTradingServer(api_key="PKGOOD0123456789", secret_key="good-secret") as server:
+        yield server
+
+
+def alpaca_env(url: str, key: str, secret: str) -> dict[str, str]:
+    return {
+        "TRADINGD_BROKER__KIND": "alpaca",
+        "TRADINGD_BROKER__BASE_URL": url,
+        "ALPACA_API_KEY": key,
+        "ALPACA_SECRET_KEY": secret,
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [("PKGOOD0123456789", "wrong-s3cret"), ("PKOTHER012345678", "good-secret")],
+    ids=["wrong-secret", "unknown-key"],
+)
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_keys_alpaca_refuses_exit_78_naming_the_key(
+    workdir: Path, alpaca: FakeAlpacaTradingServer, key: str, secret: str, command: str
+) -> None:
+    """Alpaca answers 401 to the account read: one line naming ALPACA_API_KEY, exit 78."""
+    result = tradingd(workdir, command, env=alpaca_env(alpaca.url, key, secret), timeout=60)
+    assert result.returncode == 78, result.stdout[-2000:] + result.stderr
+    line = one_line(result.stderr)
+    assert "config error: ALPACA_API_KEY: Alpaca refused the keys at http://127.0.0.1:" in line
+    assert "401" in line
+    assert "paper keys (broker.paper = true)" in line
+    assert "s3cret" not in result.stderr
+    assert "good-secret" not in result.stderr
+    assert result.stdout == ""
+    assert not (workdir / "state" / "tradingd.db").exists()
+
+
+def test_keys_alpaca_accepts_pass_check_config(
+    workdir: Path, alpaca: FakeAlpacaTradingServer
+) -> None:
+    """The right keys: check-config asks Alpaca once and prints the configuration."""
+    env = alpaca_env(alpaca.url, "PKGOOD0123456789", "good-secret")
+    result = tradingd(workdir, "check-config", env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "kind = alpaca" in result.stdout or '"alpaca"' in result.stdout
+
+
+def test_alpaca_out_of_reach_is_a_warning_not_a_config_error(workdir: Path) -> None:
+    """Nothing listens at the URL: the keys are not judged; one warning line, exit 0."""
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = alpaca_env(f"http://127.0.0.1:{port}", "PKGOOD0123456789", "good-secret")
+    result = tradingd(workdir, "check-config", env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    line = one_line(result.stderr)
+    assert line.startswith("tradingd: warning: could not ask Alpaca at http://127.0.0.1:")
+    assert "good-secret" not in result.stderr
 
 
 # -- tradingd output into a closed pipe or head --------------------------------------------

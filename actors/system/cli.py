@@ -9,8 +9,10 @@ when, and exits 0; ``--force`` re-runs exits and stop checks only,
 ``--force --allow-entries`` a whole cycle.
 
 ``check-config`` and ``run`` first check what the settings point to
-(``actors.system.preflight``: the CSV folder exists, the Alpaca keys are there
-and fit the account mode); a failure exits 78 with one line naming the key.
+(``actors.system.preflight``: the CSV folder exists, the Alpaca keys are there,
+fit the account mode, and Alpaca accepts them); a failure exits 78 with one
+line naming the key. When Alpaca cannot be asked, a warning line says so and
+the command goes on.
 Output piped into ``head`` ends quietly (exit 141, no traceback).
 
 ``TRADINGD_FAKE_NOW`` (an ISO 8601 instant with offset) starts the process's
@@ -41,7 +43,7 @@ import structlog
 
 from actors.system.config import EX_CONFIG, Settings, load_settings, render_check_config
 from actors.system.ctl import guard_broken_pipe
-from actors.system.preflight import preflight
+from actors.system.preflight import KeysUnverified, preflight, verify_alpaca_keys
 from daemon import __version__
 from daemon.clock import FAKE_NOW_ENV, Clock, OffsetClock, WallClock, fake_now_from
 from daemon.errors import ConfigError, FatalError
@@ -184,12 +186,19 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _preflight(settings: Settings) -> int | None:
-    """EX_CONFIG after one line naming the key when a preflight check fails, else None."""
+    """EX_CONFIG after one line naming the key when a preflight check fails, else None.
+
+    Alpaca is asked whether it accepts the keys last; when it cannot be asked, a
+    warning line says so and the command goes on (an outage is not a config error).
+    """
     try:
         preflight(settings)
+        anyio.run(verify_alpaca_keys, settings)
     except ConfigError as exc:
         print(f"tradingd: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except KeysUnverified as exc:
+        print(f"tradingd: warning: {exc}", file=sys.stderr)
     return None
 
 

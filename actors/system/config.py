@@ -475,14 +475,14 @@ class Settings(_Section):
         # carry user:password.
         notify = data["notify"]
         if notify["webhook_url"] is not None:
-            notify["webhook_url"] = _redact_url(notify["webhook_url"], keep_path=False)
+            notify["webhook_url"] = redact_url(notify["webhook_url"], keep_path=False)
         for section in (data["broker"], data["data"]["alpaca"], data["data"]["alphavantage"]):
             if section["base_url"] is not None:
-                section["base_url"] = _redact_url(section["base_url"], keep_path=True)
+                section["base_url"] = redact_url(section["base_url"], keep_path=True)
         return data
 
 
-def _redact_url(url: str, *, keep_path: bool) -> str:
+def redact_url(url: str, *, keep_path: bool) -> str:
     """``url`` without user info (and without path and query unless ``keep_path``)."""
     parts = urlsplit(url)
     if not parts.scheme or not parts.hostname:
