@@ -126,7 +126,7 @@ class Metrics(RuntimeMetrics):
         """Orders, reconciliation, broker, notifications, kill switches."""
         self.orders = Counter(
             "tradingd_orders",
-            "Order intents by final status of their cycle.",
+            "Orders placed (entries, exits, flatten sells; not resting stops), by status.",
             ["status"],
             registry=r,
         )

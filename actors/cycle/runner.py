@@ -314,8 +314,6 @@ class CycleRunner(Actor):
             m.cycle_duration.labels(status=str(outcome.status)).observe(elapsed)
             if outcome.status is CycleStatus.COMPLETED:
                 m.last_cycle_success.set(d.clock.now().timestamp())
-            for result in outcome.results:
-                m.orders.labels(status=str(result.status)).inc()
         if self._publish is not None:
             await self._publish(done)
         return done

@@ -54,8 +54,13 @@ def _summary(cx: CycleContext) -> str:
     """The reason of a cycle that went through: orders placed, signals rejected, notes."""
     st = cx.state
     out, results = st.outcome, st.results
-    accepted = sum(1 for r in results if not r.existing and went_through(r))
-    reason = f"{accepted} orders placed, {len(out.rejections)} signals rejected"
+    placed = [r for r in results if not r.existing and went_through(r)]
+    buys = sum(1 for r in placed if r.side == "buy")
+    reason = (
+        f"{len(placed)} orders placed ({buys} {_plural(buys, 'buy')},"
+        f" {len(placed) - buys} {_plural(len(placed) - buys, 'sell')}),"
+        f" {len(out.rejections)} signals rejected"
+    )
     refused = sum(1 for r in results if not r.existing and not went_through(r))
     if refused:
         reason += f", {refused} refused"
@@ -64,6 +69,10 @@ def _summary(cx: CycleContext) -> str:
     if out.notes:
         reason += "; " + "; ".join(out.notes)
     return reason
+
+
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else f"{word}s"
 
 
 async def _failure_streak(cx: CycleContext, failed: bool) -> int:

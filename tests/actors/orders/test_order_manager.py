@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import pytest
+from prometheus_client import CollectorRegistry
 
 from actors.brokers.base import (
     AccountBlocked,
@@ -38,6 +39,7 @@ from actors.messages import (
     PlaceOrders,
     SettleOrders,
 )
+from actors.metrics import Metrics
 from actors.orders.intents import intent_id
 from actors.orders.manager import OrderManager
 from actors.risk.fill_terms import ReferenceFillTerms
@@ -601,29 +603,22 @@ async def test_status_counts_and_open_intents(store: Store, broker: ScriptedBrok
     assert [o["intent_id"] for o in status["open"]] == [iid("MSFT")]
 
 
-class _Counter:
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-        self._label = ""
-
-    def labels(self, *, status: str) -> _Counter:
-        self._label = status
-        return self
-
-    def inc(self) -> None:
-        self.counts[self._label] = self.counts.get(self._label, 0) + 1
+def _orders_total(metrics: Metrics) -> dict[str, float]:
+    """``tradingd_orders_total`` by status, read from the real registry."""
+    return {
+        sample.labels["status"]: sample.value
+        for family in metrics.registry.collect()
+        if family.name == "tradingd_orders"
+        for sample in family.samples
+        if sample.name == "tradingd_orders_total"
+    }
 
 
-class _Metrics:
-    def __init__(self) -> None:
-        self.order_results = _Counter()
-
-
-async def test_results_are_counted_when_metrics_are_given(
+async def test_placed_orders_are_counted_once_in_tradingd_orders_total(
     store: Store, broker: ScriptedBroker
 ) -> None:
-    """With metrics, every reported result is counted by status."""
-    metrics = _Metrics()
+    """Each placed intent once, by status; a re-run's existing intents and a settle: not."""
+    metrics = Metrics(CollectorRegistry())
     broker.faults.extend(["", "refuse"])
     clock = SimClock(NOW)
     sup = Supervisor(OneForOne(backoff_s=0.0, backoff_max_s=0.0), clock=clock)
@@ -636,5 +631,8 @@ async def test_results_are_counted_when_metrics_are_given(
     async with anyio.create_task_group() as tg:
         await tg.start(sup.run)
         await ask_place(ref, place(spec("AAPL"), spec("MSFT")))
+        again = await ask_place(ref, place(spec("AAPL"), spec("MSFT")))
+        await ref.ask(SettleOrders())
         await sup.stop()
-    assert metrics.order_results.counts == {"FILLED": 1, "REJECTED": 1}
+    assert all(r.existing for r in again)
+    assert _orders_total(metrics) == {"FILLED": 1.0, "REJECTED": 1.0}
