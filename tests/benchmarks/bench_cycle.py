@@ -1,5 +1,9 @@
 """One daily cycle through the real process: ``tradingd run --once --asof 2026-11-23``.
 
+The daemon runs on a fake clock during that session (``TRADINGD_FAKE_NOW``, 09:47 New
+York time), so 2026-11-23 is the current trading date whatever today is (``--asof`` of
+another date is refused without ``--force``).
+
 ``python -m tests.benchmarks.bench_cycle --symbols N`` starts the daemon as a
 subprocess on a fresh state directory, the embedded default (synthetic market,
 simulated broker, all four strategies), with the universe overridden through
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 ASOF = "2026-11-23"
+FAKE_NOW = "2026-11-23T09:47:00-05:00"
 TIMEOUT_S = 600
 
 
@@ -62,7 +67,7 @@ def measure(symbols: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         proc = subprocess.run(
             [*tradingd(), "run", "--once", "--asof", ASOF],
-            env=daemon_env(work, symbols),
+            env=daemon_env(work, symbols, TRADINGD_FAKE_NOW=FAKE_NOW),
             cwd=work,
             capture_output=True,
             text=True,
