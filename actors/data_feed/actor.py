@@ -202,20 +202,16 @@ class DataFeed(Actor):
         if market.flags is None or market.validation != wanted:
             market = await anyio.to_thread.run_sync(market.prepared, wanted)
             self._market = market
-        win = market.window(msg.asof, self._params.history_days)
-        report = validate(
-            win.panel,
-            universe=symbols,
+        report, indicators = market_snapshot(
+            market,
+            symbols=symbols,
             asof=msg.asof,
-            expected_last_session=last_session,
-            sessions=window,
-            min_bars=MIN_BARS,
-            params=wanted,
-            problems=market.problems,
-            flags=win.flags,
+            last_session=last_session,
+            window=window,
+            history_days=self._params.history_days,
         )
         context = _Context(market.provider, market.volatility_index, market.problems, started)
-        return self._snapshot(msg, report, _window_indicators(win, report), context)
+        return self._snapshot(msg, report, indicators, context)
 
     def _snapshot(
         self,
@@ -330,6 +326,39 @@ def _build(
     valid = report.panel
     indicators: dict[str, Any] = dict(compute_indicators(valid)) if valid.shape[1] else {}
     return report, indicators
+
+
+def market_snapshot(
+    market: PrecomputedMarket,
+    *,
+    symbols: list[str],
+    asof: dt.date,
+    last_session: dt.date,
+    window: list[dt.date],
+    history_days: int,
+) -> tuple[ValidationReport, dict[str, Any]]:
+    """A backtest session's validation report and indicators from a prepared market.
+
+    What ``DataFeed`` answers for ``asof`` (a pure function of the market): the
+    ``history_days`` sessions before ``asof`` validated as live validates them
+    (``window`` the sessions expected, ending at ``last_session``), and the valid
+    symbols' indicator rows.
+    """
+    if market.flags is None:
+        raise ValueError("market_snapshot needs a prepared market (bar flags)")
+    win = market.window(asof, history_days)
+    report = validate(
+        win.panel,
+        universe=symbols,
+        asof=asof,
+        expected_last_session=last_session,
+        sessions=window,
+        min_bars=MIN_BARS,
+        params=market.validation,
+        problems=market.problems,
+        flags=win.flags,
+    )
+    return report, _window_indicators(win, report)
 
 
 def _window_indicators(win: MarketWindow, report: ValidationReport) -> dict[str, Any]:

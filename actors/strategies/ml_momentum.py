@@ -27,6 +27,11 @@ state) is never used: it is refitted on what the panel allows.
 Signals: entry when ``P > probability_entry`` for the strongest
 ``max_entries`` symbols not held (confidence = P); exit after ``hold_days``
 sessions held, or when the model reverses (``P < 0.5`` for a held symbol).
+
+The training rows and the fit are the plain functions of ``actors.strategies.ml_fit``.
+Given a ``FitSource`` (a backtest's models fitted ahead in other processes), a due
+fit first asks it for the model fitted on exactly these rows (by digest) and fits
+inline only when it has none: the model is the same either way.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import pandas as pd
 from actors.data_feed.panel import FloatArray
 from actors.messages import Signal
 from actors.strategies.base import Strategy, StrategyContext
+from actors.strategies.ml_fit import FitSource, fit_key, fit_pipeline, training_rows
 from actors.strategies.params import MlMomentumParams
 
 if TYPE_CHECKING:  # sklearn costs ~1.2 s to import: loaded on the first fit or load
@@ -58,8 +64,6 @@ FEATURES: tuple[str, ...] = (
     "volatility20",
     "volume_ratio",
 )
-MAX_ITER = 1000
-RANDOM_STATE = 0
 REVERSAL_PROBABILITY = 0.5
 
 
@@ -121,8 +125,11 @@ class MlMomentum(Strategy):
     name: ClassVar[str] = "ml_momentum"
     params: MlMomentumParams
 
-    def __init__(self, params: MlMomentumParams | None = None) -> None:
+    def __init__(
+        self, params: MlMomentumParams | None = None, *, fits: FitSource | None = None
+    ) -> None:
         super().__init__(params if params is not None else MlMomentumParams())
+        self._fits = fits  # models fitted ahead of time (a backtest's); None: fit inline
         self._pipeline: Pipeline | None = None
         self._state: ModelState | None = None
         self._proba: FloatArray | None = None
@@ -266,61 +273,37 @@ class MlMomentum(Strategy):
     def _fit(self, ctx: StrategyContext, features: list[FloatArray]) -> _Fit:
         p = self.params
         h = p.horizon_days
-        close = ctx.panel.close
-        t_rows = close.shape[0]
-        last_row = t_rows - 1 - h  # the newest feature row whose label close (row T-1) exists
-        if last_row < 0:
+        t_rows = len(ctx.panel.dates)
+        rows = training_rows(ctx.panel.close, features, h, p.train_window_days)
+        if rows is None:
             return _Fit(FitStatus.NO_HISTORY, f"{t_rows} sessions, labels need > {h}")
-        first_row = max(0, last_row - p.train_window_days + 1)
-        rows = slice(first_row, last_row + 1)
-        x = np.stack([f[rows] for f in features], axis=-1).reshape(-1, len(features))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            forward = close[first_row + h : last_row + h + 1] / close[rows] - 1.0
-        forward = forward.reshape(-1)
-        usable = np.isfinite(x).all(axis=1) & np.isfinite(forward)
-        x, y = x[usable], forward[usable] > 0
-        n = len(y)
-        max_label = last_row + h
+        n, positives = rows.n, rows.positives
         if n < p.min_train_rows:
             return _Fit(
                 FitStatus.INSUFFICIENT_ROWS,
                 f"{n} finite training rows < {p.min_train_rows}",
                 n_rows=n,
-                max_label_index=max_label,
+                max_label_index=rows.max_label,
             )
-        positives = int(y.sum())
         if positives in (0, n):
             return _Fit(
                 FitStatus.SINGLE_CLASS,
                 f"all {n} training labels are {'up' if positives else 'not up'}",
                 n_rows=n,
-                max_label_index=max_label,
+                max_label_index=rows.max_label,
             )
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import Pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        pipeline = Pipeline(
-            [
-                ("scale", StandardScaler()),
-                (
-                    "logit",
-                    LogisticRegression(
-                        C=p.regularization_c,
-                        solver="lbfgs",
-                        max_iter=MAX_ITER,
-                        random_state=RANDOM_STATE,
-                    ),
-                ),
-            ]
-        )
-        pipeline.fit(x, y)
+        pipeline = None
+        if self._fits is not None:
+            pipeline = self._fits.fitted(fit_key(rows.x, rows.y, p.regularization_c), ctx.asof)
+        if pipeline is None:
+            pipeline = fit_pipeline(rows.x, rows.y, p.regularization_c)
         logit = pipeline.named_steps["logit"]
         dates = ctx.panel.dates
+        first = dates[rows.first_row].date()
         self._pipeline = pipeline
         self._state = ModelState(
             trained_through=dates[t_rows - 1].date(),
-            train_from=dates[first_row].date(),
+            train_from=first,
             n_rows=n,
             features=FEATURES,
             horizon_days=h,
@@ -335,10 +318,10 @@ class MlMomentum(Strategy):
         n_iter = int(np.max(logit.n_iter_))
         return _Fit(
             FitStatus.FITTED,
-            f"fitted on {n:,} rows {dates[first_row].date()}..{dates[last_row].date()}, "
+            f"fitted on {n:,} rows {first}..{dates[rows.last_row].date()}, "
             f"{positives / n:.1%} up, {n_iter} iterations",
             n_rows=n,
-            max_label_index=max_label,
+            max_label_index=rows.max_label,
             n_iter=n_iter,
         )
 

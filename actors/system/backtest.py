@@ -10,7 +10,9 @@ d's close and the account is marked at the close. Nothing is re-implemented:
 Differences from live, all about speed, none about decisions: the market is
 loaded once and its indicators computed once over the whole history
 (``PrecomputedMarket``: causal indicators, sliced per session); the output
-database is a scratch store (no fsync); per-run event files are not written.
+database is a scratch store (no fsync); per-run event files are not written; a
+large universe's ML fits are made ahead in a worker process
+(``actors.system.ml_prefit``: the same rows give the same model, checked by digest).
 
 Runs are deterministic: the same inputs give byte-identical ``trades.csv``.
 """
@@ -36,11 +38,20 @@ from actors.store import open_store
 from actors.store.equity import EquityCloses
 from actors.store.orders import OrderStore
 from actors.store.signals import SignalStore
+from actors.strategies.base import Strategy
+from actors.strategies.ml_momentum import MlMomentum
 from actors.system.config import Settings
 from actors.system.graph import Graph, simulated_graph
+from actors.system.ml_prefit import PlanInputs, PrefitPool
 from daemon.clock import SimClock
 from daemon.errors import ConfigError, TradingdError
 from daemon.store import Store
+
+PREFIT_MIN_ROWS = 50_000
+"""Symbols x ``train_window_days`` from which the ML fits are made ahead in a worker
+process (below it a fit takes milliseconds, less than starting the worker)."""
+PREFIT_WORKERS = 1
+"""Worker processes for those fits: one core fits while the other replays."""
 
 
 class MissingSymbols(TradingdError):
@@ -163,24 +174,58 @@ async def run_backtest(
         load_seconds=time.perf_counter() - loading,
         model=model_lines(settings, market),
     )
-    graph = await simulated_graph(
-        settings,
-        store=db_path,
-        scratch=True,
-        calendar=calendar,
-        clock=SimClock(calendar.session_open(sessions[0]) - dt.timedelta(hours=1)),
-        provider=provider,
-        market=market,
-    )
+    pool = await _prefit_pool(settings, market, calendar, sessions)
     try:
-        started = time.perf_counter()
-        async with graph.running():
-            await _drive(graph, result, _Progress(progress, len(sessions)))
-        result.seconds = time.perf_counter() - started
-        await _write_csvs(graph.store, result)
+        graph = await simulated_graph(
+            settings,
+            store=db_path,
+            scratch=True,
+            calendar=calendar,
+            clock=SimClock(calendar.session_open(sessions[0]) - dt.timedelta(hours=1)),
+            provider=provider,
+            market=market,
+            strategy_overrides=_ml_override(settings, pool),
+        )
+        try:
+            started = time.perf_counter()
+            async with graph.running():
+                await _drive(graph, result, _Progress(progress, len(sessions)))
+            result.seconds = time.perf_counter() - started
+            await _write_csvs(graph.store, result)
+        finally:
+            await graph.close()
     finally:
-        await graph.close()
+        if pool is not None:
+            await anyio.to_thread.run_sync(pool.close)
     return result
+
+
+async def _prefit_pool(
+    settings: Settings,
+    market: PrecomputedMarket,
+    calendar: ExchangeCalendar,
+    sessions: list[dt.date],
+) -> PrefitPool | None:
+    """The ML fits made ahead in a worker process, when they are worth one (big fits)."""
+    ml = settings.strategies.ml_momentum
+    universe = await anyio.to_thread.run_sync(load_universe, settings.data.universe)
+    if not ml.enabled or len(universe.symbols) * ml.train_window_days < PREFIT_MIN_ROWS:
+        return None
+    inputs = PlanInputs(
+        market=market,
+        calendar=calendar,
+        sessions=sessions,
+        symbols=list(universe.symbols),
+        history_days=settings.data.history_days,
+        params=ml,
+    )
+    return await anyio.to_thread.run_sync(lambda: PrefitPool(inputs, workers=PREFIT_WORKERS))
+
+
+def _ml_override(settings: Settings, pool: PrefitPool | None) -> dict[str, Strategy]:
+    if pool is None:
+        return {}
+    return {MlMomentum.name: MlMomentum(settings.strategies.ml_momentum, fits=pool)}
 
 
 def model_lines(settings: Settings, market: PrecomputedMarket) -> list[str]:
