@@ -139,8 +139,8 @@ def correlation_filter(
 class CorrelationTable:
     """The correlations one session's filters need, each pair measured once.
 
-    Rows are candidates, columns the symbols they may be held beside. Built for
-    a session's candidates and its held symbols, it serves every strategy: a
+    Rows are candidates, columns the symbols held beside them. Built for a
+    session's candidates and its held symbols, it serves every strategy: a
     candidate asked about a column the table lacks (an entry accepted earlier in
     the session) adds that column for every row, and an unforeseen candidate
     adds its row. A pair's number does not depend on what it is measured with
@@ -166,9 +166,10 @@ class CorrelationTable:
         self._index = {s: i for i, s in enumerate(symbols)}
         self._measurable = close.shape[0] >= 2
         self._recent = close[-(max(self._windows) + 1) :]
-        wanted = list(candidates)
-        self._rows = self._known(wanted)
-        self._cols = self._known([*held, *wanted])
+        self._rows = self._known(candidates)
+        # A candidate becomes a column only once it is held (accepted earlier in
+        # the session): most of a day's candidates never are.
+        self._cols = self._known(held)
         self._corr: FloatArray | None = None  # measured when first asked
 
     @property

@@ -96,7 +96,7 @@ def session_correlations(
     book: Book,
     params: CorrelationParams,
 ) -> CorrelationTable:
-    """The correlation table of a session: its entries against what is held and each other.
+    """The correlation table of a session: its entries against what is held, for every strategy.
 
     ``signals`` are every strategy's signals of the session; the table is
     measured at once for all their entries, so the strategies share it.
