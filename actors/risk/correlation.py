@@ -19,12 +19,17 @@ decides the candidate. Correlations are pairwise-complete (only days where
 both returns are finite) and a window counts only with at least
 ``max(10, window // 2)`` such days; with nothing measurable the candidate gets
 full size, and the decision says so.
+
+A cycle measures each pair once: ``CorrelationTable`` holds the session's
+candidates against its held symbols (and each other, for an entry accepted
+earlier the same day) over the last ``long_window + 1`` closes, and every
+strategy reads its decisions from it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,16 +96,20 @@ def pairwise_correlation(x: FloatArray, y: FloatArray, min_rows: int) -> FloatAr
 
     Pairwise-complete: each pair uses only the rows where both are finite; a
     pair with fewer than ``min_rows`` such rows or a constant series is NaN.
+    Every sum of a pair runs along that pair's own contiguous window (numpy's
+    pairwise summation), so a pair's number is the same whichever other
+    columns it is computed with: one pair alone, a row of them, a whole table.
     """
-    xs, ys = x[:, :, np.newaxis], y[:, np.newaxis, :]
+    xs = np.ascontiguousarray(x.T)[:, np.newaxis, :]  # (C, 1, W)
+    ys = np.ascontiguousarray(y.T)[np.newaxis, :, :]  # (1, H, W)
     both: BoolArray = np.isfinite(xs) & np.isfinite(ys)
-    n = both.sum(axis=0)
+    n = both.sum(axis=-1)
     xv, yv = np.where(both, xs, 0.0), np.where(both, ys, 0.0)
-    safe_n = np.maximum(n, 1)
-    dx = np.where(both, xv - xv.sum(axis=0) / safe_n, 0.0)
-    dy = np.where(both, yv - yv.sum(axis=0) / safe_n, 0.0)
-    cov = (dx * dy).sum(axis=0)
-    scale = np.sqrt((dx * dx).sum(axis=0) * (dy * dy).sum(axis=0))
+    safe_n = np.maximum(n, 1)[..., np.newaxis]
+    dx = np.where(both, xv - xv.sum(axis=-1)[..., np.newaxis] / safe_n, 0.0)
+    dy = np.where(both, yv - yv.sum(axis=-1)[..., np.newaxis] / safe_n, 0.0)
+    cov = (dx * dy).sum(axis=-1)
+    scale = np.sqrt((dx * dx).sum(axis=-1) * (dy * dy).sum(axis=-1))
     ok = (n >= min_rows) & (scale > 0)
     corr = np.full(cov.shape, np.nan)
     np.divide(cov, scale, out=corr, where=ok)
@@ -123,61 +132,147 @@ def correlation_filter(
     ``close`` is (T, N) over ``symbols``. Candidates or held symbols missing
     from ``symbols`` have no history: they are never measured.
     """
-    if close.ndim != 2 or close.shape[1] != len(symbols):
-        raise ValueError(f"close has shape {close.shape}, expected (T, {len(symbols)})")
-    index = {s: i for i, s in enumerate(symbols)}
-    held_known = [s for s in dict.fromkeys(held) if s in index]
-    cand_idx = [index.get(c, -1) for c in candidates]
-    known = list(dict.fromkeys(i for i in cand_idx if i >= 0))
-    if not candidates:
-        return []
-    if not held_known or not known or close.shape[0] < 2:
-        return [_unmeasured(c, held_known) for c in candidates]
+    table = CorrelationTable(close, symbols, params, candidates=candidates, held=held)
+    return [table.decide(c, held) for c in candidates]
 
-    returns = simple_returns(np.asarray(close, dtype=np.float64))
-    h_idx = np.array([index[s] for s in held_known])
-    c_idx = np.array(known)
-    windows = (params.long_window, params.short_window)
-    per_window = []
-    for window in windows:
-        tail = returns[-window:]
-        matrix = pairwise_correlation(tail[:, c_idx], tail[:, h_idx], _min_rows(window))
-        matrix[c_idx[:, np.newaxis] == h_idx[np.newaxis, :]] = np.nan  # never with itself
-        per_window.append(matrix)
-    stacked = np.stack(per_window)  # (2, C, H)
-    filled = np.where(np.isnan(stacked), -np.inf, stacked)
-    # On a tie the long window (index 0) is reported.
-    best_window = filled.argmax(axis=0)  # (C, H)
-    best = filled.max(axis=0)
-    best_held = best.argmax(axis=1)  # (C,)
 
-    rows = {int(i): k for k, i in enumerate(c_idx)}
-    out: list[CorrelationDecision] = []
-    for cand, i in zip(candidates, cand_idx, strict=True):
-        if i < 0:
-            out.append(_unmeasured(cand, held_known))
-            continue
-        k = rows[i]
-        h = int(best_held[k])
-        corr = float(best[k, h])
-        if not math.isfinite(corr):
-            out.append(_unmeasured(cand, held_known))
-            continue
-        window = windows[int(best_window[k, h])]
-        multiplier, why = size_multiplier(corr, params)
-        other = held_known[h]
-        out.append(
-            CorrelationDecision(
-                symbol=cand,
-                max_corr=corr,
-                with_symbol=other,
-                window=window,
-                multiplier=multiplier,
-                rejected=multiplier == 0.0,
-                reason=f"{why} (with {other} over {window} days)",
-            )
+class CorrelationTable:
+    """The correlations one session's filters need, each pair measured once.
+
+    Rows are candidates, columns the symbols held beside them. Built for a
+    session's candidates and its held symbols, it serves every strategy: a
+    candidate asked about a column the table lacks (an entry accepted earlier in
+    the session) adds that column for every row, and an unforeseen candidate
+    adds its row. A pair's number does not depend on what it is measured with
+    (``pairwise_correlation``), so every decision is the one ``decide`` would
+    give from a table built for that candidate and those held symbols alone.
+    Only the last ``long_window + 1`` closes are read, and only when the first
+    decision is asked for: a day whose entries all stop at the regime costs nothing.
+    """
+
+    def __init__(
+        self,
+        close: FloatArray,
+        symbols: Sequence[str],
+        params: CorrelationParams,
+        *,
+        candidates: Iterable[str],
+        held: Iterable[str],
+    ) -> None:
+        if close.ndim != 2 or close.shape[1] != len(symbols):
+            raise ValueError(f"close has shape {close.shape}, expected (T, {len(symbols)})")
+        self._params = params
+        self._windows = (params.long_window, params.short_window)
+        self._index = {s: i for i, s in enumerate(symbols)}
+        self._measurable = close.shape[0] >= 2
+        self._recent = close[-(max(self._windows) + 1) :]
+        self._rows = self._known(candidates)
+        # A candidate becomes a column only once it is held (accepted earlier in
+        # the session): most of a day's candidates never are.
+        self._cols = self._known(held)
+        self._corr: FloatArray | None = None  # measured when first asked
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        """The candidates the table has rows for, in the order they were measured."""
+        return tuple(self._rows)
+
+    def decide(self, candidate: str, held: Sequence[str]) -> CorrelationDecision:
+        """The candidate's decision against ``held`` (itself excluded; unknown symbols skipped)."""
+        held_known = [s for s in dict.fromkeys(held) if s in self._index]
+        if candidate not in self._index or not held_known or not self._measurable:
+            return _unmeasured(candidate, held_known)
+        corr = self._extend(candidate, held_known)
+        cols = [self._cols[s] for s in held_known]
+        return _decision(
+            candidate,
+            held_known,
+            corr[:, self._rows[candidate], cols],
+            self._windows,
+            self._params,
         )
-    return out
+
+    def _known(self, names: Iterable[str]) -> dict[str, int]:
+        """Position of each distinct name that the panel knows, in first-seen order."""
+        known = [s for s in dict.fromkeys(names) if s in self._index]
+        return {s: k for k, s in enumerate(known)}
+
+    def _extend(self, candidate: str, held: Sequence[str]) -> FloatArray:
+        """The table, measured, with the row of ``candidate`` and the columns of ``held``."""
+        corr = self._corr
+        if corr is None:
+            corr = self._measure(list(self._rows), list(self._cols))
+        if candidate not in self._rows:
+            block = self._measure([candidate], list(self._cols))
+            self._rows[candidate] = len(self._rows)
+            corr = np.concatenate([corr, block], axis=1)
+        missing = [s for s in held if s not in self._cols]
+        if missing:
+            block = self._measure(list(self._rows), missing)
+            for s in missing:
+                self._cols[s] = len(self._cols)
+            corr = np.concatenate([corr, block], axis=2)
+        self._corr = corr
+        return corr
+
+    def _measure(self, rows: Sequence[str], cols: Sequence[str]) -> FloatArray:
+        """(windows, rows, cols) correlations; a symbol with itself is NaN."""
+        out = np.full((len(self._windows), len(rows), len(cols)), np.nan)
+        if not rows or not cols or not self._measurable:
+            return out
+        panel = list(dict.fromkeys(self._index[s] for s in (*rows, *cols)))
+        at = {p: k for k, p in enumerate(panel)}
+        r_idx = np.array([at[self._index[s]] for s in rows])
+        c_idx = np.array([at[self._index[s]] for s in cols])
+        returns = simple_returns(np.asarray(self._recent[:, panel], dtype=np.float64))
+        same = r_idx[:, np.newaxis] == c_idx[np.newaxis, :]
+        # Rows in chunks: a chunk's (rows, cols, window) arrays stay near 8 MB.
+        step = max(1, _CHUNK_CELLS // (len(cols) * max(self._windows)))
+        for w, window in enumerate(self._windows):
+            tail = returns[-window:]
+            for lo in range(0, len(rows), step):
+                chunk = r_idx[lo : lo + step]
+                out[w, lo : lo + step] = pairwise_correlation(
+                    tail[:, chunk], tail[:, c_idx], _min_rows(window)
+                )
+        out[:, same] = np.nan
+        return out
+
+
+_CHUNK_CELLS = 1 << 20
+"""Most pair-days a ``CorrelationTable`` measures in one numpy pass."""
+
+
+def _decision(
+    candidate: str,
+    held: Sequence[str],
+    corr: FloatArray,
+    windows: tuple[int, int],
+    params: CorrelationParams,
+) -> CorrelationDecision:
+    """The decision from ``corr`` (windows, held): the highest measured pair decides.
+
+    On a tie the long window (index 0) and the first held symbol are reported.
+    """
+    filled = np.where(np.isnan(corr), -np.inf, corr)
+    best_window = filled.argmax(axis=0)
+    best = filled.max(axis=0)
+    h = int(best.argmax())
+    value = float(best[h])
+    if not math.isfinite(value):
+        return _unmeasured(candidate, held)
+    window = windows[int(best_window[h])]
+    multiplier, why = size_multiplier(value, params)
+    other = held[h]
+    return CorrelationDecision(
+        symbol=candidate,
+        max_corr=value,
+        with_symbol=other,
+        window=window,
+        multiplier=multiplier,
+        rejected=multiplier == 0.0,
+        reason=f"{why} (with {other} over {window} days)",
+    )
 
 
 def _unmeasured(symbol: str, held: Sequence[str]) -> CorrelationDecision:

@@ -50,20 +50,25 @@ async def filters(cx: CycleContext) -> Outcome | None:
     out.intents.extend(st.stop_intents)
     earlier = await _earlier_entries(cx)
     tally = await _tally(cx)
-    for ans in st.answers:
+    split = [_second_round(_signals_for(cx, ans), earlier, ans.strategy) for ans in st.answers]
+    correlations = pipeline.session_correlations(
+        (sig for sigs, _ in split for sig in sigs),
+        close=snap.panel.close,
+        symbols=snap.panel.symbols,
+        book=st.book,
+        params=cx.risk.correlation,
+    )
+    for ans, (sigs, refused) in zip(st.answers, split, strict=True):
         if ans.error is not None:
             st.failures.append(f"{ans.strategy}: {ans.error}")
-        sigs, refused = _second_round(_signals_for(cx, ans), earlier, ans.strategy)
         decisions, funnel = pipeline.decide(
             ans.strategy,
             sigs,
             breakout=getattr(cx.params, ans.strategy).breakout,
             blocking=st.blocking,
             regime=st.market_regime,
-            close=snap.panel.close,
-            symbols=snap.panel.symbols,
             book=st.book,
-            correlation=cx.risk.correlation,
+            correlations=correlations,
         )
         decisions = _within_limits(cx, decisions, tally)
         funnel.raw += len(refused)
