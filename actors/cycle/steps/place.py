@@ -29,6 +29,8 @@ from actors.messages import (
 from actors.risk import pipeline
 from actors.risk.pending import expiry_asof
 from actors.store.cycles import CycleStep
+from actors.store.pending import Parked
+from actors.store.signals import StrategyRejection
 
 Decided = Mapping[str, list[pipeline.Decision]]
 SignalIds = Mapping[tuple[str, str, str], int]
@@ -48,15 +50,19 @@ async def place(cx: CycleContext) -> Outcome | None:
     await d.journal.step(msg.run_id, CycleStep.SUBMITTED, d.clock.now())
     await _terminal_states(cx, st.ids, st.results)
     await _save_funnel(cx)
-    for rej in out.rejections:
-        await d.signals.log_rejection(
-            msg.run_id,
-            d.strategy_ids[str(rej["strategy"])],
-            str(rej["symbol"]),
-            stage=str(rej["stage"]),
-            reason_code=str(rej["reason"]),
-            details=dict(rej["details"]),
-        )
+    await d.signals.log_strategy_rejections(
+        msg.run_id,
+        [
+            StrategyRejection(
+                d.strategy_ids[str(rej["strategy"])],
+                str(rej["symbol"]),
+                stage=str(rej["stage"]),
+                reason_code=str(rej["reason"]),
+                details=dict(rej["details"]),
+            )
+            for rej in out.rejections
+        ],
+    )
     await d.journal.step(msg.run_id, CycleStep.SETTLED, d.clock.now())
     await d.reconciler.ask(Reconcile(msg.run_id, "END"), timeout=d.order_timeout_s)
     await _observe(cx)
@@ -66,23 +72,22 @@ async def place(cx: CycleContext) -> Outcome | None:
 
 async def _persist(cx: CycleContext, decided: Decided) -> dict[tuple[str, str, str], int]:
     """Record every decided signal; (strategy, symbol, action) -> its signal id."""
+    named = [(name, dec.signal) for name, decisions in decided.items() for dec in decisions]
+    new_ids = await cx.deps.signals.record_signals(
+        cx.msg.run_id, cx.msg.asof, [(cx.deps.strategy_ids[name], sig) for name, sig in named]
+    )
     ids: dict[tuple[str, str, str], int] = {}
-    for name, decisions in decided.items():
-        sigs = [dec.signal for dec in decisions]
-        new_ids = await cx.deps.signals.record_signals(
-            cx.msg.run_id, cx.msg.asof, cx.deps.strategy_ids[name], sigs
+    for (name, sig), sid in zip(named, new_ids, strict=True):
+        ids[(name, sig.symbol, str(sig.action))] = sid
+        await cx.event(
+            EventType.SIGNAL_GENERATED,
+            strategy=name,
+            symbol=sig.symbol,
+            action=str(sig.action),
+            confidence=round(sig.confidence, 4),
+            shares=sig.shares,
+            reasoning=sig.reasoning,
         )
-        for sig, sid in zip(sigs, new_ids, strict=True):
-            ids[(name, sig.symbol, str(sig.action))] = sid
-            await cx.event(
-                EventType.SIGNAL_GENERATED,
-                strategy=name,
-                symbol=sig.symbol,
-                action=str(sig.action),
-                confidence=round(sig.confidence, 4),
-                shares=sig.shares,
-                reasoning=sig.reasoning,
-            )
     for dec_list in decided.values():
         for dec in dec_list:
             if dec.rejection is not None:
@@ -100,20 +105,19 @@ async def _persist(cx: CycleContext, decided: Decided) -> dict[tuple[str, str, s
 async def _park(cx: CycleContext, decided: Decided) -> None:
     """Keep the refusals that may pass on a later day (heat, cash) as pending signals."""
     d, asof = cx.deps, cx.msg.asof
-    now = d.clock.now()
     sessions = d.calendar.sessions_between(asof, asof + dt.timedelta(days=14))
     until = expiry_asof(asof, sessions, cx.risk.pending.decay_sessions)
-    for name, decisions in decided.items():
-        for dec in decisions:
-            if dec.park and dec.rejection is not None:
-                await d.pending.park(
-                    d.strategy_ids[name],
-                    dec.signal,
-                    dec.rejection.reason_code,
-                    asof=asof,
-                    expires_asof=until,
-                    at=now,
-                )
+    await d.pending.park_many(
+        [
+            Parked(d.strategy_ids[name], dec.signal, dec.rejection.reason_code)
+            for name, decisions in decided.items()
+            for dec in decisions
+            if dec.park and dec.rejection is not None
+        ],
+        asof=asof,
+        expires_asof=until,
+        at=d.clock.now(),
+    )
 
 
 async def _submit(
@@ -187,9 +191,8 @@ async def _terminal_states(cx: CycleContext, ids: SignalIds, results: list[Order
         for r in results
         if r.status is not IntentStatus.REJECTED and r.side == "buy"
     }
-    for p in st.pending:
-        if (p.strategy, p.symbol) in done:
-            await d.pending.resolve(p.id, "EXECUTED", d.clock.now())
+    executed = [p.id for p in st.pending if (p.strategy, p.symbol) in done]
+    await d.pending.resolve_many(executed, "EXECUTED", d.clock.now())
 
 
 async def _save_funnel(cx: CycleContext) -> None:
@@ -204,12 +207,14 @@ async def _save_funnel(cx: CycleContext) -> None:
             if r.strategy == name and (r.symbol, r.side) in accepted and went_through(r)
         )
         out.funnel[name]["executed"] = executed
-        await d.signals.save_funnel(
-            cx.msg.run_id, cx.msg.asof, d.strategy_ids[name], name, out.funnel[name]
-        )
         if d.metrics is not None:
             for stage, count in out.funnel[name].items():
                 d.metrics.signals.labels(strategy=name, stage=stage).set(count)
+    await d.signals.save_funnels(
+        cx.msg.run_id,
+        cx.msg.asof,
+        [(d.strategy_ids[name], name, out.funnel[name]) for name in st.decided],
+    )
 
 
 async def _observe(cx: CycleContext) -> None:
