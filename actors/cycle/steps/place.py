@@ -77,28 +77,30 @@ async def _persist(cx: CycleContext, decided: Decided) -> dict[tuple[str, str, s
         cx.msg.run_id, cx.msg.asof, [(cx.deps.strategy_ids[name], sig) for name, sig in named]
     )
     ids: dict[tuple[str, str, str], int] = {}
+    events: list[tuple[EventType, Mapping[str, Any]]] = []
     for (name, sig), sid in zip(named, new_ids, strict=True):
         ids[(name, sig.symbol, str(sig.action))] = sid
-        await cx.event(
-            EventType.SIGNAL_GENERATED,
-            strategy=name,
-            symbol=sig.symbol,
-            action=str(sig.action),
-            confidence=round(sig.confidence, 4),
-            shares=sig.shares,
-            reasoning=sig.reasoning,
-        )
+        generated = {
+            "strategy": name,
+            "symbol": sig.symbol,
+            "action": str(sig.action),
+            "confidence": round(sig.confidence, 4),
+            "shares": sig.shares,
+            "reasoning": sig.reasoning,
+        }
+        events.append((EventType.SIGNAL_GENERATED, generated))
     for dec_list in decided.values():
         for dec in dec_list:
             if dec.rejection is not None:
-                await cx.event(
-                    EventType.SIGNAL_REJECTED,
-                    strategy=dec.signal.strategy,
-                    symbol=dec.signal.symbol,
-                    stage=str(dec.rejection.stage),
-                    reason=dec.rejection.reason_code,
-                    details=dec.rejection.details,
-                )
+                rejected = {
+                    "strategy": dec.signal.strategy,
+                    "symbol": dec.signal.symbol,
+                    "stage": str(dec.rejection.stage),
+                    "reason": dec.rejection.reason_code,
+                    "details": dec.rejection.details,
+                }
+                events.append((EventType.SIGNAL_REJECTED, rejected))
+    await cx.events(events)
     return ids
 
 
@@ -144,34 +146,32 @@ async def _submit(
     answer: OrderResults = await cx.deps.order_manager.ask(
         PlaceOrders(cx.msg.run_id, cx.msg.asof, specs), timeout=cx.deps.order_timeout_s
     )
-    for r in answer.results:
-        await _order_events(cx, r)
+    await cx.events([e for r in answer.results for e in _order_events(r)])
     return list(answer.results)
 
 
-async def _order_events(cx: CycleContext, r: OrderResult) -> None:
-    """The intent's creation and its order's fate, in the run's event file."""
+def _order_events(r: OrderResult) -> list[tuple[EventType, Mapping[str, Any]]]:
+    """The intent's creation and its order's fate, for the run's event file."""
     event = {
         IntentStatus.REJECTED: EventType.ORDER_REJECTED,
         IntentStatus.FILLED: EventType.ORDER_FILLED,
     }.get(r.status, EventType.ORDER_SUBMITTED)
-    await cx.event(
-        EventType.ORDER_INTENT_CREATED,
-        intent_id=r.intent_id,
-        strategy=r.strategy,
-        symbol=r.symbol,
-        side=r.side,
-        qty=r.qty,
-        existing=r.existing,
-    )
-    await cx.event(
-        event,
-        intent_id=r.intent_id,
-        status=str(r.status),
-        filled_qty=r.filled_qty,
-        avg_price=r.avg_price,
-        error=r.error,
-    )
+    created = {
+        "intent_id": r.intent_id,
+        "strategy": r.strategy,
+        "symbol": r.symbol,
+        "side": r.side,
+        "qty": r.qty,
+        "existing": r.existing,
+    }
+    fate = {
+        "intent_id": r.intent_id,
+        "status": str(r.status),
+        "filled_qty": r.filled_qty,
+        "avg_price": r.avg_price,
+        "error": r.error,
+    }
+    return [(EventType.ORDER_INTENT_CREATED, created), (event, fate)]
 
 
 async def _terminal_states(cx: CycleContext, ids: SignalIds, results: list[OrderResult]) -> None:
