@@ -10,6 +10,21 @@ from dataclasses import dataclass
 from actors.messages import Signal, SignalAction
 from daemon.store.core import Store
 
+# A session's reads of the rows still pending; each reads the partial index over them
+# (schema version 6), not every signal ever parked.
+PENDING_KEYS_SQL = (
+    "SELECT strategy_id, symbol, MIN(id) FROM pending_signals"
+    " WHERE status = 'PENDING' GROUP BY strategy_id, symbol"
+)
+LIVE_SQL = (
+    "SELECT p.*, s.name AS strategy FROM pending_signals p JOIN strategies s"
+    " ON s.id = p.strategy_id WHERE p.status = 'PENDING' AND p.created_asof < ?"
+    " AND p.expires_asof >= ? ORDER BY p.id"
+)
+EXPIRE_SQL = (
+    "UPDATE pending_signals SET status = 'EXPIRED' WHERE status = 'PENDING' AND expires_asof < ?"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class PendingRow:
@@ -105,10 +120,7 @@ class PendingStore:
         if not parked:
             return
         async with self._store.transaction() as conn:
-            async with conn.execute(
-                "SELECT strategy_id, symbol, MIN(id) FROM pending_signals"
-                " WHERE status = 'PENDING' GROUP BY strategy_id, symbol"
-            ) as cur:
+            async with conn.execute(PENDING_KEYS_SQL) as cur:
                 existing = {(int(r[0]), str(r[1])): int(r[2]) for r in await cur.fetchall()}
             new, retries = plan_parking(parked, existing)
             stamp = at.isoformat()
@@ -139,12 +151,7 @@ class PendingStore:
 
     async def live(self, asof: dt.date) -> list[PendingRow]:
         """Pending rows still within their window on ``asof`` (created before it)."""
-        rows = await self._store.fetchall(
-            "SELECT p.*, s.name AS strategy FROM pending_signals p JOIN strategies s"
-            " ON s.id = p.strategy_id WHERE p.status = 'PENDING' AND p.created_asof < ?"
-            " AND p.expires_asof >= ? ORDER BY p.id",
-            (asof.isoformat(), asof.isoformat()),
-        )
+        rows = await self._store.fetchall(LIVE_SQL, (asof.isoformat(), asof.isoformat()))
         out = []
         for r in rows:
             data = json.loads(r["signal_data_json"])
@@ -174,11 +181,7 @@ class PendingStore:
     async def expire(self, asof: dt.date) -> int:
         """Mark rows whose window ended before ``asof`` EXPIRED; returns how many."""
         async with self._store.transaction() as conn:
-            cur = await conn.execute(
-                "UPDATE pending_signals SET status = 'EXPIRED' WHERE status = 'PENDING'"
-                " AND expires_asof < ?",
-                (asof.isoformat(),),
-            )
+            cur = await conn.execute(EXPIRE_SQL, (asof.isoformat(),))
             return cur.rowcount
 
     async def resolve(self, pending_id: int, status: str, at: dt.datetime) -> None:

@@ -5,11 +5,20 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pytest
+
 from actors.market.calendar import ExchangeCalendar
 from actors.messages import Signal, SignalAction
 from actors.risk.pending import expiry_asof
 from actors.store import open_store
-from actors.store.pending import Parked, PendingStore, plan_parking
+from actors.store.pending import (
+    EXPIRE_SQL,
+    LIVE_SQL,
+    PENDING_KEYS_SQL,
+    Parked,
+    PendingStore,
+    plan_parking,
+)
 from actors.store.signals import SignalStore
 from daemon.store import Store
 
@@ -132,3 +141,12 @@ async def test_resolve_many_closes_each_given_row(store: Store) -> None:
         ("MSFT", "PENDING"),
         ("GOOG", "EXECUTED"),
     ]
+
+
+@pytest.mark.parametrize("sql", [PENDING_KEYS_SQL, LIVE_SQL, EXPIRE_SQL])
+async def test_session_queries_read_only_the_pending_rows(store: Store, sql: str) -> None:
+    """Each per-session query reads the index of the pending rows, never the whole table."""
+    params = ("2026-11-23",) * sql.count("?")
+    plan = [r[-1] for r in await store.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)]
+    assert any("USING INDEX pending_signals_pending" in step for step in plan), plan
+    assert not {"SCAN pending_signals", "SCAN p"} & set(plan), plan
