@@ -18,7 +18,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -245,7 +245,28 @@ class EventLog:
         store is the source of truth, and an event file must not be the reason
         a cycle cannot report how it ended.
         """
+        await self.write_many(run_id, [(event, at, fields)])
+
+    async def write_many(
+        self, run_id: str, entries: Sequence[tuple[str, datetime, Mapping[str, Any]]]
+    ) -> None:
+        """Append ``(event, at, fields)`` entries in order, as ``write`` does each, in one
+        trip to the worker thread; every entry is checked before the first is written."""
         path = self.path_for(run_id)
+        lines = [self._line(run_id, event, at, fields) for event, at, fields in entries]
+        if not lines:
+            return
+        async with self._lock:
+            try:
+                await anyio.to_thread.run_sync(_append, path, lines)
+            except OSError as exc:
+                self.write_failures += 1
+                structlog.get_logger().warning(
+                    "event_file_write_failed", path=str(path), error=str(exc)
+                )
+
+    def _line(self, run_id: str, event: str, at: datetime, fields: Mapping[str, Any]) -> bytes:
+        """One event's line, or ``ValueError`` for a naive time, a bad kind, a reserved field."""
         if at.tzinfo is None or at.utcoffset() is None:
             raise ValueError(f"event time must be timezone-aware, got {at!r}")
         if not _EVENT_KIND.fullmatch(str(event)):
@@ -259,15 +280,7 @@ class EventLog:
             "event_type": str(event),
             **self._redactor.redact_mapping(fields),
         }
-        line = (_json.dumps(record, default=str) + "\n").encode()
-        async with self._lock:
-            try:
-                await anyio.to_thread.run_sync(_append, path, line)
-            except OSError as exc:
-                self.write_failures += 1
-                structlog.get_logger().warning(
-                    "event_file_write_failed", path=str(path), error=str(exc)
-                )
+        return (_json.dumps(record, default=str) + "\n").encode()
 
     def prune(self, older_than: datetime) -> int:
         """Delete event files last modified before ``older_than``; return how many."""
@@ -285,12 +298,14 @@ class EventLog:
         return removed
 
 
-def _append(path: Path, data: bytes) -> None:
+def _append(path: Path, lines: Sequence[bytes]) -> None:
+    """Each of ``lines`` appended with its own ``O_APPEND`` write, the file opened once."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        for data in lines:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
     finally:
         os.close(fd)

@@ -11,7 +11,7 @@ cycle there.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,6 +162,13 @@ class CycleContext:
         d = self.deps
         if d.events is not None and not self.plan:
             await d.events.write(self.msg.run_id, event, d.clock.now(), **fields)
+
+    async def events(self, entries: Sequence[tuple[EventType, Mapping[str, Any]]]) -> None:
+        """Write ``(event, fields)`` entries, in order, to the run's event file (not in a plan)."""
+        d = self.deps
+        if d.events is not None and not self.plan and entries:
+            now = d.clock.now()
+            await d.events.write_many(self.msg.run_id, [(e, now, f) for e, f in entries])
 
     async def trip(self, switch: str, reason: str) -> None:
         """Trip ``switch`` on the board (not in a plan); an event when it was not tripped yet."""

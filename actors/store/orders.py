@@ -247,10 +247,14 @@ class OrderStore:
         return [IntentRow.from_row(r) for r in rows]
 
     async def last_resting_stops(self) -> dict[tuple[int, str], IntentRow]:
-        """Each lot's latest protective stop, in any state: (strategy_id, symbol) -> row."""
+        """Each held lot's latest protective stop, in any state: (strategy_id, symbol) -> row.
+
+        Only the lots held now: those of lots sold long ago are history, not news.
+        """
         rows = await self._store.fetchall(
-            f"{_SELECT} WHERE i.rowid IN (SELECT MAX(rowid) FROM order_intents"  # noqa: S608 -- constants
-            " WHERE stop_price IS NOT NULL GROUP BY strategy_id, symbol)"
+            f"{_SELECT} WHERE i.rowid IN (SELECT MAX(o.rowid) FROM order_intents o"  # noqa: S608 -- constants
+            " JOIN positions p ON p.strategy_id = o.strategy_id AND p.symbol = o.symbol"
+            " WHERE o.stop_price IS NOT NULL AND p.shares > 0 GROUP BY o.strategy_id, o.symbol)"
         )
         return {(r.strategy_id, r.symbol): r for r in map(IntentRow.from_row, rows)}
 

@@ -354,6 +354,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX order_intents_resting ON order_intents(strategy_id, symbol)
         WHERE stop_price IS NOT NULL;
     """,
+    # ---- version 6: the pending signals still pending, by id (issue 15)
+    # A partial index over the few rows still PENDING: a session's reads and writes of
+    # them (the live ones, their expiry, the batch parked) read those rows, not every
+    # signal ever parked; by id, so the live ones come in order without a sort.
+    """
+    CREATE INDEX pending_signals_pending ON pending_signals(id) WHERE status = 'PENDING';
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

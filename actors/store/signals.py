@@ -38,6 +38,18 @@ class FunnelRow:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class StrategyRejection:
+    """Why a strategy's signal went no further: the stage that refused it and its reason."""
+
+    strategy_id: int | None
+    symbol: str
+    stage: str
+    reason_code: str
+    details: dict[str, Any]
+    signal_id: int | None = None
+
+
 class SignalStore:
     """Reads and writes ``strategies``, ``signals``, ``signal_funnel``, ``signal_rejections``."""
 
@@ -59,15 +71,20 @@ class SignalStore:
         return int(row[0])
 
     async def record_signals(
-        self, run_id: str, asof: dt.date, strategy_id: int, signals: Sequence[Signal]
+        self, run_id: str, asof: dt.date, signals: Sequence[tuple[int, Signal]]
     ) -> list[int]:
-        """Persist a cycle's raw signals; returns their ids in order."""
-        ids: list[int] = []
+        """Persist a cycle's raw ``(strategy_id, signal)`` rows in one transaction; their ids
+        in order."""
+        if not signals:
+            return []
         async with self._store.transaction() as conn:
-            for sig in signals:
-                cur = await conn.execute(
-                    "INSERT INTO signals (run_id, strategy_id, symbol, signal_type, confidence,"
-                    " price, atr, shares, reasoning, asof_date) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            async with conn.execute("SELECT COALESCE(MAX(id), 0) FROM signals") as cur:
+                row = await cur.fetchone()
+            before = int(row[0]) if row is not None else 0
+            await conn.executemany(
+                "INSERT INTO signals (run_id, strategy_id, symbol, signal_type, confidence,"
+                " price, atr, shares, reasoning, asof_date) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [
                     (
                         run_id,
                         strategy_id,
@@ -79,13 +96,23 @@ class SignalStore:
                         sig.shares,
                         sig.reasoning,
                         asof.isoformat(),
-                    ),
-                )
-                ids.append(int(cur.lastrowid or 0))
+                    )
+                    for strategy_id, sig in signals
+                ],
+            )
+            # AUTOINCREMENT ids only grow, and this transaction is the only writer.
+            async with conn.execute(
+                "SELECT id FROM signals WHERE id > ? ORDER BY id", (before,)
+            ) as cur:
+                ids = [int(r[0]) for r in await cur.fetchall()]
+        if len(ids) != len(signals):
+            raise RuntimeError(f"recorded {len(signals)} signals but found {len(ids)} new ids")
         return ids
 
     async def set_terminal(self, states: list[tuple[int, str, str]], at: dt.datetime) -> None:
         """Give signals their terminal state: ``(signal_id, state, reason)`` rows."""
+        if not states:
+            return
         await self._store.executemany(
             "UPDATE signals SET terminal_state = ?, terminal_reason = ?, terminal_at = ?"
             " WHERE id = ?",
@@ -121,15 +148,21 @@ class SignalStore:
         )
         return [dict(r) for r in rows]
 
-    async def save_funnel(
-        self, run_id: str, asof: dt.date, strategy_id: int, strategy: str, counts: dict[str, int]
+    async def save_funnels(
+        self, run_id: str, asof: dt.date, funnels: Sequence[tuple[int, str, dict[str, int]]]
     ) -> None:
-        """Upsert one strategy's funnel counts for a run (stages in ``FUNNEL_STAGES``)."""
-        unknown = set(counts) - set(FUNNEL_STAGES)
-        if unknown:
-            raise ValueError(f"unknown funnel stages: {sorted(unknown)}")
-        values = [int(counts.get(stage, 0)) for stage in FUNNEL_STAGES]
-        await self._store.execute(
+        """Upsert the run's ``(strategy_id, strategy, counts)`` funnels in one transaction
+        (stages in ``FUNNEL_STAGES``)."""
+        rows = []
+        for strategy_id, strategy, counts in funnels:
+            unknown = set(counts) - set(FUNNEL_STAGES)
+            if unknown:
+                raise ValueError(f"unknown funnel stages: {sorted(unknown)}")
+            values = [int(counts.get(stage, 0)) for stage in FUNNEL_STAGES]
+            rows.append((run_id, asof.isoformat(), strategy_id, strategy, *values))
+        if not rows:
+            return
+        await self._store.executemany(
             "INSERT INTO signal_funnel (run_id, asof_date, strategy_id, strategy_name,"
             " raw_signals_count, after_regime_count, after_correlation_count, after_risk_count,"
             " executed_count) VALUES (?,?,?,?,?,?,?,?,?)"
@@ -139,7 +172,7 @@ class SignalStore:
             " after_correlation_count = excluded.after_correlation_count,"
             " after_risk_count = excluded.after_risk_count,"
             " executed_count = excluded.executed_count",
-            (run_id, asof.isoformat(), strategy_id, strategy, *values),
+            rows,
         )
 
     async def funnel(self, run_id: str) -> list[FunnelRow]:
@@ -171,21 +204,28 @@ class SignalStore:
         )
         return [dict(r) for r in rows]
 
-    async def log_rejection(
-        self,
-        run_id: str,
-        strategy_id: int | None,
-        symbol: str,
-        *,
-        stage: str,
-        reason_code: str,
-        details: dict[str, Any],
-        signal_id: int | None = None,
+    async def log_strategy_rejections(
+        self, run_id: str, rejections: Iterable[StrategyRejection]
     ) -> None:
-        await self._store.execute(
+        """A run's rejections of strategies' signals, in order, in one transaction."""
+        rows = [
+            (
+                run_id,
+                r.signal_id,
+                r.strategy_id,
+                r.symbol,
+                r.stage,
+                r.reason_code,
+                json.dumps(r.details),
+            )
+            for r in rejections
+        ]
+        if not rows:
+            return
+        await self._store.executemany(
             "INSERT INTO signal_rejections (run_id, signal_id, strategy_id, symbol, stage,"
             " reason_code, details_json) VALUES (?,?,?,?,?,?,?)",
-            (run_id, signal_id, strategy_id, symbol, stage, reason_code, json.dumps(details)),
+            rows,
         )
 
     async def log_rejections(

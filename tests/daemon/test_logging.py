@@ -223,6 +223,32 @@ async def test_event_log_appends_parseable_lines(tmp_path: Path) -> None:
     ]
 
 
+async def test_event_log_write_many_appends_what_write_would(tmp_path: Path) -> None:
+    """write_many() appends the lines write() would, in the order given."""
+    at = datetime(2024, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=-5)))
+    one, many = EventLog(tmp_path / "one"), EventLog(tmp_path / "many")
+    entries = [
+        (EventType.SIGNAL_GENERATED, at, {"symbol": "AAPL"}),
+        (EventType.SIGNAL_REJECTED, at + timedelta(seconds=1), {"symbol": "MSFT", "why": "x"}),
+    ]
+    for event, when, fields in entries:
+        await one.write("r1", event, when, **fields)
+    await many.write_many("r1", entries)
+    await many.write_many("r2", [])
+    assert many.path_for("r1").read_bytes() == one.path_for("r1").read_bytes()
+    assert not many.path_for("r2").exists()
+
+
+async def test_event_log_write_many_checks_every_entry_before_writing(tmp_path: Path) -> None:
+    """One bad entry (a naive time) refuses the whole batch: nothing is written."""
+    log = EventLog(tmp_path)
+    no_fields: dict[str, Any] = {}
+    good = (EventType.ERROR, datetime.now(UTC), no_fields)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        await log.write_many("r1", [good, (EventType.ERROR, datetime(2024, 1, 1), no_fields)])
+    assert not log.path_for("r1").exists()
+
+
 async def test_event_log_permissions(tmp_path: Path) -> None:
     """The event directory is 0o700 and event files are 0o600."""
     log = EventLog(tmp_path / "events")

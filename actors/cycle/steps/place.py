@@ -29,6 +29,8 @@ from actors.messages import (
 from actors.risk import pipeline
 from actors.risk.pending import expiry_asof
 from actors.store.cycles import CycleStep
+from actors.store.pending import Parked
+from actors.store.signals import StrategyRejection
 
 Decided = Mapping[str, list[pipeline.Decision]]
 SignalIds = Mapping[tuple[str, str, str], int]
@@ -48,15 +50,19 @@ async def place(cx: CycleContext) -> Outcome | None:
     await d.journal.step(msg.run_id, CycleStep.SUBMITTED, d.clock.now())
     await _terminal_states(cx, st.ids, st.results)
     await _save_funnel(cx)
-    for rej in out.rejections:
-        await d.signals.log_rejection(
-            msg.run_id,
-            d.strategy_ids[str(rej["strategy"])],
-            str(rej["symbol"]),
-            stage=str(rej["stage"]),
-            reason_code=str(rej["reason"]),
-            details=dict(rej["details"]),
-        )
+    await d.signals.log_strategy_rejections(
+        msg.run_id,
+        [
+            StrategyRejection(
+                d.strategy_ids[str(rej["strategy"])],
+                str(rej["symbol"]),
+                stage=str(rej["stage"]),
+                reason_code=str(rej["reason"]),
+                details=dict(rej["details"]),
+            )
+            for rej in out.rejections
+        ],
+    )
     await d.journal.step(msg.run_id, CycleStep.SETTLED, d.clock.now())
     await d.reconciler.ask(Reconcile(msg.run_id, "END"), timeout=d.order_timeout_s)
     await _observe(cx)
@@ -66,54 +72,54 @@ async def place(cx: CycleContext) -> Outcome | None:
 
 async def _persist(cx: CycleContext, decided: Decided) -> dict[tuple[str, str, str], int]:
     """Record every decided signal; (strategy, symbol, action) -> its signal id."""
+    named = [(name, dec.signal) for name, decisions in decided.items() for dec in decisions]
+    new_ids = await cx.deps.signals.record_signals(
+        cx.msg.run_id, cx.msg.asof, [(cx.deps.strategy_ids[name], sig) for name, sig in named]
+    )
     ids: dict[tuple[str, str, str], int] = {}
-    for name, decisions in decided.items():
-        sigs = [dec.signal for dec in decisions]
-        new_ids = await cx.deps.signals.record_signals(
-            cx.msg.run_id, cx.msg.asof, cx.deps.strategy_ids[name], sigs
-        )
-        for sig, sid in zip(sigs, new_ids, strict=True):
-            ids[(name, sig.symbol, str(sig.action))] = sid
-            await cx.event(
-                EventType.SIGNAL_GENERATED,
-                strategy=name,
-                symbol=sig.symbol,
-                action=str(sig.action),
-                confidence=round(sig.confidence, 4),
-                shares=sig.shares,
-                reasoning=sig.reasoning,
-            )
+    events: list[tuple[EventType, Mapping[str, Any]]] = []
+    for (name, sig), sid in zip(named, new_ids, strict=True):
+        ids[(name, sig.symbol, str(sig.action))] = sid
+        generated = {
+            "strategy": name,
+            "symbol": sig.symbol,
+            "action": str(sig.action),
+            "confidence": round(sig.confidence, 4),
+            "shares": sig.shares,
+            "reasoning": sig.reasoning,
+        }
+        events.append((EventType.SIGNAL_GENERATED, generated))
     for dec_list in decided.values():
         for dec in dec_list:
             if dec.rejection is not None:
-                await cx.event(
-                    EventType.SIGNAL_REJECTED,
-                    strategy=dec.signal.strategy,
-                    symbol=dec.signal.symbol,
-                    stage=str(dec.rejection.stage),
-                    reason=dec.rejection.reason_code,
-                    details=dec.rejection.details,
-                )
+                rejected = {
+                    "strategy": dec.signal.strategy,
+                    "symbol": dec.signal.symbol,
+                    "stage": str(dec.rejection.stage),
+                    "reason": dec.rejection.reason_code,
+                    "details": dec.rejection.details,
+                }
+                events.append((EventType.SIGNAL_REJECTED, rejected))
+    await cx.events(events)
     return ids
 
 
 async def _park(cx: CycleContext, decided: Decided) -> None:
     """Keep the refusals that may pass on a later day (heat, cash) as pending signals."""
     d, asof = cx.deps, cx.msg.asof
-    now = d.clock.now()
     sessions = d.calendar.sessions_between(asof, asof + dt.timedelta(days=14))
     until = expiry_asof(asof, sessions, cx.risk.pending.decay_sessions)
-    for name, decisions in decided.items():
-        for dec in decisions:
-            if dec.park and dec.rejection is not None:
-                await d.pending.park(
-                    d.strategy_ids[name],
-                    dec.signal,
-                    dec.rejection.reason_code,
-                    asof=asof,
-                    expires_asof=until,
-                    at=now,
-                )
+    await d.pending.park_many(
+        [
+            Parked(d.strategy_ids[name], dec.signal, dec.rejection.reason_code)
+            for name, decisions in decided.items()
+            for dec in decisions
+            if dec.park and dec.rejection is not None
+        ],
+        asof=asof,
+        expires_asof=until,
+        at=d.clock.now(),
+    )
 
 
 async def _submit(
@@ -140,34 +146,32 @@ async def _submit(
     answer: OrderResults = await cx.deps.order_manager.ask(
         PlaceOrders(cx.msg.run_id, cx.msg.asof, specs), timeout=cx.deps.order_timeout_s
     )
-    for r in answer.results:
-        await _order_events(cx, r)
+    await cx.events([e for r in answer.results for e in _order_events(r)])
     return list(answer.results)
 
 
-async def _order_events(cx: CycleContext, r: OrderResult) -> None:
-    """The intent's creation and its order's fate, in the run's event file."""
+def _order_events(r: OrderResult) -> list[tuple[EventType, Mapping[str, Any]]]:
+    """The intent's creation and its order's fate, for the run's event file."""
     event = {
         IntentStatus.REJECTED: EventType.ORDER_REJECTED,
         IntentStatus.FILLED: EventType.ORDER_FILLED,
     }.get(r.status, EventType.ORDER_SUBMITTED)
-    await cx.event(
-        EventType.ORDER_INTENT_CREATED,
-        intent_id=r.intent_id,
-        strategy=r.strategy,
-        symbol=r.symbol,
-        side=r.side,
-        qty=r.qty,
-        existing=r.existing,
-    )
-    await cx.event(
-        event,
-        intent_id=r.intent_id,
-        status=str(r.status),
-        filled_qty=r.filled_qty,
-        avg_price=r.avg_price,
-        error=r.error,
-    )
+    created = {
+        "intent_id": r.intent_id,
+        "strategy": r.strategy,
+        "symbol": r.symbol,
+        "side": r.side,
+        "qty": r.qty,
+        "existing": r.existing,
+    }
+    fate = {
+        "intent_id": r.intent_id,
+        "status": str(r.status),
+        "filled_qty": r.filled_qty,
+        "avg_price": r.avg_price,
+        "error": r.error,
+    }
+    return [(EventType.ORDER_INTENT_CREATED, created), (event, fate)]
 
 
 async def _terminal_states(cx: CycleContext, ids: SignalIds, results: list[OrderResult]) -> None:
@@ -187,9 +191,8 @@ async def _terminal_states(cx: CycleContext, ids: SignalIds, results: list[Order
         for r in results
         if r.status is not IntentStatus.REJECTED and r.side == "buy"
     }
-    for p in st.pending:
-        if (p.strategy, p.symbol) in done:
-            await d.pending.resolve(p.id, "EXECUTED", d.clock.now())
+    executed = [p.id for p in st.pending if (p.strategy, p.symbol) in done]
+    await d.pending.resolve_many(executed, "EXECUTED", d.clock.now())
 
 
 async def _save_funnel(cx: CycleContext) -> None:
@@ -204,12 +207,14 @@ async def _save_funnel(cx: CycleContext) -> None:
             if r.strategy == name and (r.symbol, r.side) in accepted and went_through(r)
         )
         out.funnel[name]["executed"] = executed
-        await d.signals.save_funnel(
-            cx.msg.run_id, cx.msg.asof, d.strategy_ids[name], name, out.funnel[name]
-        )
         if d.metrics is not None:
             for stage, count in out.funnel[name].items():
                 d.metrics.signals.labels(strategy=name, stage=stage).set(count)
+    await d.signals.save_funnels(
+        cx.msg.run_id,
+        cx.msg.asof,
+        [(d.strategy_ids[name], name, out.funnel[name]) for name in st.decided],
+    )
 
 
 async def _observe(cx: CycleContext) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -422,6 +423,33 @@ async def test_first_day_trades_fills_and_sets_stops(store: Store, tmp_path: Pat
     )
     assert states
     assert all(s["terminal_state"] for s in states)
+
+
+async def test_event_file_has_each_signal_and_each_intent(store: Store, tmp_path: Path) -> None:
+    """The place step writes one event per signal and two per intent, in the order they came."""
+    graph = await build(store, tmp_path, universe=DEFAULT_36)
+    async with anyio.create_task_group() as tg:
+        await tg.start(graph.sup.run)
+        done = await graph.run()
+        await graph.sup.stop()
+    assert done.status is CycleStatus.COMPLETED
+    lines = [
+        json.loads(line)
+        for line in (graph.events_dir / "events_test-20261123.jsonl").read_text().splitlines()
+    ]
+    stored = await SignalStore(store).signals_for_run("test-20261123")
+    generated = [e for e in lines if e["event_type"] == "SIGNAL_GENERATED"]
+    assert [(e["strategy"], e["symbol"], e["action"]) for e in generated] == [
+        (s["strategy"], s["symbol"], s["signal_type"]) for s in stored
+    ]
+    rows = await intents(store)
+    created = [e for e in lines if e["event_type"] == "ORDER_INTENT_CREATED"]
+    assert sorted(e["intent_id"] for e in created) == sorted(str(r["intent_id"]) for r in rows)
+    kinds = [e["event_type"] for e in lines]
+    for i, kind in enumerate(kinds):
+        if kind == "ORDER_INTENT_CREATED":
+            assert kinds[i + 1] == "ORDER_FILLED"
+            assert lines[i + 1]["intent_id"] == lines[i]["intent_id"]
 
 
 async def test_second_run_same_day_places_nothing_new(store: Store, tmp_path: Path) -> None:
