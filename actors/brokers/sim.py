@@ -422,7 +422,7 @@ class SimBroker:
             if price is not None:
                 if self._actions is None:
                     return price
-                rows = await self._book.actions()
+                rows = await self._book.actions(after=session)
                 return price / sim_actions.scale_since(rows, symbol, session)
             session = self._calendar.previous_session(session)
         return None
@@ -582,7 +582,9 @@ class SimBroker:
     async def _settle_stops(self, stops: list[SimOrderRow], now: dt.datetime) -> None:
         """Fill each resting stop on the first session whose prices reach it (``sim_stops``)."""
         positions = {p.symbol: p for p in await self._book.positions()}
-        applied = await self._book.actions() if self._actions is not None else []
+        # A stop is checked from its trade date on: only the actions after the earliest matter.
+        since = min(o.trade_date for o in stops)
+        applied = await self._book.actions(after=since) if self._actions is not None else []
         for order in stops:
             assert order.stop_price is not None
             session, price = await self._stop_trigger(order, now, applied)
@@ -683,7 +685,7 @@ class SimBroker:
             (o.trade_date, 1, o) for o in await self._book.filled_orders_traded_after(session)
         ]
         if self._actions is not None:
-            events += [(a.ex_date, 0, a) for a in await self._book.actions()]
+            events += [(a.ex_date, 0, a) for a in await self._book.actions(after=session)]
         for _, _, event in sorted(events, key=lambda e: (e[0], e[1]), reverse=True):
             if isinstance(event, SimActionRow):
                 cash = sim_actions.back_out(event, qty, cash, session)
