@@ -83,7 +83,7 @@ import asyncio
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 from actors.brokers import sim_actions, sim_stops
@@ -132,6 +132,14 @@ class KnowsLows(Protocol):
     """A price source that also knows each session's low (once the session has closed)."""
 
     async def low_price(self, symbol: str, session: dt.date) -> float | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Applied:
+    """The corporate actions ex or paid after ``after``, as the account applied them."""
+
+    after: dt.date
+    rows: list[SimActionRow]
 
 
 def sim_broker_order_id(client_order_id: str) -> str:
@@ -257,8 +265,9 @@ class SimBroker:
             await self._settle()
             now = self._clock.now()
             result = []
+            applied = await self._applied_after(self._last_closed_session(now))
             for p in await self._book.positions():
-                mark = await self._mark(p, now)
+                mark = await self._mark(p, now, applied)
                 result.append(
                     BrokerPosition(
                         symbol=p.symbol,
@@ -277,8 +286,9 @@ class SimBroker:
             account = await self._account_row()
             positions = await self._book.positions()
             equity = account.cash
+            applied = await self._applied_after(self._last_closed_session(now))
             for p in positions:
-                equity += p.qty * await self._mark(p, now)
+                equity += p.qty * await self._mark(p, now, applied)
             last_equity = account.last_equity
             reference = self._calendar.previous_session(self._today(now))
             snapshot_of = await self._book.last_equity_session()
@@ -414,22 +424,39 @@ class SimBroker:
             session = self._calendar.previous_session(session)
         return None
 
-    async def _close_in_todays_terms(self, symbol: str, session: dt.date) -> float | None:
+    async def _applied_after(self, session: dt.date) -> _Applied | None:
+        """The actions a close from ``session`` on needs, read once for the marks of one
+        operation (None when the broker applies no actions)."""
+        if self._actions is None:
+            return None
+        return _Applied(session, await self._book.actions(after=session))
+
+    async def _close_in_todays_terms(
+        self, symbol: str, session: dt.date, applied: _Applied | None
+    ) -> float | None:
         """``_close_on_or_before``, divided by the splits applied since that close: the
-        price of one of today's shares (a split's ex date marks at the adjusted close)."""
+        price of one of today's shares (a split's ex date marks at the adjusted close).
+
+        ``applied`` serves a close from its session on; an older close reads its own."""
         for _ in range(MARK_LOOKBACK_SESSIONS):
             price = await self._prices.close_price(symbol, session)
             if price is not None:
                 if self._actions is None:
                     return price
-                rows = await self._book.actions()
+                rows = (
+                    applied.rows
+                    if applied is not None and session >= applied.after
+                    else await self._book.actions(after=session)
+                )
                 return price / sim_actions.scale_since(rows, symbol, session)
             session = self._calendar.previous_session(session)
         return None
 
-    async def _mark(self, position: SimPositionRow, now: dt.datetime) -> float:
+    async def _mark(
+        self, position: SimPositionRow, now: dt.datetime, applied: _Applied | None
+    ) -> float:
         last = self._last_closed_session(now)
-        close = await self._close_in_todays_terms(position.symbol, last)
+        close = await self._close_in_todays_terms(position.symbol, last, applied)
         return position.avg_entry_price if close is None else close
 
     async def _account_row(self) -> SimAccountRow:
@@ -465,9 +492,10 @@ class SimBroker:
         now: dt.datetime,
     ) -> None:
         last_closed = self._last_closed_session(now)
+        applied = await self._applied_after(last_closed)
         price = open_price
         if price is None:
-            price = await self._close_in_todays_terms(request.symbol, last_closed)
+            price = await self._close_in_todays_terms(request.symbol, last_closed, applied)
         if price is None:
             raise OrderRejected(f"no price known for {request.symbol}")
         cost = -apply_costs(OrderSide.BUY, request.qty, price).cash_delta
@@ -475,7 +503,7 @@ class SimBroker:
         for o in pending:
             if o.side != OrderSide.BUY:
                 continue
-            estimate = await self._close_in_todays_terms(o.symbol, last_closed)
+            estimate = await self._close_in_todays_terms(o.symbol, last_closed, applied)
             if estimate is not None:
                 reserved += -apply_costs(OrderSide.BUY, o.qty, estimate).cash_delta
         available = account.cash - reserved
@@ -582,7 +610,9 @@ class SimBroker:
     async def _settle_stops(self, stops: list[SimOrderRow], now: dt.datetime) -> None:
         """Fill each resting stop on the first session whose prices reach it (``sim_stops``)."""
         positions = {p.symbol: p for p in await self._book.positions()}
-        applied = await self._book.actions() if self._actions is not None else []
+        # A stop is checked from its trade date on: only the actions after the earliest matter.
+        since = min(o.trade_date for o in stops)
+        applied = await self._book.actions(after=since) if self._actions is not None else []
         for order in stops:
             assert order.stop_price is not None
             session, price = await self._stop_trigger(order, now, applied)
@@ -683,7 +713,7 @@ class SimBroker:
             (o.trade_date, 1, o) for o in await self._book.filled_orders_traded_after(session)
         ]
         if self._actions is not None:
-            events += [(a.ex_date, 0, a) for a in await self._book.actions()]
+            events += [(a.ex_date, 0, a) for a in await self._book.actions(after=session)]
         for _, _, event in sorted(events, key=lambda e: (e[0], e[1]), reverse=True):
             if isinstance(event, SimActionRow):
                 cash = sim_actions.back_out(event, qty, cash, session)

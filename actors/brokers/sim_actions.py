@@ -44,7 +44,6 @@ async def apply_due(
     if source is None:
         return
     positions = {p.symbol: p for p in await book.positions()}
-    done = {a.action_id: a for a in await book.actions()}
     found = (
         await provider_actions(
             source, sorted(positions), today - dt.timedelta(LOOKBACK_DAYS), today
@@ -52,11 +51,12 @@ async def apply_due(
         if positions
         else []
     )
+    done = await _applied(book, found)
     todo = sorted(
         (a for a in found if a.action_id not in done and a.ex_date <= today),
         key=lambda a: (a.ex_date, a.action_id),
     )
-    owed = [a for a in done.values() if not a.credited and a.pay_date and a.pay_date <= today]
+    owed = await book.owed(today)
     if not todo and not owed:
         return
     # Prices are read before the write transaction (the source may read the store).
@@ -93,6 +93,15 @@ async def apply_due(
         for row in owed:
             await w.add_cash(row.cash)
             await w.credit_action(row.action_id)
+
+
+async def _applied(book: SimBrokerStore, found: list[CorporateAction]) -> set[str]:
+    """The ids of ``found`` the account has applied already (an id fixes the ex date, so
+    only the rows from the earliest ex date of ``found`` are read)."""
+    if not found:
+        return set()
+    since = min(a.ex_date for a in found) - dt.timedelta(days=1)
+    return {a.action_id for a in await book.actions(after=since)}
 
 
 async def _net_fills_since(book: SimBrokerStore, symbol: str, ex_date: dt.date) -> int:

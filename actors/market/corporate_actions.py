@@ -31,7 +31,7 @@ import datetime as dt
 import hashlib
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
@@ -77,21 +77,14 @@ class CorporateAction:
     pay_date: dt.date | None = None
     new_symbol: str | None = None
     source_id: str | None = None
+    #: Stable over sources and re-reads: kind, symbol, ex date and terms (derived once).
+    action_id: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         problem = _problem(self)
         if problem:
             raise BadCorporateAction(f"{self.kind} {self.symbol} {self.ex_date}: {problem}")
-
-    @property
-    def action_id(self) -> str:
-        """Stable over sources and re-reads: kind, symbol, ex date and terms."""
-        terms = f"{self.kind}|{self.symbol}|{self.ex_date}|{self.ratio:.10g}|"
-        terms += f"{self.cash_per_share:.10g}|{self.new_symbol or ''}"
-        return (
-            f"{self.symbol}-{self.ex_date:%Y%m%d}-{self.kind}-"
-            + hashlib.sha256(terms.encode()).hexdigest()[:8]
-        )
+        object.__setattr__(self, "action_id", _action_id(self))
 
     @property
     def credited_on(self) -> dt.date:
@@ -104,6 +97,15 @@ class CorporateAction:
         if self.kind is ActionKind.CASH_DIVIDEND:
             return f"cash dividend ${self.cash_per_share:g}/share on {self.symbol}"
         return f"rename {self.symbol} -> {self.new_symbol}"
+
+
+def _action_id(a: CorporateAction) -> str:
+    """``<symbol>-<ex date>-<kind>-`` and a hash of the kind, symbol, ex date and terms."""
+    terms = f"{a.kind}|{a.symbol}|{a.ex_date}|{a.ratio:.10g}|"
+    terms += f"{a.cash_per_share:.10g}|{a.new_symbol or ''}"
+    return (
+        f"{a.symbol}-{a.ex_date:%Y%m%d}-{a.kind}-" + hashlib.sha256(terms.encode()).hexdigest()[:8]
+    )
 
 
 def _problem(a: CorporateAction) -> str | None:

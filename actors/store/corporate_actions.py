@@ -35,6 +35,32 @@ from actors.market.corporate_actions import (
 )
 from daemon.store.core import Row, Store
 
+#: Ids per ``IN (...)`` query, well under SQLite's limit on bound parameters.
+_IDS_PER_QUERY = 500
+
+# The reads of every cycle. Each searches an index of schema version 6 over the few
+# actions still waiting for that step (or the latest ex dates), so a session's cost
+# follows the actions due then, not every action ever recorded.
+UNAPPLIED_SQL = (
+    "SELECT * FROM corporate_actions WHERE applied_at IS NULL AND ex_date <= ?"
+    " ORDER BY ex_date, action_id"
+)
+BARS_DUE_SQL = (
+    "SELECT action_id, symbol, new_symbol FROM corporate_actions"
+    " WHERE bars_refreshed_at IS NULL AND ex_date <= ? AND kind != 'cash_dividend'"
+    " ORDER BY ex_date, action_id"
+)
+CREDIT_DUE_SQL = (
+    "SELECT * FROM corporate_actions WHERE credited_at IS NULL AND kind = 'cash_dividend'"
+    " AND applied_at IS NOT NULL AND COALESCE(pay_date, ex_date) <= ?"
+    " ORDER BY ex_date, action_id"
+)
+UNADJUSTED_SQL = (
+    "SELECT * FROM corporate_actions WHERE applied_at IS NOT NULL AND ex_date > ?"
+    " AND kind IN ('forward_split', 'reverse_split', 'stock_dividend')"
+    " ORDER BY ex_date, action_id"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Effect:
@@ -86,19 +112,27 @@ class CorporateActionStore:
         self._store = store
 
     async def record(self, actions: Iterable[CorporateAction], at: dt.datetime) -> list[str]:
-        """Keep the actions not seen before (durable); the ids of those that were new."""
-        actions = list(actions)
+        """Keep the actions not seen before (durable); the ids of those that were new.
+
+        The ids already recorded are read first, so a re-read of known actions (every
+        session's lookback) writes nothing.
+        """
+        fresh: dict[str, CorporateAction] = {}
+        for a in actions:
+            fresh.setdefault(a.action_id, a)
+        for known in await self._known(list(fresh)):
+            del fresh[known]
         new: list[str] = []
-        if not actions:
+        if not fresh:
             return new
         async with self._store.transaction(durable=True) as conn:
-            for a in actions:
+            for action_id, a in fresh.items():
                 cur = await conn.execute(
                     "INSERT INTO corporate_actions (action_id, kind, symbol, ex_date, pay_date,"
                     " ratio, cash_per_share, new_symbol, source, source_id, recorded_at)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(action_id) DO NOTHING",
                     (
-                        a.action_id,
+                        action_id,
                         str(a.kind),
                         a.symbol,
                         a.ex_date.isoformat(),
@@ -112,16 +146,25 @@ class CorporateActionStore:
                     ),
                 )
                 if cur.rowcount == 1:
-                    new.append(a.action_id)
+                    new.append(action_id)
         return new
+
+    async def _known(self, action_ids: list[str]) -> set[str]:
+        """Which of ``action_ids`` are recorded already."""
+        known: set[str] = set()
+        for i in range(0, len(action_ids), _IDS_PER_QUERY):
+            chunk = action_ids[i : i + _IDS_PER_QUERY]
+            rows = await self._store.fetchall(
+                "SELECT action_id FROM corporate_actions WHERE action_id IN"  # noqa: S608 -- placeholders only
+                f" ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            known.update(str(r["action_id"]) for r in rows)
+        return known
 
     async def unapplied(self, through: dt.date) -> list[CorporateAction]:
         """Recorded actions with ``ex_date <= through`` not applied yet, oldest first."""
-        rows = await self._store.fetchall(
-            "SELECT * FROM corporate_actions WHERE applied_at IS NULL AND ex_date <= ?"
-            " ORDER BY ex_date, action_id",
-            (through.isoformat(),),
-        )
+        rows = await self._store.fetchall(UNAPPLIED_SQL, (through.isoformat(),))
         return [_action(r).action for r in rows]
 
     async def recorded(self, symbols: Iterable[str] | None = None) -> list[RecordedAction]:
@@ -194,12 +237,7 @@ class CorporateActionStore:
 
         ``through`` is the last session of the cycle's window; returns the symbols.
         """
-        rows = await self._store.fetchall(
-            "SELECT action_id, symbol, new_symbol FROM corporate_actions"
-            " WHERE bars_refreshed_at IS NULL AND ex_date <= ? AND kind != 'cash_dividend'"
-            " ORDER BY ex_date, action_id",
-            (through.isoformat(),),
-        )
+        rows = await self._store.fetchall(BARS_DUE_SQL, (through.isoformat(),))
         symbols: list[str] = []
         if not rows:
             return symbols
@@ -216,14 +254,8 @@ class CorporateActionStore:
 
     async def credit_due(self, through: dt.date, at: dt.datetime) -> list[CorporateAction]:
         """Book the cash of applied dividends whose pay date is ``<= through``; which ones."""
-        due = [
-            r.action
-            for r in await self.recorded()
-            if r.action.kind is ActionKind.CASH_DIVIDEND
-            and r.applied_at is not None
-            and r.credited_at is None
-            and r.action.credited_on <= through
-        ]
+        rows = await self._store.fetchall(CREDIT_DUE_SQL, (through.isoformat(),))
+        due = [_action(r).action for r in rows]
         if not due:
             return []
         async with self._store.transaction(durable=True) as conn:
@@ -241,12 +273,7 @@ class CorporateActionStore:
     async def unadjusted(self, window_end: dt.date) -> dict[str, CorporateAction]:
         """Symbol -> an applied split whose ex date is after ``window_end`` (the last
         session of the cycle's history): the book has the new scale, the bars the old."""
-        rows = await self._store.fetchall(
-            "SELECT * FROM corporate_actions WHERE applied_at IS NOT NULL AND ex_date > ?"
-            " AND kind IN ('forward_split', 'reverse_split', 'stock_dividend')"
-            " ORDER BY ex_date, action_id",
-            (window_end.isoformat(),),
-        )
+        rows = await self._store.fetchall(UNADJUSTED_SQL, (window_end.isoformat(),))
         return {str(r["symbol"]): _action(r).action for r in rows}
 
     async def pending_at_broker(self, on_or_after: dt.date) -> Mapping[str, tuple[int, int]]:

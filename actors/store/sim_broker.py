@@ -31,6 +31,14 @@ from daemon.store.core import Row, Store
 
 LAST_EQUITY_SESSION_KEY = "sim_broker.last_equity_session"
 
+# The corporate-action reads of every broker operation; each searches an index of schema
+# version 6 (ex date, pay date, the dividends still owed), not the whole table.
+ACTIONS_AFTER_SQL = "SELECT * FROM sim_corporate_actions WHERE ex_date > ? OR pay_date > ?"
+OWED_SQL = (
+    "SELECT * FROM sim_corporate_actions WHERE credited_at IS NULL AND pay_date <= ?"
+    " ORDER BY ex_date, applied_at, action_id"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class SimAccountRow:
@@ -371,11 +379,25 @@ class SimBrokerStore:
         )
         return [_order(r) for r in rows]
 
-    async def actions(self) -> list[SimActionRow]:
-        """Every corporate action applied to the account, by ex date."""
-        rows = await self._store.fetchall(
-            "SELECT * FROM sim_corporate_actions ORDER BY ex_date, applied_at, action_id"
-        )
+    async def actions(self, *, after: dt.date | None = None) -> list[SimActionRow]:
+        """The corporate actions applied to the account, by ex date: every one, or with
+        ``after`` those whose ex date or pay date is after it (what a valuation or a
+        price at ``after``'s close still has to account for)."""
+        if after is None:
+            rows = await self._store.fetchall(
+                "SELECT * FROM sim_corporate_actions ORDER BY ex_date, applied_at, action_id"
+            )
+        else:
+            # Sorted here: an ORDER BY would lead SQLite to scan the whole table in ex-date
+            # order rather than search the two indexes of the OR.
+            day = after.isoformat()
+            found = await self._store.fetchall(ACTIONS_AFTER_SQL, (day, day))
+            rows = sorted(found, key=lambda r: (r["ex_date"], r["applied_at"], r["action_id"]))
+        return [_sim_action(r) for r in rows]
+
+    async def owed(self, through: dt.date) -> list[SimActionRow]:
+        """The dividends applied, not credited yet, whose pay date is ``<= through``."""
+        rows = await self._store.fetchall(OWED_SQL, (through.isoformat(),))
         return [_sim_action(r) for r in rows]
 
     async def positions(self) -> list[SimPositionRow]:

@@ -354,8 +354,12 @@ class SyntheticProvider:
         """The synchronous body of ``corporate_actions``."""
         if not self.params.corporate_actions_per_year:
             return []
+        names = sorted({s for s in symbols if s != self.volatility_symbol})
+        # Every company's rows in one vectorised pass (not one pass per schedule drawn).
+        with self._lock:
+            self._build_missing(sorted({_company_of(n) for n in names}))
         out: list[CorporateAction] = []
-        for name in sorted({s for s in symbols if s != self.volatility_symbol}):
+        for name in names:
             listing = self._listing(name)
             if listing.listed_by(end):
                 out.extend(a for a in self._actions_of(name, listing) if start <= a.ex_date <= end)
@@ -448,12 +452,19 @@ class SyntheticProvider:
 
     def _symbols(self, wanted: list[str]) -> _Symbols:
         with self._lock:
-            missing = [s for s in wanted if s not in self._rows]
-            if missing:
-                built = _build_symbols(self.params.seed, self.params.sectors, self.params, missing)
-                for i, s in enumerate(missing):
-                    self._rows[s] = _take(built, i)
+            self._build_missing(wanted)
             return _stack([self._rows[s] for s in wanted])
+
+    def _build_missing(self, wanted: list[str]) -> None:
+        """Build the rows of ``wanted`` not cached yet, in one pass (the caller holds the lock).
+
+        A symbol's rows depend on the symbol alone, not on the others built with it.
+        """
+        missing = [s for s in wanted if s not in self._rows]
+        if missing:
+            built = _build_symbols(self.params.seed, self.params.sectors, self.params, missing)
+            for i, s in enumerate(missing):
+                self._rows[s] = _take(built, i)
 
     @staticmethod
     def _session_slice(sessions: pd.DatetimeIndex, start: dt.date, end: dt.date) -> tuple[int, int]:
@@ -473,6 +484,13 @@ class _Listing:
         return self.listed_from is None or self.listed_from <= asof
 
 
+def _company_of(name: str) -> str:
+    """The company a name most likely serves (``<symbol>.X``: the renamed ``<symbol>``)."""
+    if name.endswith(RENAME_SUFFIX) and len(name) > len(RENAME_SUFFIX):
+        return name[: -len(RENAME_SUFFIX)]
+    return name
+
+
 def _draw_actions(
     market: _Market, rows: _Symbols, seed: int, rate: float, company: str
 ) -> tuple[CorporateAction, ...]:
@@ -485,13 +503,15 @@ def _draw_actions(
     positions = np.unique(rng.integers(1, len(sessions), size=count))
     draws = rng.random((len(positions), 4))
     prices = _month_before_close(market, rows, positions)
+    pay_at = np.minimum(positions + 5 + (draws[:, 3] * 15).astype(np.int64), len(sessions) - 1)
+    ex_dates, pay_dates = sessions[positions].date, sessions[pay_at].date
     renamable = len(company) + len(RENAME_SUFFIX) <= _MAX_SYMBOL
     out: list[CorporateAction] = []
     scale = 1.0  # C(t): the product of the split ratios so far
-    for t, economic, (u_kind, u_terms, u_special, u_pay) in zip(
-        positions, prices, draws, strict=True
+    for ex_date, pay_date, economic, (u_kind, u_terms, u_special, _) in zip(
+        ex_dates, pay_dates, prices, draws, strict=True
     ):
-        ex_date, price = sessions[t].date(), float(economic) / scale
+        price = float(economic) / scale
         if u_kind < _RENAME_SHARE and renamable:
             renamable = False
             new_symbol = company + RENAME_SUFFIX
@@ -505,7 +525,6 @@ def _draw_actions(
             out.append(CorporateAction(kind, company, ex_date, SOURCE, ratio=ratio))
         else:
             share = 0.02 + 0.03 * u_terms if u_special < 0.1 else 0.002 + 0.008 * u_terms
-            pay_date = sessions[min(int(t) + 5 + int(u_pay * 15), len(sessions) - 1)].date()
             cash = max(round(float(price * share), 2), 0.01)
             out.append(
                 CorporateAction(

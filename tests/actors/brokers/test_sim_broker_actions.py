@@ -113,3 +113,22 @@ async def test_a_split_adjusts_the_resting_stop_and_a_rename_cancels_it(
     assert stop is not None
     assert stop.status.value == "canceled"
     assert {p.symbol: p.qty for p in await broker.positions()} == {"AAB": 10}
+
+
+async def test_a_close_from_before_a_split_marks_in_todays_terms(
+    store: Store, calendar: ExchangeCalendar
+) -> None:
+    """No bar since Monday: Monday's close, halved by Tuesday's 2:1 split, marks Wednesday."""
+    news = LateNews([split(2.0)])
+    news.known = True
+    prices = LowPrices()
+    day(prices, MON, 100.0, 99.0, 100.0)
+    clock = SimClock(et(MON, 8))
+    broker = SimBroker(store, clock=clock, calendar=calendar, prices=prices, actions=news)
+    await broker.submit(order("buy-mon", OrderSide.BUY, 100))
+    clock.set_time(et(WED, 17))
+    (position,) = await broker.positions()
+    assert position.qty == 200
+    assert position.market_value == pytest.approx(200 * 50.0)
+    account = await broker.account()
+    assert account.equity == pytest.approx(account.cash + 200 * 50.0)

@@ -203,3 +203,28 @@ async def test_only_the_asked_symbols_and_never_the_volatility_index() -> None:
     assert {a.symbol for a in actions} == {"SYM01"}
     frame = await provider.fetch(["SYM01", "VIX"], D(2024, 1, 1), D(2024, 3, 1))
     assert set(frame["symbol"]) == {"SYM01"}
+
+
+async def test_drawing_every_schedule_at_once_changes_no_action_and_no_bar() -> None:
+    """Schedules drawn for many names in one batch: each name's actions and bars as alone."""
+    names = [*UNIVERSE, f"SYM01{RENAME_SUFFIX}", f"NONE{RENAME_SUFFIX}"]
+    start, end = D(2020, 1, 1), D(2026, 6, 30)
+    batched = with_actions()
+    actions = batched.actions(names, EPOCH_START, EPOCH_END)
+    bars = await batched.fetch(names, start, end)
+    alone = [with_actions() for _ in names]
+    assert actions == sorted(
+        (
+            a
+            for p, n in zip(alone, names, strict=True)
+            for a in p.actions([n], EPOCH_START, EPOCH_END)
+        ),
+        key=lambda a: (a.ex_date, a.symbol, a.kind),
+    )
+    one_by_one = [await p.fetch([n], start, end) for p, n in zip(alone, names, strict=True)]
+    expected = pd.concat([f for f in one_by_one if not f.empty], ignore_index=True)
+    pd.testing.assert_frame_equal(
+        bars.sort_values(["symbol", "date"], ignore_index=True),
+        expected.sort_values(["symbol", "date"], ignore_index=True),
+        check_exact=True,
+    )

@@ -143,3 +143,45 @@ async def test_splits_applied_here_are_known_to_the_reconciliation(store: Store)
     await actions.apply(split, AT)
     assert await actions.pending_at_broker(EX) == {"AAPL": (100, 200)}
     assert await actions.pending_at_broker(EX + dt.timedelta(days=1)) == {}
+
+
+async def test_a_re_read_records_only_the_actions_not_seen_before(store: Store) -> None:
+    """Over a thousand known actions read again with one new one: only the new one is kept."""
+    actions = CorporateActionStore(store)
+    known = [
+        CorporateAction(
+            ActionKind.CASH_DIVIDEND, f"S{i:04d}", EX, "test", cash_per_share=1.0, pay_date=PAY
+        )
+        for i in range(1200)
+    ]
+    assert len(await actions.record(known, AT)) == 1200
+    new = CorporateAction(ActionKind.FORWARD_SPLIT, "S0000", EX, "test", ratio=2.0)
+    again = CorporateAction(ActionKind.FORWARD_SPLIT, "S0000", EX, "other", ratio=2.0)
+
+    assert await actions.record([*known, new, again], AT) == [new.action_id]
+    assert await actions.record(known, AT) == []
+    assert [r.action.source for r in await actions.recorded(["S0000"])] == ["test", "test"]
+
+
+async def test_only_the_dividends_due_and_not_credited_are_credited(store: Store) -> None:
+    """Splits, unapplied, credited and later dividends are left alone, by ex date."""
+    actions = CorporateActionStore(store)
+
+    def dividend(symbol: str, ex: dt.date, pay: dt.date | None) -> CorporateAction:
+        return CorporateAction(
+            ActionKind.CASH_DIVIDEND, symbol, ex, "test", cash_per_share=1.0, pay_date=pay
+        )
+
+    paid = dividend("PAID", EX - dt.timedelta(days=20), EX - dt.timedelta(days=10))
+    later = dividend("LATER", EX, PAY)
+    due = [dividend("NOPAY", EX, None), dividend("EARLY", EX - dt.timedelta(days=5), EX)]
+    unapplied = dividend("NEW", EX - dt.timedelta(days=1), EX)
+    split = CorporateAction(ActionKind.FORWARD_SPLIT, "AAPL", EX, "test", ratio=2.0)
+    await actions.record([paid, later, *due, unapplied, split], AT)
+    for a in (paid, later, *due, split):
+        await actions.apply(a, AT)
+    assert await actions.credit_due(EX - dt.timedelta(days=10), AT) == [paid]
+
+    assert await actions.credit_due(EX, AT) == [due[1], due[0]]
+    assert await actions.credit_due(EX, AT) == []
+    assert await actions.credit_due(PAY, AT) == [later]
