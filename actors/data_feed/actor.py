@@ -306,8 +306,9 @@ class DataFeed(Actor):
         return DataUnavailable(msg.run_id, msg.asof, reason, rejected)
 
     def _observe(self, report: ValidationReport, panel: BarPanel, seconds: float) -> None:
+        last_date = panel.last_date
         self._last = {
-            "last_bar": str(panel.last_date) if panel.last_date else None,
+            "last_bar": str(last_date) if last_date else None,
             "valid_symbols": len(report.valid_symbols),
             "rejected_symbols": len(report.rejected),
             "last_result": "halt" if report.halt else "ok",
@@ -320,8 +321,8 @@ class DataFeed(Actor):
         m.data_symbols.labels(status="rejected").set(len(report.rejected))
         for rejection in report.rejected:
             m.data_rejections.labels(reason=rejection.reason_code).inc()
-        if panel.last_date is not None:
-            midnight = dt.datetime.combine(panel.last_date, dt.time(), dt.UTC)
+        if last_date is not None:
+            midnight = dt.datetime.combine(last_date, dt.time(), dt.UTC)
             m.data_last_bar.set(midnight.timestamp())
 
 

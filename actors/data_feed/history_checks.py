@@ -203,11 +203,34 @@ def _panel_columns(panel: BarPanel, symbols: tuple[str, ...], cols: Columns) -> 
     return BarPanel(dates=panel.dates, symbols=symbols, **arrays)
 
 
-def _scaled(arr: FloatArray, factors: FloatArray | None, *, divide: bool = False) -> FloatArray:
-    """``arr`` times (or, for volume, divided by) its column's factor."""
-    if factors is None:
-        return arr
-    return arr / factors if divide else arr * factors
+def window_block(
+    arrays: Sequence[FloatArray],
+    rows: slice,
+    cols: IntArray | None,
+    factors: FloatArray | None,
+    divide: Sequence[bool],
+) -> list[FloatArray]:
+    """``rows`` of each array (its columns ``cols``, or all) times ``factors`` (one per
+    column; divided by them where ``divide``).
+
+    Views when nothing changes; otherwise the arrays are slices of one block, one
+    allocation for them all (a fresh large allocation per array costs more than the
+    arithmetic).
+    """
+    if cols is None and factors is None:
+        return [arr[rows] for arr in arrays]
+    if not arrays:
+        return []
+    t_len, n_cols = arrays[0][rows].shape
+    block = np.empty((len(arrays), t_len, n_cols if cols is None else cols.size))
+    for out, arr, div in zip(block, arrays, divide, strict=True):
+        part = arr[rows]
+        if cols is not None:
+            np.take(part, cols, axis=1, out=out, mode="clip")
+            part = out
+        if factors is not None:
+            (np.divide if div else np.multiply)(part, factors, out=out)
+    return list(block)
 
 
 @dataclass(frozen=True, eq=False)
@@ -331,6 +354,7 @@ class CheckedHistory:
             expected_last_session,
             self.params,
         )
+        bars, indicators = self._outputs(start, stop, keep, factors)
         report = ValidationReport(
             valid_symbols=valid,
             rejected=rejected,
@@ -338,18 +362,15 @@ class CheckedHistory:
             failed_share=len(rejected) / len(self.names),
             halt=why is not None,
             halt_reason=why,
-            panel=self._window(self.clean, start, stop, keep, factors=factors, symbols=valid),
+            panel=BarPanel(dates=self.raw.dates[start:stop], symbols=valid, **bars),
             last_prices=self._last_prices(rows, factors),
             notes=self._notes(start, stop, factors),
         )
-        return report, (self._indicators(start, stop, keep, factors) if valid else {})
+        return report, (indicators if valid else {})
 
     def _are_sessions(self, start: int, stop: int, sessions: Sequence[dt.date]) -> bool:
         """Whether the window's rows are exactly the expected ``sessions``."""
-        if len(sessions) != stop - start:
-            return False
-        wanted = np.array(sessions, dtype="datetime64[D]")
-        return bool(np.array_equal(wanted, self.days[start:stop]))
+        return len(sessions) == stop - start and self.session_of[start:stop] == tuple(sessions)
 
     def _factors(self, asof: dt.date) -> FloatArray | None:
         """Per symbol, the ratios of its splits not yet applied on ``asof`` (None: all 1)."""
@@ -425,40 +446,46 @@ class CheckedHistory:
     ) -> tuple[BarPanel, BarFlags]:
         """The raw bars (as ``market.window`` gives them) and flags of ``cols``."""
         symbols = tuple(self.symbols[j] for j in cols.tolist())
-        panel = self._window(self.raw, start, stop, cols, factors=factors, symbols=symbols)
+        arrays = window_block(
+            [getattr(self.raw, name) for name in FIELDS],
+            slice(start, stop),
+            cols,
+            None if factors is None else factors[cols],
+            divide=[name == "volume" for name in FIELDS],
+        )
+        panel = BarPanel(
+            dates=self.raw.dates[start:stop],
+            symbols=symbols,
+            **dict(zip(FIELDS, arrays, strict=True)),
+        )
         return panel, self.flags.columns(cols).rows(start, stop)
 
-    def _window(
-        self,
-        panel: BarPanel,
-        start: int,
-        stop: int,
-        cols: IntArray | None,
-        *,
-        factors: FloatArray | None,
-        symbols: tuple[str, ...],
-    ) -> BarPanel:
-        """Rows ``[start, stop)`` of ``panel`` (all columns, or ``cols``), scaled."""
-        cut = slice(start, stop)
-        mine = factors if cols is None or factors is None else factors[cols]
-        arrays = {}
-        for name in FIELDS:
-            arr = getattr(panel, name)[cut]
-            arrays[name] = _scaled(
-                arr if cols is None else arr[:, cols], mine, divide=name == "volume"
-            )
-        return BarPanel(dates=panel.dates[cut], symbols=symbols, **arrays)
-
-    def _indicators(
+    def _outputs(
         self, start: int, stop: int, cols: IntArray | None, factors: FloatArray | None
-    ) -> dict[str, FloatArray]:
-        """The indicator rows ``[start, stop)`` of all columns, or ``cols``, scaled."""
+    ) -> tuple[dict[str, FloatArray], dict[str, FloatArray]]:
+        """The window's clean bars (by field) and indicators (by key), all columns or
+        ``cols``, in the scale of the session (as ``market.window`` gives them)."""
+        rows = slice(start, stop)
         mine = factors if cols is None or factors is None else factors[cols]
-        out = {}
-        for key, arr in self.indicators.items():
-            rows = arr[start:stop] if cols is None else arr[start:stop, cols]
-            out[key] = _scaled(rows, mine) if key in PRICE_LEVEL_INDICATORS else rows
-        return out
+        levels = [k for k in self.indicators if k in PRICE_LEVEL_INDICATORS]
+        ratios = [k for k in self.indicators if k not in PRICE_LEVEL_INDICATORS]
+        scaled = window_block(
+            [
+                *(getattr(self.clean, name) for name in FIELDS),
+                *(self.indicators[k] for k in levels),
+            ],
+            rows,
+            cols,
+            mine,
+            divide=[name == "volume" for name in FIELDS] + [False] * len(levels),
+        )
+        plain = window_block(
+            [self.indicators[k] for k in ratios], rows, cols, None, divide=[False] * len(ratios)
+        )
+        bars = dict(zip(FIELDS, scaled[: len(FIELDS)], strict=True))
+        found = dict(zip(levels, scaled[len(FIELDS) :], strict=True))
+        found.update(zip(ratios, plain, strict=True))
+        return bars, {k: found[k] for k in self.indicators}
 
     def _last_prices(self, rows: WindowRows, factors: FloatArray | None) -> dict[str, LastPrice]:
         """Each symbol's last kept close in the window (before its first probable split)."""

@@ -24,6 +24,7 @@ from actors.data_feed.history_checks import (
     last_at_or_before,
     next_at_or_after,
     running_count,
+    window_block,
     window_rows,
 )
 from actors.data_feed.market import PrecomputedMarket, select_columns, symbols_first
@@ -326,3 +327,25 @@ def test_window_rows_answer_as_judge_window(faulty: BarPanel) -> None:
         assert in_window(rows.split_row, start) == judged.split_row.tolist()
         assert rows.split_count.tolist() == judged.split_count.tolist()
         assert rows.closes.tolist() == np.isfinite(judged.clean.close).sum(axis=0).tolist()
+
+
+def test_window_block_is_views_when_nothing_changes() -> None:
+    """All columns, no factors: the rows of each array, not copies."""
+    arrays = [np.arange(20.0).reshape(5, 4), np.ones((5, 4))]
+    out = window_block(arrays, slice(1, 4), None, None, divide=[False, False])
+    assert all(np.shares_memory(o, a) for o, a in zip(out, arrays, strict=True))
+    assert out[0].tolist() == arrays[0][1:4].tolist()
+
+
+def test_window_block_scales_chosen_columns_in_one_block() -> None:
+    """Columns and factors: the same numbers as selecting then scaling, in one allocation."""
+    rng = np.random.default_rng(3)
+    arrays = [rng.random((6, 5)) for _ in range(3)]
+    cols = np.array([4, 0, 2])
+    factors = np.array([3.0, 0.1, 1.05])
+    out = window_block(arrays, slice(2, 6), cols, factors, divide=[False, True, False])
+    assert out[0].tobytes() == (arrays[0][2:6][:, cols] * factors).tobytes()
+    assert out[1].tobytes() == (arrays[1][2:6][:, cols] / factors).tobytes()
+    assert out[2].base is out[0].base
+    only_cols = window_block(arrays, slice(0, 3), cols, None, divide=[False] * 3)
+    assert only_cols[2].tobytes() == arrays[2][0:3][:, cols].tobytes()
