@@ -213,9 +213,8 @@ def window_block(
     """``rows`` of each array (its columns ``cols``, or all) times ``factors`` (one per
     column; divided by them where ``divide``).
 
-    Views when nothing changes; otherwise the arrays are slices of one block, one
-    allocation for them all (a fresh large allocation per array costs more than the
-    arithmetic).
+    Views when nothing changes; otherwise the arrays are slices of one new block (one
+    allocation for them all).
     """
     if cols is None and factors is None:
         return [arr[rows] for arr in arrays]
