@@ -4,7 +4,9 @@ The window is the ``history_days`` sessions ending at the session before
 ``asof`` (a strategy at session d sees bars through the close of d-1). Bars
 come from the configured provider (remote ones through the store's bar cache)
 or, in a backtest, from a ``PrecomputedMarket``; both paths make the same
-decisions for the same session. Validation removes bad bars (reported in the
+decisions for the same session (a backtest's are lookups over the history marked
+once, ``history_checks``, with ``validate`` for the few windows lookups cannot
+answer). Validation removes bad bars (reported in the
 snapshot's ``notes``), drops bad symbols with a recorded reason (a file the
 provider could not read costs its symbols: ``bad_file``), and halts the cycle
 only on a market-wide failure (the feed stale, or too much of the universe
@@ -21,17 +23,17 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import numpy as np
 import pandas as pd
 import structlog
 
+from actors.data_feed.history_checks import CheckedHistory
 from actors.data_feed.indicators import compute_indicators
-from actors.data_feed.market import MarketWindow, PrecomputedMarket, select_columns
+from actors.data_feed.market import MarketWindow, PrecomputedMarket, last_value, select_columns
 from actors.data_feed.panel import BarPanel
 from actors.data_feed.params import DataParams
 from actors.data_feed.providers import BarProvider, provider_actions, provider_problems
@@ -76,6 +78,7 @@ class DataFeed(Actor):
         self._metrics = metrics
         self._universe: Universe | None = None
         self._last: dict[str, Any] = {}
+        self._checked: CheckedHistory | None = None
 
     async def on_start(self) -> None:
         self._universe = await anyio.to_thread.run_sync(load_universe, self._params.universe)
@@ -183,8 +186,9 @@ class DataFeed(Actor):
             )
         except ValueError as exc:
             return self._unavailable(msg, f"bad data from {self._provider.name}: {exc}")
+        vix_at = functools.partial(last_value, vix_series)
         return self._snapshot(
-            msg, report, indicators, _Context(self._provider.name, vix_series, problems, started)
+            msg, report, indicators, _Context(self._provider.name, vix_at, problems, started)
         )
 
     async def _from_market(
@@ -202,16 +206,41 @@ class DataFeed(Actor):
         if market.flags is None or market.validation != wanted:
             market = await anyio.to_thread.run_sync(market.prepared, wanted)
             self._market = market
-        report, indicators = market_snapshot(
+        history = self._checked
+        names = tuple(dict.fromkeys(symbols))
+        if history is None or history.market is not market or history.names != names:
+            history = await anyio.to_thread.run_sync(CheckedHistory.of, market, symbols)
+            self._checked = history
+        found = history.validate(
+            msg.asof,
+            history_days=self._params.history_days,
+            expected_last_session=last_session,
+            sessions=window,
+            min_bars=MIN_BARS,
+        )
+        if found is None:  # a window the lookups cannot answer: validated in full
+            found = self._validated_window(market, msg.asof, symbols, last_session, window)
+        report, indicators = found
+        context = _Context(market.provider, market.volatility_at, market.problems, started)
+        return self._snapshot(msg, report, indicators, context)
+
+    def _validated_window(
+        self,
+        market: PrecomputedMarket,
+        asof: dt.date,
+        symbols: list[str],
+        last_session: dt.date,
+        window: list[dt.date],
+    ) -> tuple[ValidationReport, dict[str, Any]]:
+        """``validate`` on the market's window for ``asof``, and its valid indicators."""
+        return market_snapshot(
             market,
             symbols=symbols,
-            asof=msg.asof,
+            asof=asof,
             last_session=last_session,
             window=window,
             history_days=self._params.history_days,
         )
-        context = _Context(market.provider, market.volatility_index, market.problems, started)
-        return self._snapshot(msg, report, indicators, context)
 
     def _snapshot(
         self,
@@ -227,7 +256,7 @@ class DataFeed(Actor):
                 msg, report.halt_reason or "data validation halted the cycle", report.rejected
             )
         last_session = self._calendar.previous_session(msg.asof)
-        vix, vix_date = _last_value(context.vix, last_session)
+        vix, vix_date = context.vix_at(last_session)
         notes = [*report.notes, *self._unclaimed(context.problems)]
         if vix is None:
             log.warning(
@@ -272,8 +301,9 @@ class DataFeed(Actor):
         return DataUnavailable(msg.run_id, msg.asof, reason, rejected)
 
     def _observe(self, report: ValidationReport, panel: BarPanel, seconds: float) -> None:
+        last_date = panel.last_date
         self._last = {
-            "last_bar": str(panel.last_date) if panel.last_date else None,
+            "last_bar": str(last_date) if last_date else None,
             "valid_symbols": len(report.valid_symbols),
             "rejected_symbols": len(report.rejected),
             "last_result": "halt" if report.halt else "ok",
@@ -286,17 +316,18 @@ class DataFeed(Actor):
         m.data_symbols.labels(status="rejected").set(len(report.rejected))
         for rejection in report.rejected:
             m.data_rejections.labels(reason=rejection.reason_code).inc()
-        if panel.last_date is not None:
-            midnight = dt.datetime.combine(panel.last_date, dt.time(), dt.UTC)
+        if last_date is not None:
+            midnight = dt.datetime.combine(last_date, dt.time(), dt.UTC)
             m.data_last_bar.set(midnight.timestamp())
 
 
 @dataclass(frozen=True, slots=True)
 class _Context:
-    """Where a snapshot's bars came from: provider name, VIX series, problems, start time."""
+    """Where a snapshot's bars came from: provider name, the VIX's last value on or
+    before a session (and its date), problems, start time."""
 
     provider: str
-    vix: pd.Series | None
+    vix_at: Callable[[dt.date], tuple[float | None, dt.date | None]]
     problems: Mapping[str, str]
     started: float
 
@@ -340,9 +371,10 @@ def market_snapshot(
     """A backtest session's validation report and indicators from a prepared market.
 
     What ``DataFeed`` answers for ``asof`` (a pure function of the market): the
-    ``history_days`` sessions before ``asof`` validated as live validates them
+    ``history_days`` sessions before ``asof`` validated in full as live validates them
     (``window`` the sessions expected, ending at ``last_session``), and the valid
-    symbols' indicator rows.
+    symbols' indicator rows. The feed's ``CheckedHistory`` lookups answer the same
+    for the windows they can; this is the path for the others, and the ML prefit's.
     """
     if market.flags is None:
         raise ValueError("market_snapshot needs a prepared market (bar flags)")
@@ -378,17 +410,3 @@ def _window_indicators(win: MarketWindow, report: ValidationReport) -> dict[str,
         for key, arr in out.items():
             arr[:, cols] = fresh[key]
     return out
-
-
-def _last_value(
-    series: pd.Series | None, last_session: dt.date
-) -> tuple[float | None, dt.date | None]:
-    """The volatility index's latest finite value on or before the last session, and its date."""
-    if series is None or series.empty:
-        return None, None
-    index = pd.to_datetime(series.index)
-    upto = series[(index <= pd.Timestamp(last_session)) & np.isfinite(series.to_numpy())]
-    if upto.empty:
-        return None, None
-    when = pd.Timestamp(upto.index[-1]).date()
-    return float(upto.iloc[-1]), when

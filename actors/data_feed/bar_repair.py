@@ -122,7 +122,7 @@ class BarFlags:
             removed=self.removed[cut],
         )
 
-    def columns(self, cols: IntArray | list[int]) -> BarFlags:
+    def columns(self, cols: IntArray | list[int] | slice) -> BarFlags:
         """Only the columns ``cols`` (in that order)."""
         return BarFlags(**{name: getattr(self, name)[:, cols] for name in _FLAG_FIELDS})
 
@@ -415,11 +415,12 @@ def _repair_notes(panel: BarPanel, flags: BarFlags) -> tuple[str, ...]:
     settled = (flags.spike | (flags.defect > 0)) & (flags.confirm_row == t_len - 1)
     out: list[str] = []
     for t, j in zip(*np.nonzero(settled), strict=True):
-        out.append(_note(panel, flags, int(t), int(j)))
+        out.append(removal_note(panel, flags, int(t), int(j)))
     return tuple(out)
 
 
-def _note(panel: BarPanel, flags: BarFlags, t: int, j: int) -> str:
+def removal_note(panel: BarPanel, flags: BarFlags, t: int, j: int) -> str:
+    """The note for the removal of bar ``t`` of column ``j`` (a defect or a bad print)."""
     symbol, day = panel.symbols[j], day_of(panel, t)
     code = int(flags.defect[t, j])
     if code:
@@ -453,5 +454,6 @@ __all__ = [
     "first_true",
     "judge_window",
     "last_true",
+    "removal_note",
     "scan_bars",
 ]

@@ -6,7 +6,8 @@ window would make), and the indicators are computed once on the repaired bars.
 Indicators are causal (the value at row t uses rows <= t only), so slicing
 rows before ``asof`` gives a strategy exactly what it could have known.
 ``window`` returns views, not copies: a 10-year backtest does not recompute a
-300-day window every day.
+300-day window every day. ``load`` puts the universe's columns first, in its
+order, so a session's universe is a slice of the history too.
 
 Corporate actions, point in time. The provider gives the bars adjusted as of the
 last session; the market also keeps the provider's actions over the run
@@ -35,9 +36,10 @@ from dataclasses import dataclass, field
 
 import anyio
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-from actors.data_feed.bar_repair import BarFlags, blank
+from actors.data_feed.bar_repair import BarFlags, IntArray, blank
 from actors.data_feed.indicators import compute_indicators
 from actors.data_feed.panel import BarPanel, FloatArray
 from actors.data_feed.params import ValidationParams
@@ -97,6 +99,11 @@ class PrecomputedMarket:
         vix = await provider.volatility_index(start, end)
         problems = provider_problems(provider)
         raw = BarPanel.from_long(frame)
+        order = symbols_first(raw.symbols, symbols)
+        if tuple(order) != raw.symbols:
+            # The universe's columns first, in its order: a session's window is then a
+            # slice of the history (a view), not a selection of columns (a copy).
+            raw = raw.select(order)
         market = cls(raw, {}, vix, provider.name, problems=problems, actions=actions)
         return await anyio.to_thread.run_sync(market.prepared, validation or ValidationParams())
 
@@ -130,7 +137,7 @@ class PrecomputedMarket:
             flags=self.flags.rows(start, stop),
             indicators={k: v[start:stop] for k, v in self.indicators.items()},
         )
-        factors = self._unapplied(asof)
+        factors = self.unapplied_factors(asof)
         return window if factors is None else _scaled(window, factors)
 
     def price(self, symbol: str, session: dt.date, field: str) -> float | None:
@@ -165,19 +172,63 @@ class PrecomputedMarket:
         wanted = set(symbols)
         return [a for a in self.actions if a.symbol in wanted and start <= a.ex_date <= end]
 
-    def _unapplied(self, asof: dt.date) -> FloatArray | None:
-        """Per panel column, the ratios of its splits on or after ``asof``; None when all 1."""
+    def unapplied_factors(self, asof: dt.date) -> FloatArray | None:
+        """Per panel column, the ratios of its splits on or after ``asof``; None when all 1.
+
+        Each column's ratios are multiplied in the order of its actions (round ``i``
+        takes every symbol's ``i``-th split; a split before ``asof`` multiplies by 1).
+        """
         if not self._splits:
             return None
         factors = np.ones(len(self.panel.symbols))
-        for symbol, splits in self._splits.items():
-            col = self._cols.get(symbol)
-            if col is None:
-                continue
-            for ex_date, ratio in splits:
-                if ex_date >= asof:
-                    factors[col] *= ratio
+        day = np.datetime64(asof, "D")
+        for cols, ex_dates, ratios in self._split_rounds:
+            factors[cols] *= np.where(ex_dates >= day, ratios, 1.0)
         return None if bool(np.all(factors == 1.0)) else factors
+
+    def volatility_at(self, session: dt.date) -> tuple[float | None, dt.date | None]:
+        """``last_value`` of the volatility index on ``session``, by a binary search."""
+        found = self._volatility_arrays
+        if found is None:
+            return last_value(self.volatility_index, session)
+        days, values = found
+        pos = int(days.searchsorted(np.datetime64(session, "D"), side="right")) - 1
+        if pos < 0:
+            return None, None
+        day_found: dt.date = days[pos].item()
+        return float(values[pos]), day_found
+
+    @functools.cached_property
+    def _volatility_arrays(self) -> tuple[npt.NDArray[np.datetime64], FloatArray] | None:
+        """The index's finite values and their days, when its dates are sorted, naive days."""
+        series = self.volatility_index
+        if series is None or series.empty:
+            return None
+        index = pd.to_datetime(series.index)
+        if index.tz is not None or not index.is_monotonic_increasing:
+            return None
+        if not bool((index == index.normalize()).all()):
+            return None
+        finite = np.isfinite(series.to_numpy())
+        days = index.to_numpy().astype("datetime64[D]")[finite]
+        return days, series.to_numpy(dtype=np.float64)[finite]
+
+    @functools.cached_property
+    def _split_rounds(self) -> tuple[tuple[IntArray, npt.NDArray[np.datetime64], FloatArray], ...]:
+        """The splits by rank within their symbol: (panel columns, ex dates, ratios) per rank."""
+        by_col = [(self._cols[s], splits) for s, splits in self._splits.items() if s in self._cols]
+        depth = max((len(splits) for _, splits in by_col), default=0)
+        rounds = []
+        for rank in range(depth):
+            items = [(col, splits[rank]) for col, splits in by_col if len(splits) > rank]
+            rounds.append(
+                (
+                    np.array([col for col, _ in items], dtype=np.intp),
+                    np.array([ex for _, (ex, _) in items], dtype="datetime64[D]"),
+                    np.array([ratio for _, (_, ratio) in items], dtype=np.float64),
+                )
+            )
+        return tuple(rounds)
 
     @functools.cached_property
     def _splits(self) -> dict[str, tuple[tuple[dt.date, float], ...]]:
@@ -219,6 +270,28 @@ def _indicators(panel: BarPanel, flags: BarFlags) -> dict[str, FloatArray]:
     if not panel.shape[1]:
         return {}
     return dict(compute_indicators(blank(panel, flags.removed)))
+
+
+def symbols_first(have: Sequence[str], symbols: Sequence[str]) -> list[str]:
+    """``have`` reordered: the ``symbols`` it has first (in their order), then the rest."""
+    present = set(have)
+    first = [s for s in dict.fromkeys(symbols) if s in present]
+    chosen = set(first)
+    return [*first, *(s for s in have if s not in chosen)]
+
+
+def last_value(
+    series: pd.Series | None, last_session: dt.date
+) -> tuple[float | None, dt.date | None]:
+    """The series' latest finite value on or before ``last_session``, and its date."""
+    if series is None or series.empty:
+        return None, None
+    index = pd.to_datetime(series.index)
+    upto = series[(index <= pd.Timestamp(last_session)) & np.isfinite(series.to_numpy())]
+    if upto.empty:
+        return None, None
+    when = pd.Timestamp(upto.index[-1]).date()
+    return float(upto.iloc[-1]), when
 
 
 def select_columns(

@@ -93,7 +93,11 @@ __all__ = [
     "UNCONFIRMED_MOVE",
     "ZERO_VOLUME_RUN",
     "ValidationReport",
+    "check_dates",
+    "halt_reason",
     "panel_without",
+    "rejections",
+    "run_lengths",
     "scan",
     "validate",
 ]
@@ -137,7 +141,7 @@ def _day(ts: pd.Timestamp) -> str:
     return ts.date().isoformat()
 
 
-def _run_lengths(mask: BoolArray) -> IntArray:
+def run_lengths(mask: BoolArray) -> IntArray:
     """Length of the run of True ending at each cell (0 where False)."""
     rows = np.arange(mask.shape[0])[:, None]
     last_false = np.maximum.accumulate(np.where(mask, -1, rows), axis=0)
@@ -199,7 +203,7 @@ def _run_checks(
     stale = ~no_data & (last_dates < pd.Timestamp(expected_last_session) if t_len else True)
     missing_count, missing_first = _missing_sessions(clean.dates, has_close, present, sessions)
     with np.errstate(invalid="ignore"):
-        zero_run = _run_lengths(clean.volume == 0.0)
+        zero_run = run_lengths(clean.volume == 0.0)
     longest = zero_run.max(axis=0) if t_len else np.zeros(n_cols, dtype=np.intp)
     failed = {
         NO_DATA: no_data,
@@ -324,11 +328,13 @@ def _last_prices(judged: WindowJudgement) -> dict[str, LastPrice]:
     }
 
 
-def _check_dates(panel: BarPanel, asof: dt.date, expected_last_session: dt.date) -> None:
+def check_dates(dates: pd.DatetimeIndex, asof: dt.date, expected_last_session: dt.date) -> None:
+    """Raise ``ValueError`` on look-ahead: a bar (of ``dates``) or the expected session
+    on or after ``asof``."""
     asof_ts = pd.Timestamp(asof)
-    if len(panel.dates) and panel.dates[-1] >= asof_ts:
+    if len(dates) and dates[-1] >= asof_ts:
         raise ValueError(
-            f"look-ahead: panel has a bar dated {_day(panel.dates[-1])}, "
+            f"look-ahead: panel has a bar dated {_day(dates[-1])}, "
             f"on or after asof {asof.isoformat()}"
         )
     if pd.Timestamp(expected_last_session) >= asof_ts:
@@ -338,16 +344,23 @@ def _check_dates(panel: BarPanel, asof: dt.date, expected_last_session: dt.date)
         )
 
 
-def _halt_reason(
-    judged: WindowJudgement,
+def _newest_bar(judged: WindowJudgement) -> pd.Timestamp | None:
+    """The session of the window's newest bar of any symbol (None: no bar at all)."""
+    present_rows = np.flatnonzero(judged.flags.present.any(axis=1))
+    return judged.clean.dates[present_rows[-1]] if present_rows.size else None
+
+
+def halt_reason(
+    newest: pd.Timestamp | None,
     rejected: Sequence[SymbolRejected],
     n_names: int,
     expected_last_session: dt.date,
     params: ValidationParams,
 ) -> tuple[bool, str | None]:
-    """(feed stale, why the cycle halts or None): market-wide failure only."""
-    present_rows = np.flatnonzero(judged.flags.present.any(axis=1))
-    newest = judged.clean.dates[present_rows[-1]] if present_rows.size else None
+    """(feed stale, why the cycle halts or None): market-wide failure only.
+
+    ``newest`` is the session of the newest bar of any checked symbol (None: none).
+    """
     feed_stale = newest is None or newest < pd.Timestamp(expected_last_session)
     codes = Counter(r.reason_code for r in rejected)
     summary = ", ".join(f"{code} {n}" for code, n in sorted(codes.items()))
@@ -363,6 +376,41 @@ def _halt_reason(
             f"{params.min_failed_symbols} symbols"
         )
     return False, None
+
+
+def rejections(
+    checked: BarPanel,
+    judged: WindowJudgement,
+    *,
+    expected_last_session: dt.date,
+    sessions: Sequence[dt.date],
+    min_bars: int,
+    params: ValidationParams,
+) -> dict[str, SymbolRejected]:
+    """The symbols of ``checked`` that break a rule, each under the first it breaks.
+
+    ``judged`` is ``bar_repair.judge_window`` of ``checked``. Each column is judged on
+    its own bars only, so any subset of a window's columns gets the same answers.
+    """
+    checks = _run_checks(
+        judged,
+        expected_last_session=expected_last_session,
+        sessions=sessions,
+        min_bars=min_bars,
+        params=params,
+    )
+    details = _Details(
+        checked, judged, checks, expected_last_session, len(sessions), min_bars, params
+    )
+    # First failing rule per column, vectorised: stack the masks in RULES order.
+    stacked = np.vstack([checks.failed[rule] for rule in RULES])
+    first_rule = stacked.argmax(axis=0)
+    out: dict[str, SymbolRejected] = {}
+    for j in np.flatnonzero(stacked.any(axis=0)).tolist():
+        rule = RULES[int(first_rule[j])]
+        symbol = checked.symbols[j]
+        out[symbol] = SymbolRejected(symbol, rule, details.text(rule, j))
+    return out
 
 
 def validate(
@@ -387,7 +435,7 @@ def validate(
     the window is scanned here. A bar dated on or after ``asof`` is look-ahead and
     raises ``ValueError``; so does an ``expected_last_session`` not before ``asof``.
     """
-    _check_dates(panel, asof, expected_last_session)
+    check_dates(panel.dates, asof, expected_last_session)
     problems = problems or {}
     in_panel = set(panel.symbols)
     if universe is None:
@@ -409,34 +457,27 @@ def validate(
         same = checked is panel
         window_flags = flags if same else flags.columns([index[s] for s in to_check])
     judged = bar_repair.judge_window(checked, window_flags, lambda p: scan(p, params))
-    checks = _run_checks(
-        judged,
-        expected_last_session=expected_last_session,
-        sessions=sessions,
-        min_bars=min_bars,
-        params=params,
+    reasons.update(
+        rejections(
+            checked,
+            judged,
+            expected_last_session=expected_last_session,
+            sessions=sessions,
+            min_bars=min_bars,
+            params=params,
+        )
     )
-    details = _Details(
-        checked, judged, checks, expected_last_session, len(sessions), min_bars, params
-    )
-    # First failing rule per column, vectorised: stack the masks in RULES order.
-    stacked = np.vstack([checks.failed[rule] for rule in RULES])
-    first_rule = stacked.argmax(axis=0)
-    for j in np.flatnonzero(stacked.any(axis=0)).tolist():
-        rule = RULES[int(first_rule[j])]
-        symbol = checked.symbols[j]
-        reasons[symbol] = SymbolRejected(symbol, rule, details.text(rule, j))
-
     rejected = tuple(reasons[s] for s in names if s in reasons)
     valid = tuple(s for s in names if s not in reasons)
-    stale, halt_reason = _halt_reason(judged, rejected, len(names), expected_last_session, params)
+    newest = _newest_bar(judged)
+    stale, why = halt_reason(newest, rejected, len(names), expected_last_session, params)
     return ValidationReport(
         valid_symbols=valid,
         rejected=rejected,
         stale=stale,
         failed_share=len(rejected) / len(names) if names else 0.0,
-        halt=halt_reason is not None,
-        halt_reason=halt_reason,
+        halt=why is not None,
+        halt_reason=why,
         panel=judged.clean if valid == checked.symbols else judged.clean.select(valid),
         last_prices=_last_prices(judged),
         notes=judged.notes,

@@ -38,7 +38,7 @@ from daemon.store.core import Row, Store
 #: Ids per ``IN (...)`` query, well under SQLite's limit on bound parameters.
 _IDS_PER_QUERY = 500
 
-# The reads of every cycle. Each searches an index of schema version 6 over the few
+# The reads of every cycle. Each searches an index of schema version 7 over the few
 # actions still waiting for that step (or the latest ex dates), so a session's cost
 # follows the actions due then, not every action ever recorded.
 UNAPPLIED_SQL = (

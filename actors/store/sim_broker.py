@@ -32,7 +32,7 @@ from daemon.store.core import Row, Store
 LAST_EQUITY_SESSION_KEY = "sim_broker.last_equity_session"
 
 # The corporate-action reads of every broker operation; each searches an index of schema
-# version 6 (ex date, pay date, the dividends still owed), not the whole table.
+# version 7 (ex date, pay date, the dividends still owed), not the whole table.
 ACTIONS_AFTER_SQL = "SELECT * FROM sim_corporate_actions WHERE ex_date > ? OR pay_date > ?"
 OWED_SQL = (
     "SELECT * FROM sim_corporate_actions WHERE credited_at IS NULL AND pay_date <= ?"

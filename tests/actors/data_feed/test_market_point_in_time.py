@@ -13,10 +13,16 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from actors.data_feed.indicators import INDICATOR_KEYS, compute_indicators
-from actors.data_feed.market import PRICE_LEVEL_INDICATORS, PrecomputedMarket
+from actors.data_feed.market import (
+    PRICE_LEVEL_INDICATORS,
+    PrecomputedMarket,
+    last_value,
+    symbols_first,
+)
 from actors.data_feed.panel import BarPanel
 from actors.data_feed.params import SyntheticParams, ValidationParams
 from actors.data_feed.providers.synthetic import SyntheticProvider
@@ -98,3 +104,74 @@ def test_without_actions_the_window_is_the_views_it_always_was() -> None:
     window = market.window(SPLIT, 250)
     assert window.panel.close.base is not None  # a view into the market, not a copy
     assert market.raw_price("MSFT", SPLIT, "close") == market.price("MSFT", SPLIT, "close")
+
+
+def _loop_factors(market: PrecomputedMarket, asof: dt.date) -> np.ndarray:
+    """The unapplied ratios as one loop over the actions (each column in action order)."""
+    factors = np.ones(len(market.panel.symbols))
+    for a in market.actions:
+        if a.kind.rescales and a.symbol in market.panel.symbols and a.ex_date >= asof:
+            factors[market.panel.column(a.symbol)] *= a.ratio
+    return factors
+
+
+def test_unapplied_factors_multiply_each_symbols_ratios_in_action_order() -> None:
+    """Several splits per symbol, in any order of dates: the loop's products, to the bit."""
+    days = CAL.sessions_between(START, END)
+    fwd, rev, div = ActionKind.FORWARD_SPLIT, ActionKind.REVERSE_SPLIT, ActionKind.STOCK_DIVIDEND
+    actions = tuple(
+        CorporateAction(kind, symbol, days[k], "test", ratio=ratio)
+        for kind, symbol, k, ratio in (
+            (fwd, "MSFT", 200, 3.0),
+            (div, "MSFT", 40, 1.05),
+            (rev, "MSFT", 150, 0.1),
+            (fwd, "MSFT", 90, 1.5),
+            (div, "XOM", 60, 1.02),
+            (fwd, "XOM", 61, 2.0),
+            (fwd, "XOM", 230, 7.0),
+            (rev, "TSLA", 10, 0.2),  # not in the panel
+        )
+    )
+    market = _market(actions)
+    for asof in days:
+        got = market.unapplied_factors(asof)
+        want = _loop_factors(market, asof)
+        if got is None:
+            assert bool(np.all(want == 1.0)), asof
+        else:
+            assert got.tobytes() == want.tobytes(), asof
+    assert market.unapplied_factors(days[-1]) is None
+    assert _market(()).unapplied_factors(days[0]) is None
+
+
+def test_volatility_at_is_the_last_value_on_or_before() -> None:
+    """The binary search gives ``last_value``'s answer on every day, gaps and NaNs included."""
+    days = CAL.sessions_between(START, END)
+    values = np.linspace(12.0, 30.0, len(days))
+    values[[0, 5, 6, 7, 100]] = np.nan
+    index = pd.DatetimeIndex([pd.Timestamp(d) for d in days])
+    series = pd.Series(values, index=index).drop(index[[50, 51]])
+    market = PrecomputedMarket(_panel(), {}, series, "synthetic")
+    for k in range(len(days) + 1):
+        when = days[0] - dt.timedelta(days=3) + dt.timedelta(days=k * 366 // len(days))
+        assert market.volatility_at(when) == last_value(series, when), when
+    unsorted = PrecomputedMarket(_panel(), {}, series.iloc[::-1], "synthetic")
+    assert unsorted.volatility_at(days[20]) == last_value(series.iloc[::-1], days[20])
+    assert PrecomputedMarket(_panel(), {}, None, "x").volatility_at(days[20]) == (None, None)
+
+
+def test_symbols_first_puts_the_universe_first_in_its_order() -> None:
+    """The universe's symbols the panel has, in universe order, then the others as they were."""
+    have = ("AAPL", "MSFT", "MSFT.X", "XOM")
+    assert symbols_first(have, ["XOM", "TSLA", "AAPL", "XOM"]) == ["XOM", "AAPL", "MSFT", "MSFT.X"]
+
+
+async def test_load_orders_the_columns_as_the_universe() -> None:
+    """The loaded market's columns are the symbols asked for, in their order."""
+    provider = SyntheticProvider(SyntheticParams())
+    market = await PrecomputedMarket.load(provider, ["XOM", "AAPL", "MSFT"], START, END)
+    assert market.panel.symbols == ("XOM", "AAPL", "MSFT")
+    sorted_panel = _panel()
+    np.testing.assert_array_equal(
+        market.panel.close, sorted_panel.select(["XOM", "AAPL", "MSFT"]).close
+    )
