@@ -5,6 +5,13 @@ nothing that matters in memory), so a new broker on the same database after a
 crash sees every order, fill, position and the cash exactly.
 
 - Reads (``account``, ``order``, ``orders``, ``positions``, ...) see committed rows.
+  The account, the equity snapshot's session, the accepted orders, the positions,
+  the applied corporate actions and single orders are kept in the store's
+  ``ReadCache`` (``actors.store.read_cache``) from one write to the next: every
+  write goes through ``write()``, which forgets them before and after its
+  transaction, so a read without a write in between is not a query. Nothing else
+  writes these tables while a broker is using the store (``rewind`` works on a copy
+  before any broker, and calls ``forget_cached_book`` all the same).
 - Writes go through ``async with book.write(at) as w:``: one *durable*
   transaction (``synchronous=FULL``) per broker operation, so an order, its fill
   and the cash and position change it causes land together or not at all.
@@ -27,6 +34,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from actors.market.ticks import stop_tick
+from actors.store.read_cache import Key, ReadCache, cache_of
 from daemon.store.core import Row, Store
 
 LAST_EQUITY_SESSION_KEY = "sim_broker.last_equity_session"
@@ -144,15 +152,31 @@ _ORDER_COLUMNS = (
 _ORDER_PLACEHOLDERS = ", ".join("?" * len(_ORDER_COLUMNS.split(",")))
 
 
-class SimBrokerWriter:
-    """The writes of one broker operation, inside one durable transaction."""
+ACCOUNT, ORDERS, POSITIONS = "sim_account", "sim_orders", "sim_positions"
+ACTIONS = "sim_corporate_actions"
+STATE = "system_state"  # the last_equity snapshot's session
+TABLES = (ACCOUNT, ORDERS, POSITIONS, ACTIONS, STATE)
 
-    def __init__(self, conn: aiosqlite.Connection, at: dt.datetime) -> None:
+
+class SimBrokerWriter:
+    """The writes of one broker operation, inside one durable transaction.
+
+    Each method first forgets the cached reads of the tables it writes (``wrote``).
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, at: dt.datetime, cache: ReadCache) -> None:
         self._conn = conn
         self._at = at.isoformat()
+        self._cache = cache
+        self.wrote: set[str] = set()
+
+    def _writes(self, *tables: str) -> None:
+        self.wrote.update(tables)
+        self._cache.forget(tables)
 
     async def create_account(self, cash: float) -> None:
         """Open the account with ``cash`` (and ``last_equity = cash``) unless it exists."""
+        self._writes(ACCOUNT)
         await self._conn.execute(
             "INSERT OR IGNORE INTO sim_account (id, cash, last_equity, trading_blocked, updated_at)"
             " VALUES (1, ?, ?, 0, ?)",
@@ -161,12 +185,14 @@ class SimBrokerWriter:
 
     async def add_cash(self, delta: float) -> None:
         """Change the cash balance by ``delta`` (negative for a buy)."""
+        self._writes(ACCOUNT)
         await self._conn.execute(
             "UPDATE sim_account SET cash = cash + ?, updated_at = ? WHERE id = 1",
             (delta, self._at),
         )
 
     async def set_trading_blocked(self, blocked: bool) -> None:
+        self._writes(ACCOUNT)
         await self._conn.execute(
             "UPDATE sim_account SET trading_blocked = ?, updated_at = ? WHERE id = 1",
             (int(blocked), self._at),
@@ -174,6 +200,7 @@ class SimBrokerWriter:
 
     async def set_last_equity(self, equity: float, session: dt.date) -> None:
         """Record ``equity`` as the equity at the close of ``session``."""
+        self._writes(ACCOUNT, STATE)
         await self._conn.execute(
             "UPDATE sim_account SET last_equity = ?, updated_at = ? WHERE id = 1",
             (equity, self._at),
@@ -187,6 +214,7 @@ class SimBrokerWriter:
 
     async def insert_order(self, order: SimOrderRow) -> None:
         """Record a new order; ``sqlite3.IntegrityError`` if its client id was ever used."""
+        self._writes(ORDERS)
         await self._conn.execute(
             f"INSERT INTO sim_orders ({_ORDER_COLUMNS}) VALUES ({_ORDER_PLACEHOLDERS})",  # noqa: S608 -- constants
             (
@@ -217,6 +245,7 @@ class SimBrokerWriter:
         reject_reason: str | None = None,
     ) -> None:
         """Move an order to ``status`` with its fill (if any)."""
+        self._writes(ORDERS)
         await self._conn.execute(
             "UPDATE sim_orders SET status = ?, filled_qty = ?, filled_avg_price = ?,"
             " filled_at = ?, reject_reason = ? WHERE client_order_id = ?",
@@ -233,6 +262,7 @@ class SimBrokerWriter:
     async def adjust_resting_stops(self, symbol: str, ratio: float) -> None:
         """A split on ``symbol``: its resting stops sell ``floor(qty x ratio)`` at
         ``stop / ratio`` on the tick (FINRA Rule 5330's adjustment of open orders)."""
+        self._writes(ORDERS)
         async with self._conn.execute(
             "SELECT client_order_id, qty, stop_price FROM sim_orders WHERE symbol = ?"
             " AND status = 'accepted' AND stop_price IS NOT NULL",
@@ -255,6 +285,7 @@ class SimBrokerWriter:
 
     async def cancel_resting_stops(self, symbol: str) -> None:
         """``symbol``'s resting stops are cancelled (a symbol change)."""
+        self._writes(ORDERS)
         await self._conn.execute(
             "UPDATE sim_orders SET status = 'canceled' WHERE symbol = ?"
             " AND status = 'accepted' AND stop_price IS NOT NULL",
@@ -263,12 +294,14 @@ class SimBrokerWriter:
 
     async def move_stop_check(self, client_order_id: str, session: dt.date) -> None:
         """A resting stop is checked from ``session`` on (or filled on it)."""
+        self._writes(ORDERS)
         await self._conn.execute(
             "UPDATE sim_orders SET trade_date = ? WHERE client_order_id = ?",
             (session.isoformat(), client_order_id),
         )
 
     async def upsert_position(self, position: SimPositionRow) -> None:
+        self._writes(POSITIONS)
         await self._conn.execute(
             "INSERT INTO sim_positions (symbol, qty, avg_entry_price, last_price)"
             " VALUES (?, ?, ?, ?) ON CONFLICT(symbol) DO UPDATE SET qty = excluded.qty,"
@@ -277,10 +310,12 @@ class SimBrokerWriter:
         )
 
     async def delete_position(self, symbol: str) -> None:
+        self._writes(POSITIONS)
         await self._conn.execute("DELETE FROM sim_positions WHERE symbol = ?", (symbol,))
 
     async def record_action(self, row: SimActionRow) -> None:
         """Record an applied corporate action (credited now when ``row.credited``)."""
+        self._writes(ACTIONS)
         await self._conn.execute(
             "INSERT INTO sim_corporate_actions (action_id, kind, symbol, new_symbol, ex_date,"
             " ratio, shares_before, shares_after, cash, pay_date, applied_at, credited_at)"
@@ -302,6 +337,7 @@ class SimBrokerWriter:
         )
 
     async def credit_action(self, action_id: str) -> None:
+        self._writes(ACTIONS)
         await self._conn.execute(
             "UPDATE sim_corporate_actions SET credited_at = ? WHERE action_id = ?",
             (self._at, action_id),
@@ -309,6 +345,7 @@ class SimBrokerWriter:
 
     async def reset(self, cash: float) -> None:
         """Wipe the book (orders, positions, equity snapshot) and open a fresh account."""
+        self._writes(*TABLES)
         await self._conn.execute("DELETE FROM sim_orders")
         await self._conn.execute("DELETE FROM sim_positions")
         await self._conn.execute("DELETE FROM sim_corporate_actions")
@@ -319,19 +356,50 @@ class SimBrokerWriter:
         await self.create_account(cash)
 
 
+_ACCOUNT: Key[SimAccountRow | None] = Key(("account",), (ACCOUNT,))
+_LAST_EQUITY_SESSION: Key[dt.date | None] = Key(("last_equity_session",), (STATE,))
+_ACCEPTED: Key[dict[str, SimOrderRow]] = Key(("orders", "accepted"), (ORDERS,))
+_POSITIONS: Key[tuple[SimPositionRow, ...]] = Key(("positions",), (POSITIONS,))
+_ACTIONS: Key[tuple[SimActionRow, ...]] = Key(("actions",), (ACTIONS,))
+
+
+def _order_key(client_order_id: str) -> Key[SimOrderRow | None]:
+    return Key(("order", client_order_id), (ORDERS,))
+
+
+def forget_cached_book(store: Store) -> None:
+    """Forget the cached reads of the book: ``store``'s ``sim_*`` tables were written
+    other than through ``SimBrokerStore.write``."""
+    cache_of(store).forget()
+
+
 class SimBrokerStore:
     """Reads of the simulated broker's book, and ``write()`` for its transactions."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._cache = cache_of(store)
 
     @asynccontextmanager
     async def write(self, at: dt.datetime) -> AsyncIterator[SimBrokerWriter]:
-        """One durable transaction stamped ``at``; everything in it commits or nothing does."""
-        async with self._store.transaction(durable=True) as conn:
-            yield SimBrokerWriter(conn, at)
+        """One durable transaction stamped ``at``; everything in it commits or nothing does.
+
+        The cached reads of a table are forgotten when it is first written in it, and
+        again after it, whatever its outcome.
+        """
+        writer: SimBrokerWriter | None = None
+        try:
+            async with self._store.transaction(durable=True) as conn:
+                writer = SimBrokerWriter(conn, at, self._cache)
+                yield writer
+        finally:
+            if writer is not None:
+                self._cache.forget(writer.wrote)
 
     async def account(self) -> SimAccountRow | None:
+        return await self._cache.read(_ACCOUNT, self._read_account)
+
+    async def _read_account(self) -> SimAccountRow | None:
         row = await self._store.fetchone(
             "SELECT cash, last_equity, trading_blocked, updated_at FROM sim_account WHERE id = 1"
         )
@@ -339,6 +407,9 @@ class SimBrokerStore:
 
     async def last_equity_session(self) -> dt.date | None:
         """The session whose close ``last_equity`` values, or None before the first snapshot."""
+        return await self._cache.read(_LAST_EQUITY_SESSION, self._read_last_equity_session)
+
+    async def _read_last_equity_session(self) -> dt.date | None:
         row = await self._store.fetchone(
             "SELECT value FROM system_state WHERE key = ?", (LAST_EQUITY_SESSION_KEY,)
         )
@@ -347,6 +418,14 @@ class SimBrokerStore:
         return dt.date.fromisoformat(json.loads(row["value"]))
 
     async def order(self, client_order_id: str) -> SimOrderRow | None:
+        accepted = self._cache.get(_ACCEPTED)
+        if accepted is not None and client_order_id in accepted:
+            return accepted[client_order_id]
+        return await self._cache.read(
+            _order_key(client_order_id), lambda: self._read_order(client_order_id)
+        )
+
+    async def _read_order(self, client_order_id: str) -> SimOrderRow | None:
         row = await self._store.fetchone(
             f"SELECT {_ORDER_COLUMNS} FROM sim_orders WHERE client_order_id = ?",  # noqa: S608 -- a constant column list
             (client_order_id,),
@@ -355,6 +434,15 @@ class SimBrokerStore:
 
     async def orders(self, *, status: str | None = None) -> list[SimOrderRow]:
         """Orders (all, or those in ``status``) in the order they were submitted."""
+        if status == "accepted":
+            accepted = await self._cache.read(_ACCEPTED, self._read_accepted)
+            return list(accepted.values())
+        return await self._read_orders(status)
+
+    async def _read_accepted(self) -> dict[str, SimOrderRow]:
+        return {o.client_order_id: o for o in await self._read_orders("accepted")}
+
+    async def _read_orders(self, status: str | None) -> list[SimOrderRow]:
         where, params = ("WHERE status = ?", (status,)) if status is not None else ("", ())
         rows = await self._store.fetchall(
             f"SELECT {_ORDER_COLUMNS} FROM sim_orders {where} ORDER BY rowid",  # noqa: S608 -- constant fragments only
@@ -373,18 +461,30 @@ class SimBrokerStore:
 
     async def actions(self) -> list[SimActionRow]:
         """Every corporate action applied to the account, by ex date."""
+        rows = await self._cache.read(_ACTIONS, self._read_actions)
+        return list(rows)
+
+    async def _read_actions(self) -> tuple[SimActionRow, ...]:
         rows = await self._store.fetchall(
             "SELECT * FROM sim_corporate_actions ORDER BY ex_date, applied_at, action_id"
         )
-        return [_sim_action(r) for r in rows]
+        return tuple(_sim_action(r) for r in rows)
 
     async def positions(self) -> list[SimPositionRow]:
+        """Every position, by symbol."""
+        rows = await self._cache.read(_POSITIONS, self._read_positions)
+        return list(rows)
+
+    async def _read_positions(self) -> tuple[SimPositionRow, ...]:
         rows = await self._store.fetchall(
             "SELECT symbol, qty, avg_entry_price, last_price FROM sim_positions ORDER BY symbol"
         )
-        return [_position(r) for r in rows]
+        return tuple(_position(r) for r in rows)
 
     async def position(self, symbol: str) -> SimPositionRow | None:
+        held = self._cache.get(_POSITIONS)
+        if held is not None:
+            return next((p for p in held if p.symbol == symbol), None)
         row = await self._store.fetchone(
             "SELECT symbol, qty, avg_entry_price, last_price FROM sim_positions WHERE symbol = ?",
             (symbol,),
