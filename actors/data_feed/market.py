@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -149,6 +150,25 @@ class PrecomputedMarket:
         if value is None or not self.actions:
             return value
         return value * self.scale(symbol, session)
+
+    def raw_prices(
+        self, symbols: Sequence[str], session: dt.date, field: str
+    ) -> list[float | None]:
+        """``raw_price`` of each of ``symbols`` on ``session``, with one array lookup."""
+        row = self._rows.get(session)
+        if row is None:
+            return [None] * len(symbols)
+        cols = [self._cols.get(s) for s in symbols]
+        values = getattr(self.panel, field)[row].take([c for c in cols if c is not None]).tolist()
+        out: list[float | None] = [None] * len(symbols)
+        known = (i for i, c in enumerate(cols) if c is not None)
+        splits = self._splits if self.actions else {}
+        for i, value in zip(known, values, strict=True):
+            if not math.isfinite(value):
+                continue
+            # A symbol without splits has a scale of exactly 1.0: the value as it is.
+            out[i] = value * self.scale(symbols[i], session) if symbols[i] in splits else value
+        return out
 
     def scale(self, symbol: str, session: dt.date) -> float:
         """The ratios of ``symbol``'s splits with ex date after ``session``, multiplied."""

@@ -98,3 +98,27 @@ def test_without_actions_the_window_is_the_views_it_always_was() -> None:
     window = market.window(SPLIT, 250)
     assert window.panel.close.base is not None  # a view into the market, not a copy
     assert market.raw_price("MSFT", SPLIT, "close") == market.price("MSFT", SPLIT, "close")
+
+
+def test_raw_prices_are_raw_price_of_each_symbol() -> None:
+    """One lookup for many symbols gives each symbol's ``raw_price``, None where it has none."""
+    split = CorporateAction(ActionKind.FORWARD_SPLIT, "MSFT", SPLIT, "test", ratio=2.0)
+    symbols = ["XOM", "NOPE", "MSFT", "AAPL"]
+    for market in (_market((split,)), _market(())):
+        for session in (CAL.previous_session(SPLIT), SPLIT, START):
+            for field in ("open", "close", "low"):
+                expected = [market.raw_price(s, session, field) for s in symbols]
+                assert market.raw_prices(symbols, session, field) == expected
+                assert expected[1] is None
+                assert all(p is not None for i, p in enumerate(expected) if i != 1)
+        assert market.raw_prices(symbols, dt.date(2024, 1, 6), "close") == [None] * 4  # Saturday
+        assert market.raw_prices([], SPLIT, "close") == []
+
+
+def test_raw_prices_of_a_missing_bar_are_none() -> None:
+    """A bar that is not there (NaN in the panel) is None, as ``raw_price`` says."""
+    market = _market(())
+    market.panel.close[5, 1] = np.nan
+    session = market.panel.dates[5].date()
+    assert market.raw_price("MSFT", session, "close") is None
+    assert market.raw_prices(list(SYMBOLS), session, "close")[1] is None
