@@ -246,13 +246,14 @@ class OrderStore:
         )
         return [IntentRow.from_row(r) for r in rows]
 
-    async def last_resting_stops(self) -> dict[tuple[int, str], IntentRow]:
-        """Each lot's latest protective stop, in any state: (strategy_id, symbol) -> row."""
-        rows = await self._store.fetchall(
-            f"{_SELECT} WHERE i.rowid IN (SELECT MAX(rowid) FROM order_intents"  # noqa: S608 -- constants
-            " WHERE stop_price IS NOT NULL GROUP BY strategy_id, symbol)"
+    async def last_resting_stop(self, strategy_id: int, symbol: str) -> IntentRow | None:
+        """The lot's latest protective stop, in any state; None when it never had one."""
+        row = await self._store.fetchone(
+            f"{_SELECT} WHERE i.strategy_id = ? AND i.symbol = ?"
+            " AND i.stop_price IS NOT NULL ORDER BY i.rowid DESC LIMIT 1",
+            (strategy_id, symbol),
         )
-        return {(r.strategy_id, r.symbol): r for r in map(IntentRow.from_row, rows)}
+        return None if row is None else IntentRow.from_row(row)
 
     async def resting_stop_count(self, asof: dt.date, strategy_id: int, symbol: str) -> int:
         """How many protective stops (any state) the strategy's lot got on ``asof``."""

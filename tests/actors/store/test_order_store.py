@@ -216,3 +216,30 @@ async def test_strategy_id_does_not_touch_existing_rows(store: Store) -> None:
     )
     assert row is not None
     assert (row["id"], row["capital_allocation"]) == (sid, 2500.0)
+
+
+async def test_last_resting_stop_is_the_lots_latest_stop_in_any_state(store: Store) -> None:
+    """The latest stop of the strategy's lot, whatever its status; None for a lot without one."""
+    orders = OrderStore(store, ReferenceFillTerms())
+    sid = await orders.strategy_id("momentum")
+    for n in (1, 2):
+        await orders.create_intent(
+            intent_id=f"20261123-mom-AAPL-stop-{n}",
+            run_id="run-1",
+            asof=ASOF,
+            strategy_id=sid,
+            strategy="momentum",
+            symbol="AAPL",
+            side="sell",
+            qty=10,
+            kind=IntentKind.STOP,
+            reference_price=90.0 + n,
+            stop_price=90.0 + n,
+            at=AT,
+        )
+    await orders.update_status("20261123-mom-AAPL-stop-2", IntentStatus.CANCELED, at=AT)
+    await _intent(orders, "sell", symbol="AAPL")  # not a stop
+    last = await orders.last_resting_stop(sid, "AAPL")
+    assert last is not None
+    assert (last.intent_id, last.status) == ("20261123-mom-AAPL-stop-2", IntentStatus.CANCELED)
+    assert await orders.last_resting_stop(sid, "MSFT") is None
