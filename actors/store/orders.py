@@ -46,8 +46,10 @@ class ReadOnlyOrders(RuntimeError):
     """``book_fill`` on an ``OrderStore`` opened without ``FillTerms`` (a reader)."""
 
 
-_TERMINAL = tuple(str(s) for s in IntentStatus if s.terminal)
-_NOT_TERMINAL_SQL = f"status NOT IN ({', '.join('?' for _ in _TERMINAL)})"
+# Open (not terminal) intents by the status index: IN the open statuses, not NOT IN the
+# terminal ones (which scans every intent ever written).
+_OPEN = tuple(str(s) for s in IntentStatus if not s.terminal)
+_OPEN_SQL = f"status IN ({', '.join('?' for _ in _OPEN)})"
 
 
 class NegativePosition(ValueError):
@@ -233,16 +235,14 @@ class OrderStore:
 
     async def open_intents(self) -> list[IntentRow]:
         """Every intent not in a terminal state, oldest first."""
-        rows = await self._store.fetchall(
-            f"{_SELECT} WHERE i.{_NOT_TERMINAL_SQL} ORDER BY i.rowid", _TERMINAL
-        )
+        rows = await self._store.fetchall(f"{_SELECT} WHERE i.{_OPEN_SQL} ORDER BY i.rowid", _OPEN)
         return [IntentRow.from_row(r) for r in rows]
 
     async def resting_stops(self) -> list[IntentRow]:
         """Every open protective stop sell (resting, or on its way to the broker), oldest first."""
         rows = await self._store.fetchall(
-            f"{_SELECT} WHERE i.stop_price IS NOT NULL AND i.{_NOT_TERMINAL_SQL} ORDER BY i.rowid",
-            _TERMINAL,
+            f"{_SELECT} WHERE i.stop_price IS NOT NULL AND i.{_OPEN_SQL} ORDER BY i.rowid",
+            _OPEN,
         )
         return [IntentRow.from_row(r) for r in rows]
 
