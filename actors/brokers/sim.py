@@ -124,11 +124,18 @@ _ACCEPTED = BrokerOrderStatus.ACCEPTED.value
 QuietKey = tuple[str, dt.date, float]
 
 
-def quiet_key(order: SimOrderRow, applied: list[SimActionRow]) -> QuietKey:
-    """The ``QuietKey`` of a resting stop, given the corporate actions ``applied``."""
+def quiet_key(
+    order: SimOrderRow, applied: list[SimActionRow], session: dt.date | None = None
+) -> QuietKey:
+    """The ``QuietKey`` of a resting stop checked at ``session`` (default: its trade
+    date), given the corporate actions ``applied``."""
     assert order.stop_price is not None
-    scale = sim_actions.scale_since(applied, order.symbol, order.trade_date)
-    return order.symbol, order.trade_date, order.stop_price * scale
+    session = order.trade_date if session is None else session
+    return (
+        order.symbol,
+        session,
+        order.stop_price * sim_actions.scale_since(applied, order.symbol, session),
+    )
 
 
 class PriceSource(Protocol):
@@ -179,6 +186,19 @@ def _accepted(request: OrderRequest, trade: dt.date, now: dt.datetime) -> SimOrd
         submitted_at=now,
         stop_price=request.stop_price,
     )
+
+
+def _broker_positions(held: list[SimPositionRow], marks: list[float]) -> list[BrokerPosition]:
+    """``held`` as the broker reports positions, each valued at its mark."""
+    return [
+        BrokerPosition(
+            symbol=p.symbol,
+            qty=p.qty,
+            avg_entry_price=p.avg_entry_price,
+            market_value=p.qty * mark,
+        )
+        for p, mark in zip(held, marks, strict=True)
+    ]
 
 
 def _to_broker_order(row: SimOrderRow) -> BrokerOrder:
@@ -284,43 +304,48 @@ class SimBroker:
         async with self._lock:
             await self._settle()
             held = await self._book.positions()
-            marks = await self._marks(held, self._clock.now())
-            return [
-                BrokerPosition(
-                    symbol=p.symbol,
-                    qty=p.qty,
-                    avg_entry_price=p.avg_entry_price,
-                    market_value=p.qty * mark,
-                )
-                for p, mark in zip(held, marks, strict=True)
-            ]
+            return _broker_positions(held, await self._marks(held, self._clock.now()))
 
     async def account(self) -> BrokerAccount:
         """Cash, equity at the marks, and the equity at the previous session's close."""
         async with self._lock:
             await self._settle()
-            now = self._clock.now()
-            account = await self._account_row()
-            positions = await self._book.positions()
-            equity = account.cash
-            for p, mark in zip(positions, await self._marks(positions, now), strict=True):
-                equity += p.qty * mark
-            last_equity = account.last_equity
-            reference = self._calendar.previous_session(self._today(now))
-            snapshot_of = await self._book.last_equity_session()
-            if snapshot_of is None or reference > snapshot_of:
-                value, complete = await self._equity_at_close(reference, account.cash, positions)
-                if complete:
-                    async with self._book.write(now) as w:
-                        await w.set_last_equity(value, reference)
-                last_equity = value
-            return BrokerAccount(
-                cash=account.cash,
-                equity=equity,
-                last_equity=last_equity,
-                buying_power=account.cash,
-                trading_blocked=account.trading_blocked,
-            )
+            held = await self._book.positions()
+            return await self._account_now(held, await self._marks(held, self._clock.now()))
+
+    async def book(self) -> tuple[BrokerAccount, list[BrokerPosition]]:
+        """``account()`` and ``positions()`` after one settle, every position marked once."""
+        async with self._lock:
+            await self._settle()
+            held = await self._book.positions()
+            marks = await self._marks(held, self._clock.now())
+            return await self._account_now(held, marks), _broker_positions(held, marks)
+
+    async def _account_now(
+        self, positions: list[SimPositionRow], marks: list[float]
+    ) -> BrokerAccount:
+        """The account with ``positions`` at ``marks`` (persisting a due last_equity snapshot)."""
+        now = self._clock.now()
+        account = await self._account_row()
+        equity = account.cash
+        for p, mark in zip(positions, marks, strict=True):
+            equity += p.qty * mark
+        last_equity = account.last_equity
+        reference = self._calendar.previous_session(self._today(now))
+        snapshot_of = await self._book.last_equity_session()
+        if snapshot_of is None or reference > snapshot_of:
+            value, complete = await self._equity_at_close(reference, account.cash, positions)
+            if complete:
+                async with self._book.write(now) as w:
+                    await w.set_last_equity(value, reference)
+            last_equity = value
+        return BrokerAccount(
+            cash=account.cash,
+            equity=equity,
+            last_equity=last_equity,
+            buying_power=account.cash,
+            trading_blocked=account.trading_blocked,
+        )
 
     async def closing_equity(self, sessions: Sequence[dt.date]) -> dict[dt.date, float]:
         """Equity at the close of each of ``sessions`` that has closed with every close known."""
@@ -654,7 +679,10 @@ class SimBroker:
                 continue
             session, price, until = await self._stop_trigger(order, now, applied)
             if price is None and until is not None:
-                quiet[quiet_key(replace(order, trade_date=session), applied)] = until
+                moved_to = (
+                    key if session == order.trade_date else quiet_key(order, applied, session)
+                )
+                quiet[moved_to] = until
             if session != order.trade_date or price is not None:
                 moved.append((order, session, price))
         if moved:

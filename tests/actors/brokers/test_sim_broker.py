@@ -19,6 +19,7 @@ from actors.brokers.base import (
     OrderRejected,
     OrderRequest,
     OrderSide,
+    ReadsBook,
 )
 from actors.brokers.sim import MARK_LOOKBACK_SESSIONS, SimBroker, sim_broker_order_id
 from actors.market.calendar import ExchangeCalendar
@@ -775,3 +776,18 @@ async def test_reads_without_a_write_in_between_ask_the_store_nothing(
     assert await broker.order_by_client_id("b1") is not None
     assert await broker.order_by_client_id("b1") is not None
     assert len(queries) == 1  # the filled b1, once
+
+
+async def test_the_book_is_account_and_positions_read_together(
+    broker: SimBroker, prices: FakePrices, clock: SimClock
+) -> None:
+    """``book()`` answers what ``account()`` and ``positions()`` answer at the same instant."""
+    prices.opens[("AAA", MON)] = 100.0
+    prices.closes[("AAA", MON)] = 120.0
+    await broker.submit(order("b1", BUY, 10))
+    await broker.adjust_position("ZZZ", 5, 20.0)
+    clock.set_time(et(TUE, 9))
+    account, positions = await broker.book()
+    assert isinstance(broker, ReadsBook)
+    assert (account, positions) == (await broker.account(), await broker.positions())
+    assert [p.market_value for p in positions] == [1200.0, 100.0]

@@ -214,3 +214,4 @@ def test_the_quiet_key_is_the_stop_in_its_sessions_terms() -> None:
     assert quiet_key(stop, []) == ("AAA", TUE, 90.0)
     assert quiet_key(stop, [split]) == ("AAA", TUE, 180.0)
     assert quiet_key(replace(stop, trade_date=WED), [split]) == ("AAA", WED, 90.0)
+    assert quiet_key(stop, [split], WED) == ("AAA", WED, 90.0)
