@@ -28,6 +28,7 @@ Without actions nothing is scaled and every number is as before, to the bit.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
 import math
@@ -183,7 +184,10 @@ class PrecomputedMarket:
     ) -> list[CorporateAction]:
         """The actions on ``symbols`` with ex date in ``[start, end]`` (as a provider reports)."""
         wanted = set(symbols)
-        return [a for a in self.actions if a.symbol in wanted and start <= a.ex_date <= end]
+        days, ranked = self._actions_by_ex_date
+        # The actions in the date range (a binary search), in the order of ``actions``.
+        picked = sorted(ranked[bisect.bisect_left(days, start) : bisect.bisect_right(days, end)])
+        return [a for a in (self.actions[i] for i in picked) if a.symbol in wanted]
 
     def _unapplied(self, asof: dt.date) -> FloatArray | None:
         """Per panel column, the ratios of its splits on or after ``asof``; None when all 1."""
@@ -214,6 +218,12 @@ class PrecomputedMarket:
     @functools.cached_property
     def _cols(self) -> dict[str, int]:
         return {s: i for i, s in enumerate(self.panel.symbols)}
+
+    @functools.cached_property
+    def _actions_by_ex_date(self) -> tuple[list[dt.date], list[int]]:
+        """The actions' ex dates in increasing order, and each one's index in ``actions``."""
+        ranked = sorted(range(len(self.actions)), key=lambda i: self.actions[i].ex_date)
+        return [self.actions[i].ex_date for i in ranked], ranked
 
 
 def _scaled(window: MarketWindow, factors: FloatArray) -> MarketWindow:

@@ -122,3 +122,19 @@ def test_raw_prices_of_a_missing_bar_are_none() -> None:
     session = market.panel.dates[5].date()
     assert market.raw_price("MSFT", session, "close") is None
     assert market.raw_prices(list(SYMBOLS), session, "close")[1] is None
+
+
+async def test_the_actions_of_a_range_are_every_matching_one_in_the_markets_order() -> None:
+    """A window of ex dates gives exactly the actions in it on the asked symbols, in order."""
+    days = [dt.date(2024, 3, 1) + dt.timedelta(days=d) for d in (9, 2, 2, 30, 0, 15, 9)]
+    actions = tuple(
+        CorporateAction(ActionKind.CASH_DIVIDEND, SYMBOLS[i % 3], day, f"t{i}", cash_per_share=1.0)
+        for i, day in enumerate(days)
+    )
+    market = PrecomputedMarket(_panel(), {}, None, "synthetic", actions=actions)
+    first, last = min(days), max(days)
+    for start in (first - dt.timedelta(days=1), *days):
+        for end in (start, start + dt.timedelta(days=9), last):
+            for symbols in (list(SYMBOLS), ["AAPL"], ["XOM", "NOPE"], []):
+                expected = [a for a in actions if a.symbol in symbols and start <= a.ex_date <= end]
+                assert await market.corporate_actions(symbols, start, end) == expected
