@@ -19,6 +19,10 @@ Account fills: a broker that can list every execution in the account (ours
 and trades the owner placed by hand) also implements ``ReportsAccountFills``;
 it is a separate protocol so a broker without such a record still is a ``Broker``.
 Check with ``isinstance(broker, ReportsAccountFills)``.
+
+Book in one read: a broker that can give its account and its positions as of one
+instant (the simulated broker: one settle, one mark of every position) also
+implements ``ReadsBook``; the reconciliation uses it when it is there.
 """
 
 from __future__ import annotations
@@ -219,4 +223,13 @@ class ReportsAccountFills(Protocol):
 
     async def account_fills(self, since: dt.datetime) -> list[AccountFill]:
         """Every fill at or after ``since`` (timezone-aware), oldest first."""
+        ...
+
+
+@runtime_checkable
+class ReadsBook(Protocol):
+    """A broker that reads its account and positions in one step, as of one instant."""
+
+    async def book(self) -> tuple[BrokerAccount, list[BrokerPosition]]:
+        """``account()`` and ``positions()``, read together."""
         ...

@@ -9,6 +9,7 @@ had not happened yet, and the simulated broker applies it when it comes.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from actors.data_feed.market import PrecomputedMarket
 from actors.market.calendar import ExchangeCalendar
@@ -36,6 +37,14 @@ class MarketPrices:
         if self._clock.now() < self._calendar.session_close(session):
             return None
         return self._market.raw_price(symbol, session, "close")
+
+    async def close_prices(self, symbols: Sequence[str], session: dt.date) -> list[float | None]:
+        """``close_price`` of each of ``symbols``: one lookup in the market's arrays."""
+        if not self._calendar.is_session(session):
+            return [None] * len(symbols)
+        if self._clock.now() < self._calendar.session_close(session):
+            return [None] * len(symbols)
+        return self._market.raw_prices(symbols, session, "close")
 
     async def low_price(self, symbol: str, session: dt.date) -> float | None:
         if not self._calendar.is_session(session):

@@ -36,8 +36,9 @@ Orders
   never traded). The grace until that open lets a daily-bar feed, which learns a
   session's open only after its close, still fill it.
 - ``settle()`` runs at the start of every call (``submit``, ``order_by_client_id``,
-  ``positions``, ``account``, ``cancel``, ``closing_equity``); orders settle in
-  submission order, all of one settle in one transaction. A sell that no longer
+  ``positions``, ``account``, ``cancel``, ``closing_equity``); resting stops
+  first, then market orders, each in submission order and each group in one
+  transaction. A sell that no longer
   has the shares when it fills (``adjust_position`` took them) is REJECTED with
   a reason.
 - ``cancel``: ACCEPTED -> CANCELED; a terminal or unknown order is left alone.
@@ -83,7 +84,7 @@ import asyncio
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
 from actors.brokers import sim_actions, sim_stops
@@ -118,9 +119,31 @@ MAX_STOP_SESSIONS_PER_SETTLE = 400
 
 _ACCEPTED = BrokerOrderStatus.ACCEPTED.value
 
+#: What whether a resting stop triggers at its next session depends on, besides the
+#: prices and the time: symbol, that session, the stop in that session's terms.
+QuietKey = tuple[str, dt.date, float]
+
+
+def quiet_key(
+    order: SimOrderRow, applied: list[SimActionRow], session: dt.date | None = None
+) -> QuietKey:
+    """The ``QuietKey`` of a resting stop checked at ``session`` (default: its trade
+    date), given the corporate actions ``applied``."""
+    assert order.stop_price is not None
+    session = order.trade_date if session is None else session
+    return (
+        order.symbol,
+        session,
+        order.stop_price * sim_actions.scale_since(applied, order.symbol, session),
+    )
+
 
 class PriceSource(Protocol):
-    """Daily open and close prices; None means "not known yet"."""
+    """Daily open and close prices; None means "not known yet".
+
+    A price once known stays known and does not change (a resting stop that did not
+    trigger at a session's known open is not looked at again before that session's close).
+    """
 
     async def open_price(self, symbol: str, session: dt.date) -> float | None: ...
 
@@ -134,12 +157,13 @@ class KnowsLows(Protocol):
     async def low_price(self, symbol: str, session: dt.date) -> float | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Applied:
-    """The corporate actions ex or paid after ``after``, as the account applied them."""
+@runtime_checkable
+class KnowsManyCloses(Protocol):
+    """A price source that looks up many symbols' closes of one session at once."""
 
-    after: dt.date
-    rows: list[SimActionRow]
+    async def close_prices(self, symbols: Sequence[str], session: dt.date) -> list[float | None]:
+        """``close_price`` of each of ``symbols``, in that order."""
+        ...
 
 
 def sim_broker_order_id(client_order_id: str) -> str:
@@ -162,6 +186,19 @@ def _accepted(request: OrderRequest, trade: dt.date, now: dt.datetime) -> SimOrd
         submitted_at=now,
         stop_price=request.stop_price,
     )
+
+
+def _broker_positions(held: list[SimPositionRow], marks: list[float]) -> list[BrokerPosition]:
+    """``held`` as the broker reports positions, each valued at its mark."""
+    return [
+        BrokerPosition(
+            symbol=p.symbol,
+            qty=p.qty,
+            avg_entry_price=p.avg_entry_price,
+            market_value=p.qty * mark,
+        )
+        for p, mark in zip(held, marks, strict=True)
+    ]
 
 
 def _to_broker_order(row: SimOrderRow) -> BrokerOrder:
@@ -207,6 +244,9 @@ class SimBroker:
         self._initial_cash = initial_cash
         self._actions = actions
         self._actions_checked: dt.date | None = None
+        # Resting stops known untouched until a time (``_settle_stops``); memory only:
+        # a pure function of its key and the prices, so a restart just looks again.
+        self._quiet: dict[QuietKey, dt.datetime] = {}
         # Serialises operations of this broker: each reads the book, asks the
         # price source, then writes; nothing else writes the sim_* tables.
         self._lock = asyncio.Lock()
@@ -263,48 +303,49 @@ class SimBroker:
         """Open positions (after settling), by symbol, with their market value at the mark."""
         async with self._lock:
             await self._settle()
-            now = self._clock.now()
-            result = []
-            applied = await self._applied_after(self._last_closed_session(now))
-            for p in await self._book.positions():
-                mark = await self._mark(p, now, applied)
-                result.append(
-                    BrokerPosition(
-                        symbol=p.symbol,
-                        qty=p.qty,
-                        avg_entry_price=p.avg_entry_price,
-                        market_value=p.qty * mark,
-                    )
-                )
-            return result
+            held = await self._book.positions()
+            return _broker_positions(held, await self._marks(held, self._clock.now()))
 
     async def account(self) -> BrokerAccount:
         """Cash, equity at the marks, and the equity at the previous session's close."""
         async with self._lock:
             await self._settle()
-            now = self._clock.now()
-            account = await self._account_row()
-            positions = await self._book.positions()
-            equity = account.cash
-            applied = await self._applied_after(self._last_closed_session(now))
-            for p in positions:
-                equity += p.qty * await self._mark(p, now, applied)
-            last_equity = account.last_equity
-            reference = self._calendar.previous_session(self._today(now))
-            snapshot_of = await self._book.last_equity_session()
-            if snapshot_of is None or reference > snapshot_of:
-                value, complete = await self._equity_at_close(reference, account.cash, positions)
-                if complete:
-                    async with self._book.write(now) as w:
-                        await w.set_last_equity(value, reference)
-                last_equity = value
-            return BrokerAccount(
-                cash=account.cash,
-                equity=equity,
-                last_equity=last_equity,
-                buying_power=account.cash,
-                trading_blocked=account.trading_blocked,
-            )
+            held = await self._book.positions()
+            return await self._account_now(held, await self._marks(held, self._clock.now()))
+
+    async def book(self) -> tuple[BrokerAccount, list[BrokerPosition]]:
+        """``account()`` and ``positions()`` after one settle, every position marked once."""
+        async with self._lock:
+            await self._settle()
+            held = await self._book.positions()
+            marks = await self._marks(held, self._clock.now())
+            return await self._account_now(held, marks), _broker_positions(held, marks)
+
+    async def _account_now(
+        self, positions: list[SimPositionRow], marks: list[float]
+    ) -> BrokerAccount:
+        """The account with ``positions`` at ``marks`` (persisting a due last_equity snapshot)."""
+        now = self._clock.now()
+        account = await self._account_row()
+        equity = account.cash
+        for p, mark in zip(positions, marks, strict=True):
+            equity += p.qty * mark
+        last_equity = account.last_equity
+        reference = self._calendar.previous_session(self._today(now))
+        snapshot_of = await self._book.last_equity_session()
+        if snapshot_of is None or reference > snapshot_of:
+            value, complete = await self._equity_at_close(reference, account.cash, positions)
+            if complete:
+                async with self._book.write(now) as w:
+                    await w.set_last_equity(value, reference)
+            last_equity = value
+        return BrokerAccount(
+            cash=account.cash,
+            equity=equity,
+            last_equity=last_equity,
+            buying_power=account.cash,
+            trading_blocked=account.trading_blocked,
+        )
 
     async def closing_equity(self, sessions: Sequence[dt.date]) -> dict[dt.date, float]:
         """Equity at the close of each of ``sessions`` that has closed with every close known."""
@@ -424,40 +465,54 @@ class SimBroker:
             session = self._calendar.previous_session(session)
         return None
 
-    async def _applied_after(self, session: dt.date) -> _Applied | None:
-        """The actions a close from ``session`` on needs, read once for the marks of one
-        operation (None when the broker applies no actions)."""
-        if self._actions is None:
-            return None
-        return _Applied(session, await self._book.actions(after=session))
-
-    async def _close_in_todays_terms(
-        self, symbol: str, session: dt.date, applied: _Applied | None
-    ) -> float | None:
+    async def _close_in_todays_terms(self, symbol: str, session: dt.date) -> float | None:
         """``_close_on_or_before``, divided by the splits applied since that close: the
-        price of one of today's shares (a split's ex date marks at the adjusted close).
+        price of one of today's shares (a split's ex date marks at the adjusted close)."""
+        return (await self._closes_in_todays_terms([symbol], session))[0]
 
-        ``applied`` serves a close from its session on; an older close reads its own."""
+    async def _closes_in_todays_terms(
+        self, symbols: Sequence[str], session: dt.date
+    ) -> list[float | None]:
+        """``_close_in_todays_terms`` of each of ``symbols``: the closes of a session looked
+        up at once for the symbols that still have none, going back a session at a time."""
+        found: list[float | None] = [None] * len(symbols)
+        applied: dict[str, list[SimActionRow]] | None = None
+        if self._actions is not None:
+            applied = {}
+            for row in await self._book.actions():
+                applied.setdefault(row.symbol, []).append(row)
+        todo = list(range(len(symbols)))
         for _ in range(MARK_LOOKBACK_SESSIONS):
-            price = await self._prices.close_price(symbol, session)
-            if price is not None:
-                if self._actions is None:
-                    return price
-                rows = (
-                    applied.rows
-                    if applied is not None and session >= applied.after
-                    else await self._book.actions(after=session)
-                )
-                return price / sim_actions.scale_since(rows, symbol, session)
-            session = self._calendar.previous_session(session)
-        return None
+            if not todo:
+                break
+            prices = await self._close_prices([symbols[i] for i in todo], session)
+            left = []
+            for i, price in zip(todo, prices, strict=True):
+                if price is None:
+                    left.append(i)
+                elif applied is None:
+                    found[i] = price
+                else:
+                    rows = applied.get(symbols[i], [])
+                    found[i] = price / sim_actions.scale_since(rows, symbols[i], session)
+            todo = left
+            if todo:
+                session = self._calendar.previous_session(session)
+        return found
 
-    async def _mark(
-        self, position: SimPositionRow, now: dt.datetime, applied: _Applied | None
-    ) -> float:
+    async def _close_prices(self, symbols: list[str], session: dt.date) -> list[float | None]:
+        if isinstance(self._prices, KnowsManyCloses):
+            return await self._prices.close_prices(symbols, session)
+        return [await self._prices.close_price(s, session) for s in symbols]
+
+    async def _marks(self, positions: Sequence[SimPositionRow], now: dt.datetime) -> list[float]:
+        """Each position's mark (see Valuation), the closes looked up together."""
         last = self._last_closed_session(now)
-        close = await self._close_in_todays_terms(position.symbol, last, applied)
-        return position.avg_entry_price if close is None else close
+        closes = await self._closes_in_todays_terms([p.symbol for p in positions], last)
+        return [
+            p.avg_entry_price if close is None else close
+            for p, close in zip(positions, closes, strict=True)
+        ]
 
     async def _account_row(self) -> SimAccountRow:
         account = await self._book.account()
@@ -492,10 +547,9 @@ class SimBroker:
         now: dt.datetime,
     ) -> None:
         last_closed = self._last_closed_session(now)
-        applied = await self._applied_after(last_closed)
         price = open_price
         if price is None:
-            price = await self._close_in_todays_terms(request.symbol, last_closed, applied)
+            price = await self._close_in_todays_terms(request.symbol, last_closed)
         if price is None:
             raise OrderRejected(f"no price known for {request.symbol}")
         cost = -apply_costs(OrderSide.BUY, request.qty, price).cash_delta
@@ -503,7 +557,7 @@ class SimBroker:
         for o in pending:
             if o.side != OrderSide.BUY:
                 continue
-            estimate = await self._close_in_todays_terms(o.symbol, last_closed, applied)
+            estimate = await self._close_in_todays_terms(o.symbol, last_closed)
             if estimate is not None:
                 reserved += -apply_costs(OrderSide.BUY, o.qty, estimate).cash_delta
         available = account.cash - reserved
@@ -608,31 +662,50 @@ class SimBroker:
         return self._calendar.next_session(today)
 
     async def _settle_stops(self, stops: list[SimOrderRow], now: dt.datetime) -> None:
-        """Fill each resting stop on the first session whose prices reach it (``sim_stops``)."""
-        positions = {p.symbol: p for p in await self._book.positions()}
-        # A stop is checked from its trade date on: only the actions after the earliest matter.
-        since = min(o.trade_date for o in stops)
-        applied = await self._book.actions(after=since) if self._actions is not None else []
+        """Fill each resting stop on the first session whose prices reach it (``sim_stops``).
+
+        A stop found untouched at its session is not looked at again before the time
+        ``_stop_trigger`` said it stays so (``_quiet``, by what the answer depends on).
+        The stops that moved on or filled are written in one transaction, in order.
+        """
+        applied = await self._book.actions() if self._actions is not None else []
+        quiet: dict[QuietKey, dt.datetime] = {}
+        moved: list[tuple[SimOrderRow, dt.date, float | None]] = []
         for order in stops:
-            assert order.stop_price is not None
-            session, price = await self._stop_trigger(order, now, applied)
-            if session == order.trade_date and price is None:
+            key = quiet_key(order, applied)
+            until = self._quiet.get(key)
+            if until is not None and now < until:
+                quiet[key] = until
                 continue
+            session, price, until = await self._stop_trigger(order, now, applied)
+            if price is None and until is not None:
+                moved_to = (
+                    key if session == order.trade_date else quiet_key(order, applied, session)
+                )
+                quiet[moved_to] = until
+            if session != order.trade_date or price is not None:
+                moved.append((order, session, price))
+        if moved:
+            positions = {p.symbol: p for p in await self._book.positions()}
             async with self._book.write(now) as w:
-                await w.move_stop_check(order.client_order_id, session)
-                if price is None:
-                    continue
-                filled = replace(order, trade_date=session)
-                _, after = await self._fill(w, filled, price, positions.get(order.symbol))
-                if after is None:
-                    positions.pop(order.symbol, None)
-                else:
-                    positions[order.symbol] = after
+                for order, session, price in moved:
+                    await w.move_stop_check(order.client_order_id, session)
+                    if price is None:
+                        continue
+                    filled = replace(order, trade_date=session)
+                    _, after = await self._fill(w, filled, price, positions.get(order.symbol))
+                    if after is None:
+                        positions.pop(order.symbol, None)
+                    else:
+                        positions[order.symbol] = after
+        self._quiet = quiet
 
     async def _stop_trigger(
         self, order: SimOrderRow, now: dt.datetime, applied: list[SimActionRow]
-    ) -> tuple[dt.date, float | None]:
-        """The session to check the stop from next, and its fill price if it triggered.
+    ) -> tuple[dt.date, float | None, dt.datetime | None]:
+        """The session to check the stop from next, its fill price if it triggered, and
+        until when (exclusive) an untriggered stop stays untriggered at that session
+        without another look (None: look again at the next call).
 
         At the open when the open gaps to or below the stop, else at the stop when the
         session's low (known once it closed) reaches it. The stop is in today's terms
@@ -642,21 +715,34 @@ class SimBroker:
         assert order.stop_price is not None
         session = order.trade_date
         for _ in range(MAX_STOP_SESSIONS_PER_SETTLE):
-            if now < self._calendar.session_open(session):
-                break
+            opens = self._calendar.session_open(session)
+            if now < opens:
+                return session, None, opens
             open_price = await self._prices.open_price(order.symbol, session)
             if open_price is None:
-                break
+                return session, None, None
             scale = sim_actions.scale_since(applied, order.symbol, session)
             stop = order.stop_price * scale
             if not self._has_closed(session, now):
-                return session, open_price / scale if open_price <= stop else None
+                if open_price <= stop:
+                    return session, open_price / scale, None
+                # The open is known and above the stop; the low counts once it closed.
+                return session, None, self._close_or_none(session)
             low = await self._low(order.symbol, session, open_price)
             fill = sim_stops.stop_fill(stop, open_price, low)
             if fill is not None:
-                return session, fill / scale
+                return session, fill / scale, None
             session = self._calendar.next_session(session)
-        return session, None
+        return session, None, None
+
+    def _close_or_none(self, session: dt.date) -> dt.datetime | None:
+        """The close of ``session``, or None when it is not a session the calendar knows."""
+        try:
+            if self._calendar.is_session(session):
+                return self._calendar.session_close(session)
+        except ValueError:
+            pass
+        return None
 
     async def _low(self, symbol: str, session: dt.date, open_price: float) -> float | None:
         """The session's low; from a source without lows, the lower of open and close."""
@@ -713,7 +799,7 @@ class SimBroker:
             (o.trade_date, 1, o) for o in await self._book.filled_orders_traded_after(session)
         ]
         if self._actions is not None:
-            events += [(a.ex_date, 0, a) for a in await self._book.actions(after=session)]
+            events += [(a.ex_date, 0, a) for a in await self._book.actions()]
         for _, _, event in sorted(events, key=lambda e: (e[0], e[1]), reverse=True):
             if isinstance(event, SimActionRow):
                 cash = sim_actions.back_out(event, qty, cash, session)

@@ -29,8 +29,10 @@ Without actions nothing is scaled and every number is as before, to the bit.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -157,6 +159,25 @@ class PrecomputedMarket:
             return value
         return value * self.scale(symbol, session)
 
+    def raw_prices(
+        self, symbols: Sequence[str], session: dt.date, field: str
+    ) -> list[float | None]:
+        """``raw_price`` of each of ``symbols`` on ``session``, with one array lookup."""
+        row = self._rows.get(session)
+        if row is None:
+            return [None] * len(symbols)
+        cols = [self._cols.get(s) for s in symbols]
+        values = getattr(self.panel, field)[row].take([c for c in cols if c is not None]).tolist()
+        out: list[float | None] = [None] * len(symbols)
+        known = (i for i, c in enumerate(cols) if c is not None)
+        splits = self._splits if self.actions else {}
+        for i, value in zip(known, values, strict=True):
+            if not math.isfinite(value):
+                continue
+            # A symbol without splits has a scale of exactly 1.0: the value as it is.
+            out[i] = value * self.scale(symbols[i], session) if symbols[i] in splits else value
+        return out
+
     def scale(self, symbol: str, session: dt.date) -> float:
         """The ratios of ``symbol``'s splits with ex date after ``session``, multiplied."""
         factor = 1.0
@@ -170,7 +191,10 @@ class PrecomputedMarket:
     ) -> list[CorporateAction]:
         """The actions on ``symbols`` with ex date in ``[start, end]`` (as a provider reports)."""
         wanted = set(symbols)
-        return [a for a in self.actions if a.symbol in wanted and start <= a.ex_date <= end]
+        days, ranked = self._actions_by_ex_date
+        # The actions in the date range (a binary search), in the order of ``actions``.
+        picked = sorted(ranked[bisect.bisect_left(days, start) : bisect.bisect_right(days, end)])
+        return [a for a in (self.actions[i] for i in picked) if a.symbol in wanted]
 
     def unapplied_factors(self, asof: dt.date) -> FloatArray | None:
         """Per panel column, the ratios of its splits on or after ``asof``; None when all 1.
@@ -245,6 +269,12 @@ class PrecomputedMarket:
     @functools.cached_property
     def _cols(self) -> dict[str, int]:
         return {s: i for i, s in enumerate(self.panel.symbols)}
+
+    @functools.cached_property
+    def _actions_by_ex_date(self) -> tuple[list[dt.date], list[int]]:
+        """The actions' ex dates in increasing order, and each one's index in ``actions``."""
+        ranked = sorted(range(len(self.actions)), key=lambda i: self.actions[i].ex_date)
+        return [self.actions[i].ex_date for i in ranked], ranked
 
 
 def _scaled(window: MarketWindow, factors: FloatArray) -> MarketWindow:

@@ -181,8 +181,10 @@ class RestingStops:
     async def sync(self, run_id: str) -> list[RestingStopChange]:
         """Look every resting stop up, book its fills, and put every lot's stop right."""
         changes: list[RestingStopChange] = []
-        live, vanished = await self._refresh_all(changes)
+        live = await self._refresh_all(changes)
         lots = await self._lots()
+        # Only a lot without a live stop can have lost one (the last it had).
+        vanished = await self._vanished([k for k, _ in lots if k not in live])
         try:
             at_broker = {p.symbol: p.qty for p in await self._broker.positions()}
         except TradingdError as exc:
@@ -304,12 +306,9 @@ class RestingStops:
 
     # ------------------------------------------------------------ reading
 
-    async def _refresh_all(
-        self, changes: list[RestingStopChange]
-    ) -> tuple[dict[Key, list[Seen]], set[Key]]:
-        """Every open resting stop looked up: the live ones by lot, and the lots that lost one."""
+    async def _refresh_all(self, changes: list[RestingStopChange]) -> dict[Key, list[Seen]]:
+        """Every open resting stop looked up: the live ones by lot."""
         live: dict[Key, list[Seen]] = {}
-        vanished: set[Key] = set()
         for row in await self._orders.resting_stops():
             key = (row.strategy_id, row.symbol)
             seen = await self._refresh(row)
@@ -328,11 +327,17 @@ class RestingStops:
                 )
             if not after.status.terminal:
                 live.setdefault(key, []).append(seen)
-        # A lot whose last stop the broker cancelled or lost (now, or at a settle before).
-        for key, last in (await self._orders.last_resting_stops()).items():
-            if key not in live and lost_at_broker(last):
+        return live
+
+    async def _vanished(self, keys: Sequence[Key]) -> set[Key]:
+        """The lots of ``keys`` whose last stop the broker cancelled or lost (now, or at a
+        settle before)."""
+        vanished: set[Key] = set()
+        for key in keys:
+            last = await self._orders.last_resting_stop(*key)
+            if last is not None and lost_at_broker(last):
                 vanished.add(key)
-        return live, vanished
+        return vanished
 
     async def _refresh(self, row: IntentRow) -> Seen:
         """One resting stop brought up to date with the broker (sent now if it never was)."""

@@ -27,7 +27,13 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from actors.brokers.base import Broker, BrokerAccount, BrokerPosition, ReportsAccountFills
+from actors.brokers.base import (
+    Broker,
+    BrokerAccount,
+    BrokerPosition,
+    ReadsBook,
+    ReportsAccountFills,
+)
 from actors.messages import (
     AdoptBrokerState,
     ApplySettings,
@@ -154,6 +160,9 @@ class Reconciler(Actor):
         )
 
     async def _read_broker(self) -> tuple[BrokerAccount, list[BrokerPosition]]:
+        """The broker's account and positions: in one read when it can (``ReadsBook``)."""
+        if isinstance(self._broker, ReadsBook):
+            return await self._broker.book()
         return await self._broker.account(), await self._broker.positions()
 
     @handles(ApplySettings)

@@ -46,8 +46,10 @@ class ReadOnlyOrders(RuntimeError):
     """``book_fill`` on an ``OrderStore`` opened without ``FillTerms`` (a reader)."""
 
 
-_TERMINAL = tuple(str(s) for s in IntentStatus if s.terminal)
-_NOT_TERMINAL_SQL = f"status NOT IN ({', '.join('?' for _ in _TERMINAL)})"
+# Open (not terminal) intents by the status index: IN the open statuses, not NOT IN the
+# terminal ones (which scans every intent ever written).
+_OPEN = tuple(str(s) for s in IntentStatus if not s.terminal)
+_OPEN_SQL = f"status IN ({', '.join('?' for _ in _OPEN)})"
 
 
 class NegativePosition(ValueError):
@@ -233,30 +235,25 @@ class OrderStore:
 
     async def open_intents(self) -> list[IntentRow]:
         """Every intent not in a terminal state, oldest first."""
-        rows = await self._store.fetchall(
-            f"{_SELECT} WHERE i.{_NOT_TERMINAL_SQL} ORDER BY i.rowid", _TERMINAL
-        )
+        rows = await self._store.fetchall(f"{_SELECT} WHERE i.{_OPEN_SQL} ORDER BY i.rowid", _OPEN)
         return [IntentRow.from_row(r) for r in rows]
 
     async def resting_stops(self) -> list[IntentRow]:
         """Every open protective stop sell (resting, or on its way to the broker), oldest first."""
         rows = await self._store.fetchall(
-            f"{_SELECT} WHERE i.stop_price IS NOT NULL AND i.{_NOT_TERMINAL_SQL} ORDER BY i.rowid",
-            _TERMINAL,
+            f"{_SELECT} WHERE i.stop_price IS NOT NULL AND i.{_OPEN_SQL} ORDER BY i.rowid",
+            _OPEN,
         )
         return [IntentRow.from_row(r) for r in rows]
 
-    async def last_resting_stops(self) -> dict[tuple[int, str], IntentRow]:
-        """Each held lot's latest protective stop, in any state: (strategy_id, symbol) -> row.
-
-        Only the lots held now: those of lots sold long ago are history, not news.
-        """
-        rows = await self._store.fetchall(
-            f"{_SELECT} WHERE i.rowid IN (SELECT MAX(o.rowid) FROM order_intents o"  # noqa: S608 -- constants
-            " JOIN positions p ON p.strategy_id = o.strategy_id AND p.symbol = o.symbol"
-            " WHERE o.stop_price IS NOT NULL AND p.shares > 0 GROUP BY o.strategy_id, o.symbol)"
+    async def last_resting_stop(self, strategy_id: int, symbol: str) -> IntentRow | None:
+        """The lot's latest protective stop, in any state; None when it never had one."""
+        row = await self._store.fetchone(
+            f"{_SELECT} WHERE i.strategy_id = ? AND i.symbol = ?"
+            " AND i.stop_price IS NOT NULL ORDER BY i.rowid DESC LIMIT 1",
+            (strategy_id, symbol),
         )
-        return {(r.strategy_id, r.symbol): r for r in map(IntentRow.from_row, rows)}
+        return None if row is None else IntentRow.from_row(row)
 
     async def resting_stop_count(self, asof: dt.date, strategy_id: int, symbol: str) -> int:
         """How many protective stops (any state) the strategy's lot got on ``asof``."""

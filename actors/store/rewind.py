@@ -14,6 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from actors.store.orders import FillTerms
+from actors.store.sim_broker import forget_cached_book
 from daemon.store.core import Store
 
 
@@ -113,4 +114,5 @@ async def rewind_to(store: Store, day: dt.date, *, terms: FillTerms) -> list[Reb
         await conn.execute("DELETE FROM sim_positions")
         await conn.execute("DELETE FROM sim_corporate_actions")
         await conn.execute("DELETE FROM sim_account")
+    forget_cached_book(store)
     return rebuilt

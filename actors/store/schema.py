@@ -365,8 +365,7 @@ MIGRATIONS: tuple[str, ...] = (
     # Partial indexes over the actions still waiting for something (to be applied, their
     # bars forgotten, their cash credited), so each per-session query reads the few due
     # rows, not every action ever recorded; ex dates for the reads of the latest ones.
-    # The simulated broker's actions by ex date and pay date: a session values and marks
-    # with the actions after a recent session only, and credits the dividends still owed.
+    # The simulated broker's dividends still owed: each settle credits those due.
     """
     CREATE INDEX corporate_actions_unapplied ON corporate_actions(ex_date)
         WHERE applied_at IS NULL;
@@ -376,8 +375,6 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE bars_refreshed_at IS NULL AND kind != 'cash_dividend';
     CREATE INDEX corporate_actions_ex_date ON corporate_actions(ex_date);
 
-    CREATE INDEX sim_corporate_actions_ex_date ON sim_corporate_actions(ex_date);
-    CREATE INDEX sim_corporate_actions_pay_date ON sim_corporate_actions(pay_date);
     CREATE INDEX sim_corporate_actions_owed ON sim_corporate_actions(pay_date)
         WHERE credited_at IS NULL;
     """,

@@ -5,6 +5,13 @@ nothing that matters in memory), so a new broker on the same database after a
 crash sees every order, fill, position and the cash exactly.
 
 - Reads (``account``, ``order``, ``orders``, ``positions``, ...) see committed rows.
+  The account, the equity snapshot's session, the accepted orders, the positions,
+  the applied corporate actions and single orders are kept in the store's
+  ``ReadCache`` (``actors.store.read_cache``) from one write to the next: every
+  write goes through ``write()``, which forgets them before and after its
+  transaction, so a read without a write in between is not a query. Nothing else
+  writes these tables while a broker is using the store (``rewind`` works on a copy
+  before any broker, and calls ``forget_cached_book`` all the same).
 - Writes go through ``async with book.write(at) as w:``: one *durable*
   transaction (``synchronous=FULL``) per broker operation, so an order, its fill
   and the cash and position change it causes land together or not at all.
@@ -27,13 +34,13 @@ from dataclasses import dataclass
 import aiosqlite
 
 from actors.market.ticks import stop_tick
+from actors.store.read_cache import Key, ReadCache, cache_of
 from daemon.store.core import Row, Store
 
 LAST_EQUITY_SESSION_KEY = "sim_broker.last_equity_session"
 
-# The corporate-action reads of every broker operation; each searches an index of schema
-# version 7 (ex date, pay date, the dividends still owed), not the whole table.
-ACTIONS_AFTER_SQL = "SELECT * FROM sim_corporate_actions WHERE ex_date > ? OR pay_date > ?"
+# The dividends still owed, read each settle; it searches an index of schema version 7
+# (the applied actions themselves are read through the cache: see ``actions``).
 OWED_SQL = (
     "SELECT * FROM sim_corporate_actions WHERE credited_at IS NULL AND pay_date <= ?"
     " ORDER BY ex_date, applied_at, action_id"
@@ -152,15 +159,31 @@ _ORDER_COLUMNS = (
 _ORDER_PLACEHOLDERS = ", ".join("?" * len(_ORDER_COLUMNS.split(",")))
 
 
-class SimBrokerWriter:
-    """The writes of one broker operation, inside one durable transaction."""
+ACCOUNT, ORDERS, POSITIONS = "sim_account", "sim_orders", "sim_positions"
+ACTIONS = "sim_corporate_actions"
+STATE = "system_state"  # the last_equity snapshot's session
+TABLES = (ACCOUNT, ORDERS, POSITIONS, ACTIONS, STATE)
 
-    def __init__(self, conn: aiosqlite.Connection, at: dt.datetime) -> None:
+
+class SimBrokerWriter:
+    """The writes of one broker operation, inside one durable transaction.
+
+    Each method first forgets the cached reads of the tables it writes (``wrote``).
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, at: dt.datetime, cache: ReadCache) -> None:
         self._conn = conn
         self._at = at.isoformat()
+        self._cache = cache
+        self.wrote: set[str] = set()
+
+    def _writes(self, *tables: str) -> None:
+        self.wrote.update(tables)
+        self._cache.forget(tables)
 
     async def create_account(self, cash: float) -> None:
         """Open the account with ``cash`` (and ``last_equity = cash``) unless it exists."""
+        self._writes(ACCOUNT)
         await self._conn.execute(
             "INSERT OR IGNORE INTO sim_account (id, cash, last_equity, trading_blocked, updated_at)"
             " VALUES (1, ?, ?, 0, ?)",
@@ -169,12 +192,14 @@ class SimBrokerWriter:
 
     async def add_cash(self, delta: float) -> None:
         """Change the cash balance by ``delta`` (negative for a buy)."""
+        self._writes(ACCOUNT)
         await self._conn.execute(
             "UPDATE sim_account SET cash = cash + ?, updated_at = ? WHERE id = 1",
             (delta, self._at),
         )
 
     async def set_trading_blocked(self, blocked: bool) -> None:
+        self._writes(ACCOUNT)
         await self._conn.execute(
             "UPDATE sim_account SET trading_blocked = ?, updated_at = ? WHERE id = 1",
             (int(blocked), self._at),
@@ -182,6 +207,7 @@ class SimBrokerWriter:
 
     async def set_last_equity(self, equity: float, session: dt.date) -> None:
         """Record ``equity`` as the equity at the close of ``session``."""
+        self._writes(ACCOUNT, STATE)
         await self._conn.execute(
             "UPDATE sim_account SET last_equity = ?, updated_at = ? WHERE id = 1",
             (equity, self._at),
@@ -195,6 +221,7 @@ class SimBrokerWriter:
 
     async def insert_order(self, order: SimOrderRow) -> None:
         """Record a new order; ``sqlite3.IntegrityError`` if its client id was ever used."""
+        self._writes(ORDERS)
         await self._conn.execute(
             f"INSERT INTO sim_orders ({_ORDER_COLUMNS}) VALUES ({_ORDER_PLACEHOLDERS})",  # noqa: S608 -- constants
             (
@@ -225,6 +252,7 @@ class SimBrokerWriter:
         reject_reason: str | None = None,
     ) -> None:
         """Move an order to ``status`` with its fill (if any)."""
+        self._writes(ORDERS)
         await self._conn.execute(
             "UPDATE sim_orders SET status = ?, filled_qty = ?, filled_avg_price = ?,"
             " filled_at = ?, reject_reason = ? WHERE client_order_id = ?",
@@ -241,6 +269,7 @@ class SimBrokerWriter:
     async def adjust_resting_stops(self, symbol: str, ratio: float) -> None:
         """A split on ``symbol``: its resting stops sell ``floor(qty x ratio)`` at
         ``stop / ratio`` on the tick (FINRA Rule 5330's adjustment of open orders)."""
+        self._writes(ORDERS)
         async with self._conn.execute(
             "SELECT client_order_id, qty, stop_price FROM sim_orders WHERE symbol = ?"
             " AND status = 'accepted' AND stop_price IS NOT NULL",
@@ -263,6 +292,7 @@ class SimBrokerWriter:
 
     async def cancel_resting_stops(self, symbol: str) -> None:
         """``symbol``'s resting stops are cancelled (a symbol change)."""
+        self._writes(ORDERS)
         await self._conn.execute(
             "UPDATE sim_orders SET status = 'canceled' WHERE symbol = ?"
             " AND status = 'accepted' AND stop_price IS NOT NULL",
@@ -271,12 +301,14 @@ class SimBrokerWriter:
 
     async def move_stop_check(self, client_order_id: str, session: dt.date) -> None:
         """A resting stop is checked from ``session`` on (or filled on it)."""
+        self._writes(ORDERS)
         await self._conn.execute(
             "UPDATE sim_orders SET trade_date = ? WHERE client_order_id = ?",
             (session.isoformat(), client_order_id),
         )
 
     async def upsert_position(self, position: SimPositionRow) -> None:
+        self._writes(POSITIONS)
         await self._conn.execute(
             "INSERT INTO sim_positions (symbol, qty, avg_entry_price, last_price)"
             " VALUES (?, ?, ?, ?) ON CONFLICT(symbol) DO UPDATE SET qty = excluded.qty,"
@@ -285,10 +317,12 @@ class SimBrokerWriter:
         )
 
     async def delete_position(self, symbol: str) -> None:
+        self._writes(POSITIONS)
         await self._conn.execute("DELETE FROM sim_positions WHERE symbol = ?", (symbol,))
 
     async def record_action(self, row: SimActionRow) -> None:
         """Record an applied corporate action (credited now when ``row.credited``)."""
+        self._writes(ACTIONS)
         await self._conn.execute(
             "INSERT INTO sim_corporate_actions (action_id, kind, symbol, new_symbol, ex_date,"
             " ratio, shares_before, shares_after, cash, pay_date, applied_at, credited_at)"
@@ -310,6 +344,7 @@ class SimBrokerWriter:
         )
 
     async def credit_action(self, action_id: str) -> None:
+        self._writes(ACTIONS)
         await self._conn.execute(
             "UPDATE sim_corporate_actions SET credited_at = ? WHERE action_id = ?",
             (self._at, action_id),
@@ -317,6 +352,7 @@ class SimBrokerWriter:
 
     async def reset(self, cash: float) -> None:
         """Wipe the book (orders, positions, equity snapshot) and open a fresh account."""
+        self._writes(*TABLES)
         await self._conn.execute("DELETE FROM sim_orders")
         await self._conn.execute("DELETE FROM sim_positions")
         await self._conn.execute("DELETE FROM sim_corporate_actions")
@@ -327,19 +363,50 @@ class SimBrokerWriter:
         await self.create_account(cash)
 
 
+_ACCOUNT: Key[SimAccountRow | None] = Key(("account",), (ACCOUNT,))
+_LAST_EQUITY_SESSION: Key[dt.date | None] = Key(("last_equity_session",), (STATE,))
+_ACCEPTED: Key[dict[str, SimOrderRow]] = Key(("orders", "accepted"), (ORDERS,))
+_POSITIONS: Key[tuple[SimPositionRow, ...]] = Key(("positions",), (POSITIONS,))
+_ACTIONS: Key[tuple[SimActionRow, ...]] = Key(("actions",), (ACTIONS,))
+
+
+def _order_key(client_order_id: str) -> Key[SimOrderRow | None]:
+    return Key(("order", client_order_id), (ORDERS,))
+
+
+def forget_cached_book(store: Store) -> None:
+    """Forget the cached reads of the book: ``store``'s ``sim_*`` tables were written
+    other than through ``SimBrokerStore.write``."""
+    cache_of(store).forget()
+
+
 class SimBrokerStore:
     """Reads of the simulated broker's book, and ``write()`` for its transactions."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._cache = cache_of(store)
 
     @asynccontextmanager
     async def write(self, at: dt.datetime) -> AsyncIterator[SimBrokerWriter]:
-        """One durable transaction stamped ``at``; everything in it commits or nothing does."""
-        async with self._store.transaction(durable=True) as conn:
-            yield SimBrokerWriter(conn, at)
+        """One durable transaction stamped ``at``; everything in it commits or nothing does.
+
+        The cached reads of a table are forgotten when it is first written in it, and
+        again after it, whatever its outcome.
+        """
+        writer: SimBrokerWriter | None = None
+        try:
+            async with self._store.transaction(durable=True) as conn:
+                writer = SimBrokerWriter(conn, at, self._cache)
+                yield writer
+        finally:
+            if writer is not None:
+                self._cache.forget(writer.wrote)
 
     async def account(self) -> SimAccountRow | None:
+        return await self._cache.read(_ACCOUNT, self._read_account)
+
+    async def _read_account(self) -> SimAccountRow | None:
         row = await self._store.fetchone(
             "SELECT cash, last_equity, trading_blocked, updated_at FROM sim_account WHERE id = 1"
         )
@@ -347,6 +414,9 @@ class SimBrokerStore:
 
     async def last_equity_session(self) -> dt.date | None:
         """The session whose close ``last_equity`` values, or None before the first snapshot."""
+        return await self._cache.read(_LAST_EQUITY_SESSION, self._read_last_equity_session)
+
+    async def _read_last_equity_session(self) -> dt.date | None:
         row = await self._store.fetchone(
             "SELECT value FROM system_state WHERE key = ?", (LAST_EQUITY_SESSION_KEY,)
         )
@@ -355,6 +425,14 @@ class SimBrokerStore:
         return dt.date.fromisoformat(json.loads(row["value"]))
 
     async def order(self, client_order_id: str) -> SimOrderRow | None:
+        accepted = self._cache.get(_ACCEPTED)
+        if accepted is not None and client_order_id in accepted:
+            return accepted[client_order_id]
+        return await self._cache.read(
+            _order_key(client_order_id), lambda: self._read_order(client_order_id)
+        )
+
+    async def _read_order(self, client_order_id: str) -> SimOrderRow | None:
         row = await self._store.fetchone(
             f"SELECT {_ORDER_COLUMNS} FROM sim_orders WHERE client_order_id = ?",  # noqa: S608 -- a constant column list
             (client_order_id,),
@@ -363,6 +441,15 @@ class SimBrokerStore:
 
     async def orders(self, *, status: str | None = None) -> list[SimOrderRow]:
         """Orders (all, or those in ``status``) in the order they were submitted."""
+        if status == "accepted":
+            accepted = await self._cache.read(_ACCEPTED, self._read_accepted)
+            return list(accepted.values())
+        return await self._read_orders(status)
+
+    async def _read_accepted(self) -> dict[str, SimOrderRow]:
+        return {o.client_order_id: o for o in await self._read_orders("accepted")}
+
+    async def _read_orders(self, status: str | None) -> list[SimOrderRow]:
         where, params = ("WHERE status = ?", (status,)) if status is not None else ("", ())
         rows = await self._store.fetchall(
             f"SELECT {_ORDER_COLUMNS} FROM sim_orders {where} ORDER BY rowid",  # noqa: S608 -- constant fragments only
@@ -382,18 +469,19 @@ class SimBrokerStore:
     async def actions(self, *, after: dt.date | None = None) -> list[SimActionRow]:
         """The corporate actions applied to the account, by ex date: every one, or with
         ``after`` those whose ex date or pay date is after it (what a valuation or a
-        price at ``after``'s close still has to account for)."""
+        price at ``after``'s close still has to account for). Read through the cache."""
+        rows = await self._cache.read(_ACTIONS, self._read_actions)
         if after is None:
-            rows = await self._store.fetchall(
-                "SELECT * FROM sim_corporate_actions ORDER BY ex_date, applied_at, action_id"
-            )
-        else:
-            # Sorted here: an ORDER BY would lead SQLite to scan the whole table in ex-date
-            # order rather than search the two indexes of the OR.
-            day = after.isoformat()
-            found = await self._store.fetchall(ACTIONS_AFTER_SQL, (day, day))
-            rows = sorted(found, key=lambda r: (r["ex_date"], r["applied_at"], r["action_id"]))
-        return [_sim_action(r) for r in rows]
+            return list(rows)
+        return [
+            r for r in rows if r.ex_date > after or (r.pay_date is not None and r.pay_date > after)
+        ]
+
+    async def _read_actions(self) -> tuple[SimActionRow, ...]:
+        rows = await self._store.fetchall(
+            "SELECT * FROM sim_corporate_actions ORDER BY ex_date, applied_at, action_id"
+        )
+        return tuple(_sim_action(r) for r in rows)
 
     async def owed(self, through: dt.date) -> list[SimActionRow]:
         """The dividends applied, not credited yet, whose pay date is ``<= through``."""
@@ -401,12 +489,20 @@ class SimBrokerStore:
         return [_sim_action(r) for r in rows]
 
     async def positions(self) -> list[SimPositionRow]:
+        """Every position, by symbol."""
+        rows = await self._cache.read(_POSITIONS, self._read_positions)
+        return list(rows)
+
+    async def _read_positions(self) -> tuple[SimPositionRow, ...]:
         rows = await self._store.fetchall(
             "SELECT symbol, qty, avg_entry_price, last_price FROM sim_positions ORDER BY symbol"
         )
-        return [_position(r) for r in rows]
+        return tuple(_position(r) for r in rows)
 
     async def position(self, symbol: str) -> SimPositionRow | None:
+        held = self._cache.get(_POSITIONS)
+        if held is not None:
+            return next((p for p in held if p.symbol == symbol), None)
         row = await self._store.fetchone(
             "SELECT symbol, qty, avg_entry_price, last_price FROM sim_positions WHERE symbol = ?",
             (symbol,),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -17,8 +19,9 @@ from actors.brokers.base import (
     OrderRejected,
     OrderRequest,
     OrderSide,
+    ReadsBook,
 )
-from actors.brokers.sim import SimBroker, sim_broker_order_id
+from actors.brokers.sim import MARK_LOOKBACK_SESSIONS, SimBroker, sim_broker_order_id
 from actors.market.calendar import ExchangeCalendar
 from actors.store import open_store
 from daemon.clock import SimClock
@@ -696,3 +699,95 @@ async def test_closing_equity_agrees_with_the_last_equity_snapshot(
     snapshot = (await broker.account()).last_equity
     await broker.adjust_position("AAA", 100, 100.075)
     assert await broker.closing_equity([MON]) == {MON: snapshot}
+
+
+class ManyCloses(FakePrices):
+    """FakePrices that also look up many closes at once, and count those lookups."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[tuple[list[str], dt.date]] = []
+
+    async def close_prices(self, symbols: Sequence[str], session: dt.date) -> list[float | None]:
+        self.batches.append((list(symbols), session))
+        return [self.closes.get((s, session)) for s in symbols]
+
+
+async def test_marks_are_looked_up_together_from_a_source_that_can(
+    store: Store, clock: SimClock, calendar: ExchangeCalendar
+) -> None:
+    """One lookup per session for every position still without a close: the same marks."""
+    many = ManyCloses()
+    for symbol, close in (("AAA", 10.0), ("BBB", 20.0)):
+        many.closes[(symbol, FRI)] = close
+    many.closes[("CCC", dt.date(2024, 1, 4))] = 30.0  # Thursday: no close on Friday
+    broker = SimBroker(store, clock=clock, calendar=calendar, prices=many)
+    for symbol in ("AAA", "BBB", "CCC", "ZZZ"):
+        await broker.adjust_position(symbol, 2, 1.0)
+    held = await broker.positions()
+    assert [p.market_value for p in held] == [20.0, 40.0, 60.0, 2.0]
+    assert many.batches[:2] == [
+        (["AAA", "BBB", "CCC", "ZZZ"], FRI),
+        (["CCC", "ZZZ"], dt.date(2024, 1, 4)),
+    ]
+    assert len(many.batches) == MARK_LOOKBACK_SESSIONS  # ZZZ has no close at all
+    plain = FakePrices()
+    plain.closes.update(many.closes)
+    other = SimBroker(store, clock=clock, calendar=calendar, prices=plain)
+    assert await other.positions() == held
+    assert (await other.account()).equity == (await broker.account()).equity
+
+
+async def test_a_broker_sees_another_brokers_write_on_the_same_store_at_once(
+    broker: SimBroker, store: Store, calendar: ExchangeCalendar, prices: FakePrices
+) -> None:
+    """What one broker read is not kept past another broker's write on the same store."""
+    prices.opens[("AAA", MON)] = 100.0
+    assert await broker.positions() == []
+    cash = (await broker.account()).cash
+    other = SimBroker(store, clock=SimClock(et(MON, 10)), calendar=calendar, prices=prices)
+    await other.submit(order("b1", BUY, 10))
+    [position] = await broker.positions()
+    assert position.qty == 10
+    assert (await broker.account()).cash < cash
+    assert (await lookup(broker, "b1")).status is BrokerOrderStatus.FILLED
+
+
+async def test_reads_without_a_write_in_between_ask_the_store_nothing(
+    broker: SimBroker, store: Store, prices: FakePrices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Account, positions and orders read again, with nothing written, are not queries."""
+    prices.opens[("AAA", MON)] = 100.0
+    await broker.submit(order("b1", BUY, 10))
+    await broker.submit(OrderRequest("stop", "AAA", SELL, 10, 90.0))
+    await broker.account()  # writes the last_equity snapshot
+    first = (await broker.account(), await broker.positions(), await lookup(broker, "stop"))
+    queries: list[str] = []
+    for name in ("fetchone", "fetchall"):
+        read = getattr(store, name)
+
+        async def counted(sql: str, params: Sequence[Any] = (), _read: Any = read) -> Any:
+            queries.append(sql)
+            return await _read(sql, params)
+
+        monkeypatch.setattr(store, name, counted)
+    again = (await broker.account(), await broker.positions(), await lookup(broker, "stop"))
+    assert again == first
+    assert await broker.order_by_client_id("b1") is not None
+    assert await broker.order_by_client_id("b1") is not None
+    assert len(queries) == 1  # the filled b1, once
+
+
+async def test_the_book_is_account_and_positions_read_together(
+    broker: SimBroker, prices: FakePrices, clock: SimClock
+) -> None:
+    """``book()`` answers what ``account()`` and ``positions()`` answer at the same instant."""
+    prices.opens[("AAA", MON)] = 100.0
+    prices.closes[("AAA", MON)] = 120.0
+    await broker.submit(order("b1", BUY, 10))
+    await broker.adjust_position("ZZZ", 5, 20.0)
+    clock.set_time(et(TUE, 9))
+    account, positions = await broker.book()
+    assert isinstance(broker, ReadsBook)
+    assert (account, positions) == (await broker.account(), await broker.positions())
+    assert [p.market_value for p in positions] == [1200.0, 100.0]

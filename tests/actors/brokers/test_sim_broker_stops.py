@@ -9,13 +9,15 @@ and a cancel takes it off.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 
 from actors.brokers.base import BrokerOrderStatus, OrderRejected, OrderRequest, OrderSide
-from actors.brokers.sim import SimBroker
+from actors.brokers.sim import SimBroker, quiet_key
 from actors.brokers.sim_stops import stop_fill
 from actors.market.calendar import ExchangeCalendar
+from actors.store.sim_broker import SimActionRow, SimOrderRow
 from daemon.clock import SimClock
 from daemon.store import Store
 from tests.actors.brokers.test_sim_broker import MON, TUE, WED, FakePrices, et, order
@@ -145,3 +147,71 @@ def test_a_stop_order_is_a_protective_sell() -> None:
         OrderRequest("s", "AAA", OrderSide.BUY, 1, 90.0)
     with pytest.raises(ValueError, match="stop price must be positive"):
         OrderRequest("s", "AAA", OrderSide.SELL, 1, 0.0)
+
+
+class CountingPrices(LowPrices):
+    """LowPrices that count the opens asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[str, dt.date]] = []
+
+    async def open_price(self, symbol: str, session: dt.date) -> float | None:
+        self.asked.append((symbol, session))
+        return await super().open_price(symbol, session)
+
+
+async def test_an_untouched_stop_is_not_looked_at_again_before_the_close(
+    store: Store, clock: SimClock, calendar: ExchangeCalendar
+) -> None:
+    """An open above the stop is asked once; the stop waits for the close, then fills on its low."""
+    prices = CountingPrices()
+    broker = await holding(store, clock, calendar, prices)
+    day(prices, TUE, 96.0, 89.0, 93.0)
+    clock.set_time(et(TUE, 10))
+    await broker.settle()
+    asked = prices.asked.count(("AAA", TUE))
+    assert asked == 1
+    for hour in (11, 12, 15):
+        clock.set_time(et(TUE, hour))
+        await broker.positions()
+        await broker.account()
+        resting = await broker.order_by_client_id("stop-AAA")
+        assert resting is not None
+        assert resting.status is BrokerOrderStatus.ACCEPTED
+    assert prices.asked.count(("AAA", TUE)) == asked
+    clock.set_time(et(TUE, 17))
+    filled = await broker.order_by_client_id("stop-AAA")
+    assert filled is not None
+    assert filled.status is BrokerOrderStatus.FILLED
+    assert filled.filled_avg_price == pytest.approx(90.0 * (1 - 7.5e-4))
+
+
+async def test_a_stop_whose_open_is_unknown_is_looked_at_every_time(
+    store: Store, clock: SimClock, calendar: ExchangeCalendar
+) -> None:
+    """While its session's open is not known, each call asks again; a gap then fills it."""
+    prices = CountingPrices()
+    broker = await holding(store, clock, calendar, prices)
+    clock.set_time(et(TUE, 10))
+    await broker.settle()
+    await broker.settle()
+    assert prices.asked.count(("AAA", TUE)) == 2
+    day(prices, TUE, 85.0, 84.0, 86.0)
+    filled = await broker.order_by_client_id("stop-AAA")
+    assert filled is not None
+    assert filled.status is BrokerOrderStatus.FILLED
+    assert filled.filled_avg_price == pytest.approx(85.0 * (1 - 7.5e-4))
+
+
+def test_the_quiet_key_is_the_stop_in_its_sessions_terms() -> None:
+    """A split applied after the stop's session changes the stop it is checked at."""
+    stop = SimOrderRow("s", "sim-s", "AAA", "sell", 100, 0, None, "accepted", TUE, et(MON, 17))
+    stop = replace(stop, stop_price=90.0)
+    split = SimActionRow(
+        "a", "forward_split", "AAA", None, WED, 2.0, 100, 200, 0.0, None, credited=True
+    )
+    assert quiet_key(stop, []) == ("AAA", TUE, 90.0)
+    assert quiet_key(stop, [split]) == ("AAA", TUE, 180.0)
+    assert quiet_key(replace(stop, trade_date=WED), [split]) == ("AAA", WED, 90.0)
+    assert quiet_key(stop, [split], WED) == ("AAA", WED, 90.0)

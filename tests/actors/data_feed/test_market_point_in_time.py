@@ -175,3 +175,43 @@ async def test_load_orders_the_columns_as_the_universe() -> None:
     np.testing.assert_array_equal(
         market.panel.close, sorted_panel.select(["XOM", "AAPL", "MSFT"]).close
     )
+
+
+def test_raw_prices_are_raw_price_of_each_symbol() -> None:
+    """One lookup for many symbols gives each symbol's ``raw_price``, None where it has none."""
+    split = CorporateAction(ActionKind.FORWARD_SPLIT, "MSFT", SPLIT, "test", ratio=2.0)
+    symbols = ["XOM", "NOPE", "MSFT", "AAPL"]
+    for market in (_market((split,)), _market(())):
+        for session in (CAL.previous_session(SPLIT), SPLIT, START):
+            for field in ("open", "close", "low"):
+                expected = [market.raw_price(s, session, field) for s in symbols]
+                assert market.raw_prices(symbols, session, field) == expected
+                assert expected[1] is None
+                assert all(p is not None for i, p in enumerate(expected) if i != 1)
+        assert market.raw_prices(symbols, dt.date(2024, 1, 6), "close") == [None] * 4  # Saturday
+        assert market.raw_prices([], SPLIT, "close") == []
+
+
+def test_raw_prices_of_a_missing_bar_are_none() -> None:
+    """A bar that is not there (NaN in the panel) is None, as ``raw_price`` says."""
+    market = _market(())
+    market.panel.close[5, 1] = np.nan
+    session = market.panel.dates[5].date()
+    assert market.raw_price("MSFT", session, "close") is None
+    assert market.raw_prices(list(SYMBOLS), session, "close")[1] is None
+
+
+async def test_the_actions_of_a_range_are_every_matching_one_in_the_markets_order() -> None:
+    """A window of ex dates gives exactly the actions in it on the asked symbols, in order."""
+    days = [dt.date(2024, 3, 1) + dt.timedelta(days=d) for d in (9, 2, 2, 30, 0, 15, 9)]
+    actions = tuple(
+        CorporateAction(ActionKind.CASH_DIVIDEND, SYMBOLS[i % 3], day, f"t{i}", cash_per_share=1.0)
+        for i, day in enumerate(days)
+    )
+    market = PrecomputedMarket(_panel(), {}, None, "synthetic", actions=actions)
+    first, last = min(days), max(days)
+    for start in (first - dt.timedelta(days=1), *days):
+        for end in (start, start + dt.timedelta(days=9), last):
+            for symbols in (list(SYMBOLS), ["AAPL"], ["XOM", "NOPE"], []):
+                expected = [a for a in actions if a.symbol in symbols and start <= a.ex_date <= end]
+                assert await market.corporate_actions(symbols, start, end) == expected

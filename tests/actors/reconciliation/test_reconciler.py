@@ -352,3 +352,37 @@ async def test_status_reports_the_last_reconciliation(store: Store, ids: dict[st
         "broker_equity": 10_060.0,
         "error": None,
     }
+
+
+class BookBroker(FakeBroker):
+    """A FakeBroker that also reads its book in one step (``ReadsBook``), and counts how."""
+
+    def __init__(self, cash: float, positions: dict[str, tuple[int, float]] | None = None) -> None:
+        super().__init__(cash, positions)
+        self.reads: list[str] = []
+
+    async def account(self) -> BrokerAccount:
+        self.reads.append("account")
+        return await super().account()
+
+    async def positions(self) -> list[BrokerPosition]:
+        self.reads.append("positions")
+        return await super().positions()
+
+    async def book(self) -> tuple[BrokerAccount, list[BrokerPosition]]:
+        self.reads.append("book")
+        return await super().account(), await super().positions()
+
+
+async def test_a_broker_that_reads_its_book_at_once_is_read_once(
+    store: Store, ids: dict[str, int]
+) -> None:
+    """With ``ReadsBook`` a reconciliation reads account and positions in one call."""
+    await hold(store, ids["momentum"], "AAPL", 10)
+    broker = BookBroker(50_000.0, {"AAPL": (10, 100.0)})
+    async with running(store, broker, ids["manual"]) as actor:
+        broker.reads.clear()  # the baseline's account() at start
+        report = await actor.reconcile()
+    assert broker.reads == ["book"]
+    assert report.passed
+    assert (report.broker_cash, report.broker_equity) == (50_000.0, 51_000.0)

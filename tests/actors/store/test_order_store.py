@@ -218,35 +218,28 @@ async def test_strategy_id_does_not_touch_existing_rows(store: Store) -> None:
     assert (row["id"], row["capital_allocation"]) == (sid, 2500.0)
 
 
-async def _stop(orders: OrderStore, symbol: str, iid: str, stop: float) -> None:
-    sid = await orders.strategy_id("momentum")
-    await orders.create_intent(
-        intent_id=iid,
-        run_id="run-1",
-        asof=ASOF,
-        strategy_id=sid,
-        strategy="momentum",
-        symbol=symbol,
-        side="sell",
-        qty=10,
-        kind=IntentKind.STOP,
-        reference_price=100.0,
-        at=AT,
-        stop_price=stop,
-    )
-
-
-async def test_last_resting_stops_are_the_latest_of_each_held_lot(store: Store) -> None:
-    """A held lot's last stop is reported; a lot sold is not, whatever its stops were."""
+async def test_last_resting_stop_is_the_lots_latest_stop_in_any_state(store: Store) -> None:
+    """The latest stop of the strategy's lot, whatever its status; None for a lot without one."""
     orders = OrderStore(store, ReferenceFillTerms())
-    for symbol in ("AAPL", "MSFT"):
-        buy = await _intent(orders, qty=10, symbol=symbol)
-        await orders.book_fill(buy, 10, 100.0, status=IntentStatus.FILLED, at=AT)
-    await _stop(orders, "AAPL", "stop-aapl-1", 94.0)
-    await _stop(orders, "AAPL", "stop-aapl-2", 95.0)
-    await _stop(orders, "MSFT", "stop-msft-1", 94.0)
-    sell = await _intent(orders, "sell", qty=10, symbol="MSFT")
-    await orders.book_fill(sell, 10, 101.0, status=IntentStatus.FILLED, at=AT)
-    last = await orders.last_resting_stops()
     sid = await orders.strategy_id("momentum")
-    assert {key: row.intent_id for key, row in last.items()} == {(sid, "AAPL"): "stop-aapl-2"}
+    for n in (1, 2):
+        await orders.create_intent(
+            intent_id=f"20261123-mom-AAPL-stop-{n}",
+            run_id="run-1",
+            asof=ASOF,
+            strategy_id=sid,
+            strategy="momentum",
+            symbol="AAPL",
+            side="sell",
+            qty=10,
+            kind=IntentKind.STOP,
+            reference_price=90.0 + n,
+            stop_price=90.0 + n,
+            at=AT,
+        )
+    await orders.update_status("20261123-mom-AAPL-stop-2", IntentStatus.CANCELED, at=AT)
+    await _intent(orders, "sell", symbol="AAPL")  # not a stop
+    last = await orders.last_resting_stop(sid, "AAPL")
+    assert last is not None
+    assert (last.intent_id, last.status) == ("20261123-mom-AAPL-stop-2", IntentStatus.CANCELED)
+    assert await orders.last_resting_stop(sid, "MSFT") is None

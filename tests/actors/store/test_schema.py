@@ -10,7 +10,7 @@ from actors.store.corporate_actions import (
     UNADJUSTED_SQL,
     UNAPPLIED_SQL,
 )
-from actors.store.sim_broker import ACTIONS_AFTER_SQL, OWED_SQL
+from actors.store.sim_broker import OWED_SQL
 from daemon.store import Store
 
 DAY = "2026-06-15"
@@ -38,11 +38,3 @@ async def test_a_session_read_of_corporate_actions_uses_its_index(
     plan = await _plan(store, sql)
     assert any(f"USING INDEX {index}" in step for step in plan), plan
     assert not any(step.startswith("SCAN") and "INDEX" not in step for step in plan), plan
-
-
-async def test_the_sim_brokers_recent_actions_search_both_date_indexes(store: Store) -> None:
-    """Actions after a session: searched by ex date and by pay date, not scanned."""
-    plan = await _plan(store, ACTIONS_AFTER_SQL)
-    assert any("sim_corporate_actions_ex_date (ex_date>?)" in step for step in plan), plan
-    assert any("sim_corporate_actions_pay_date (pay_date>?)" in step for step in plan), plan
-    assert not any(step.startswith("SCAN") for step in plan), plan
