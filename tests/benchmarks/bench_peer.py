@@ -17,9 +17,12 @@ the same slippage and commission) in three engines in this process:
 Each wall time covers the engine's own work from the shared frame. The fills are
 compared as (symbol, side, session, shares); tradingd's are its simulated broker's
 (``sim_orders``: the session an order filled in; ``trades.csv`` dates a resting
-stop's fill by the cycle that booked it, the next session). Prints one JSON line:
-the times, ``ratio`` = backtrader / tradingd, the agreements and the target
-(>= 10x with >= 99 % of fills identical).
+stop's fill by the cycle that booked it, the next session). Where they differ, the
+usual cause is a close where SMA20 equals SMA100 exactly (closes are whole cents):
+each engine's rounding then decides the cross, so the differing fills in a symbol
+with such a tie are counted (``peer_rule.sma_ties``). Prints one JSON line: the
+times, ``ratio`` = backtrader / tradingd, the agreements and the target (>= 10x
+with >= 99 % of fills identical).
 """
 
 from __future__ import annotations
@@ -50,7 +53,14 @@ from actors.system.config import load_settings
 from daemon.logging import configure_logging
 from tests.benchmarks.bench_backtest import END, START, symbol_names
 from tests.benchmarks.peer_backtrader import run_backtrader
-from tests.benchmarks.peer_rule import NON_BINDING, Fill, compare_fills, settings_environ
+from tests.benchmarks.peer_rule import (
+    NON_BINDING,
+    Fill,
+    compare_fills,
+    explained_by_ties,
+    settings_environ,
+    sma_ties,
+)
 
 TARGET_RATIO = 10.0
 TARGET_AGREE_PCT = 99.0
@@ -138,10 +148,19 @@ def run_vectorbt_twice(frame: pd.DataFrame, first_signal: dt.date) -> dict[str, 
     return {**warm, "cold_wall_s": cold["wall_s"]}
 
 
-def _agreement(td: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
+def _agreement(
+    td: dict[str, Any], peer: dict[str, Any], ties: dict[str, list[dt.date]]
+) -> dict[str, Any]:
+    """The fills compared, and how many differing ones follow an exact SMA tie."""
     if "error" in peer:
         return {"error": peer["error"]}
-    return compare_fills(td["fill_list"], peer["fill_list"]).summary()
+    agreement = compare_fills(td["fill_list"], peer["fill_list"])
+    differing = {f.symbol for f in (*agreement.only_ours, *agreement.only_theirs)}
+    return {
+        **agreement.summary(),
+        "explained_by_sma_ties": explained_by_ties(agreement, ties),
+        "sma_ties": {s: [str(d) for d in ties[s]] for s in sorted(differing & set(ties))},
+    }
 
 
 def _public(result: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +181,8 @@ def measure(symbols: int, years: float) -> dict[str, Any]:
     td = run_tradingd(frame, symbols, start)
     btr = run_backtrader(frame, first_signal)
     vbt = run_vectorbt_twice(frame, first_signal)
-    bt_agree, vbt_agree = _agreement(td, btr), _agreement(td, vbt)
+    ties = sma_ties(frame, first_signal)
+    bt_agree, vbt_agree = _agreement(td, btr, ties), _agreement(td, vbt, ties)
     ratio = btr["wall_s"] / td["wall_s"]
     return {
         "symbols": symbols,
@@ -177,6 +197,7 @@ def measure(symbols: int, years: float) -> dict[str, Any]:
         "ratio": ratio,
         "agree_backtrader": bt_agree,
         "agree_vectorbt": vbt_agree,
+        "sma_tie_sessions": sum(len(v) for v in ties.values()),
         "target": f">= {TARGET_RATIO:g}x backtrader, >= {TARGET_AGREE_PCT:g}% of fills identical",
         "target_met": ratio >= TARGET_RATIO and bt_agree["percent"] >= TARGET_AGREE_PCT,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,

@@ -16,7 +16,8 @@ The rule is tradingd's ``ma_crossover`` with its defaults, on daily bars:
 
 ``NON_BINDING`` is the settings that make tradingd's risk layer let every entry
 of the rule through at its own size: no heat, cash, correlation, regime, limit,
-loss or drawdown gate refuses or resizes one.
+loss, drawdown or kill-switch gate refuses or resizes one, and the data
+validation judges no bar bad (the peers trade every bar as it is).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
 
 from actors.brokers.costs import COMMISSION_PER_SHARE, SLIPPAGE_BPS
 from actors.market.ticks import stop_tick
@@ -78,8 +83,13 @@ NON_BINDING: Final[Mapping[str, Any]] = {
     "limits.price_collar_pct": 1.0,
     "limits.max_orders_per_cycle": _MANY,
     "limits.max_orders_per_day": _MANY,
+    # the bars are the peers' bars: none is judged bad, repaired or held for a split
     "data.validation.max_failed_share": 1.0,
     "data.validation.min_failed_symbols": _MANY,
+    "data.validation.max_one_day_move": 1e9,
+    "data.validation.split_tolerance": 1e-12,
+    "data.validation.max_zero_volume_run": _MANY,
+    "data.validation.max_missing_sessions": _MANY,
 }
 
 
@@ -156,4 +166,39 @@ def compare_fills(ours: Iterable[Fill], theirs: Iterable[Fill]) -> Agreement:
         total=max(a.total(), b.total()),
         only_ours=sorted((a - common).elements()),
         only_theirs=sorted((b - common).elements()),
+    )
+
+
+def sma_ties(frame: pd.DataFrame, since: dt.date) -> dict[str, list[dt.date]]:
+    """Sessions from ``since`` on where SMA``FAST`` equals SMA``SLOW`` exactly, per symbol.
+
+    Closes in whole cents make such ties possible, and then which side of the tie an
+    engine sees is its rounding's: a running sum (tradingd's prefix sums, TA-Lib's)
+    carries ~1e-13 of it, ``math.fsum`` (backtrader) none. Exact in integer cents
+    (``SLOW x sum_fast == FAST x sum_slow``); columns not in whole cents are skipped.
+    """
+    wide = frame.pivot(index="date", columns="symbol")["close"].sort_index(axis=1)
+    close: npt.NDArray[np.float64] = np.asarray(wide.to_numpy(), dtype=np.float64)
+    cents = np.rint(close * 100.0)
+    whole = np.all(np.isfinite(close) & (np.abs(cents - close * 100.0) < 1e-6), axis=0)
+    sums = np.zeros((close.shape[0] + 1, close.shape[1]), dtype=np.int64)
+    np.cumsum(np.where(np.isfinite(cents), cents, 0).astype(np.int64), axis=0, out=sums[1:])
+    t = np.arange(SLOW, close.shape[0] + 1)
+    fast, slow = sums[t] - sums[t - FAST], sums[t] - sums[t - SLOW]
+    tie = np.zeros(close.shape, dtype=np.bool_)
+    tie[SLOW - 1 :] = (SLOW * fast == FAST * slow) & whole
+    tie &= (wide.index >= pd.Timestamp(since))[:, None]
+    dates = pd.DatetimeIndex(wide.index).date
+    return {
+        str(wide.columns[j]): [dates[i] for i in np.flatnonzero(tie[:, j])]
+        for j in np.flatnonzero(tie.any(axis=0))
+    }
+
+
+def explained_by_ties(agreement: Agreement, ties: Mapping[str, list[dt.date]]) -> int:
+    """Differing fills (either side) in a symbol with an SMA tie on or before the fill."""
+    return sum(
+        1
+        for f in (*agreement.only_ours, *agreement.only_theirs)
+        if any(day <= f.date for day in ties.get(f.symbol, ()))
     )

@@ -109,7 +109,13 @@ def backtest_rows(r: dict[str, Any]) -> list[Row]:
 def _agree(a: dict[str, Any]) -> str:
     if "error" in a:
         return f"fills not compared: {a['error']}"
-    return f"{a['agree']}/{a['total']} fills identical ({a['percent']:.2f}%)"
+    shown = f"{a['agree']}/{a['total']} fills identical ({a['percent']:.2f}%)"
+    differing = a["only_tradingd"] + a["only_peer"]
+    if differing:
+        shown += (
+            f", {a['explained_by_sma_ties']} of the {differing} unmatched after an exact SMA tie"
+        )
+    return shown
 
 
 def peer_rows(r: dict[str, Any]) -> list[Row]:
@@ -150,7 +156,8 @@ def peer_rows(r: dict[str, Any]) -> list[Row]:
     rows.append(
         (
             "peer: MA-only tradingd vs backtrader",
-            f"{r['ratio']:.2f}x faster; {_agree(agree)} (process peak {r['peak_rss_mb']:.0f} MB)",
+            f"backtrader / tradingd {r['ratio']:.2f}x; {_agree(agree)};"
+            f" process peak {r['peak_rss_mb']:.0f} MB",
             ">= 10x, >= 99% fills identical",
             r["ratio"] >= 10.0 and pct >= 99.0,
         )

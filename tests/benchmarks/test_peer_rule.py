@@ -9,11 +9,12 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 
 from actors.strategies.sizing import atr_position_size
 from actors.system.config import load_settings
 from tests.benchmarks import peer_rule
-from tests.benchmarks.peer_rule import Fill, compare_fills
+from tests.benchmarks.peer_rule import Fill, compare_fills, explained_by_ties, sma_ties
 from tests.benchmarks.peer_vectorbt import Floats, rule_orders
 
 D = dt.date(2025, 3, 3)
@@ -92,3 +93,32 @@ def test_an_entry_whose_own_session_reaches_its_stop_is_a_same_session_round_tri
     assert not orders.entries.any()
     assert orders.same_session[3, 0]
     assert orders.size[3, 0] == 41
+
+
+def _closes(values: list[float]) -> pd.DataFrame:
+    days = pd.bdate_range("2024-01-01", periods=len(values))
+    return pd.DataFrame({"symbol": "X", "date": days, "close": values})
+
+
+def test_sma_ties_finds_sessions_where_the_averages_are_exactly_equal() -> None:
+    """A flat history makes SMA20 == SMA100 on every session once both are defined."""
+    frame = _closes([41.77] * 101)
+    ties = sma_ties(frame, dt.date(2024, 1, 1))
+    assert len(ties["X"]) == 2
+    assert ties["X"][0] == frame["date"].iloc[99].date()
+
+
+def test_sma_ties_finds_none_where_the_averages_differ_by_a_cent_share() -> None:
+    """One cent more in the last close lifts SMA20 above SMA100: no tie there."""
+    frame = _closes([41.77] * 99 + [41.78])
+    assert sma_ties(frame, dt.date(2024, 1, 1)) == {}
+
+
+def test_explained_by_ties_counts_differing_fills_after_a_tie_in_their_symbol() -> None:
+    """Fills of a symbol with an earlier tie are explained; later ties or other symbols not."""
+    agreement = compare_fills(
+        [Fill("X", "buy", D, 56), Fill("Y", "buy", D, 1)], [Fill("X", "buy", D, 55)]
+    )
+    later = D + dt.timedelta(days=1)
+    assert explained_by_ties(agreement, {"X": [D]}) == 2
+    assert explained_by_ties(agreement, {"X": [later], "Y": [later]}) == 0
