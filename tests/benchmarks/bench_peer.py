@@ -1,21 +1,28 @@
-"""The peer: MA crossover over 10 years x 500 symbols, tradingd and backtrader on the same bars.
+"""The peer: one rule, the same bars, tradingd against backtrader and vectorbt.
 
 ``python -m tests.benchmarks.bench_peer [--symbols 500] [--years 10]`` builds the
 synthetic bars once (``SyntheticProvider().generate``, from the warm-up history
-before the first session to the last) and feeds both engines in this process:
+before the first session to the last) and runs the rule of ``peer_rule`` (SMA20 /
+SMA100 cross with the ADX gate, ATR sizing, a resting 3 ATR stop, next-open fills,
+the same slippage and commission) in three engines in this process:
 
-- tradingd: ``run_backtest`` with only ``ma_crossover`` enabled, its provider
-  replaced by one serving the prebuilt frame (same bars, no regeneration);
-- backtrader: ``bt.Cerebro`` with one ``bt.feeds.PandasData`` per symbol and a
-  strategy with the same rules -- SMA20/SMA100 crossover with ADX(14) > 20 to
-  enter, a cross down to exit, ATR(14) sizing risking 1% of the strategy's
-  capital at a 3 ATR stop, capped by the capital -- run with
-  ``runonce=True, preload=True, stdstats=False``.
+- tradingd: ``run_backtest`` through the real actor graph with only
+  ``ma_crossover`` enabled and ``peer_rule.NON_BINDING`` settings, so no risk gate
+  refuses or resizes an entry (the run's rejections and parked signals are
+  counted to show it); its provider serves the prebuilt frame;
+- backtrader (``peer_backtrader``): its own feeds, indicators, broker and stops;
+- vectorbt (``peer_vectorbt``): the same rule as arrays and ``from_signals``,
+  timed cold (the first call in the process, numba compiling) and warm.
 
-Each wall time covers the engine's own work from the shared frame: building
-its feeds or panel and indicators, and the replay. Prints one JSON line with
-both times and ``ratio`` = backtrader / tradingd. Peak RSS is the process's
-(both engines).
+Each wall time covers the engine's own work from the shared frame. The fills are
+compared as (symbol, side, session, shares); tradingd's are its simulated broker's
+(``sim_orders``: the session an order filled in; ``trades.csv`` dates a resting
+stop's fill by the cycle that booked it, the next session). Where they differ, the
+usual cause is a close where SMA20 equals SMA100 exactly (closes are whole cents):
+each engine's rounding then decides the cross, so the differing fills in a symbol
+with such a tie are counted (``peer_rule.sma_ties``). Prints one JSON line: the
+times, ``ratio`` = backtrader / tradingd, the agreements and the target (>= 10x
+with >= 99 % of fills identical).
 """
 
 from __future__ import annotations
@@ -23,9 +30,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import resource
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -45,8 +52,18 @@ from actors.system.backtest import apply_overrides, run_backtest
 from actors.system.config import load_settings
 from daemon.logging import configure_logging
 from tests.benchmarks.bench_backtest import END, START, symbol_names
+from tests.benchmarks.peer_backtrader import run_backtrader
+from tests.benchmarks.peer_rule import (
+    NON_BINDING,
+    Fill,
+    compare_fills,
+    explained_by_ties,
+    settings_environ,
+    sma_ties,
+)
 
-CAPITAL = 25_000.0  # tradingd's default capital per strategy
+TARGET_RATIO = 10.0
+TARGET_AGREE_PCT = 99.0
 
 
 class FrameProvider:
@@ -67,8 +84,30 @@ class FrameProvider:
         return await self._inner.volatility_index(start, end)
 
 
+def _read_run(db: Path) -> dict[str, Any]:
+    """The broker's fills of a finished run, and what its risk layer refused or parked."""
+    with sqlite3.connect(db) as conn:
+        fills = [
+            Fill(symbol, side, dt.date.fromisoformat(day), int(qty))
+            for symbol, side, day, qty in conn.execute(
+                "SELECT symbol, side, trade_date, filled_qty FROM sim_orders"
+                " WHERE status = 'filled' ORDER BY trade_date, symbol, side"
+            )
+        ]
+        rejections = dict(
+            conn.execute(
+                "SELECT stage || ':' || reason_code, COUNT(*) FROM signal_rejections GROUP BY 1"
+            ).fetchall()
+        )
+        (parked,) = conn.execute("SELECT COUNT(*) FROM pending_signals").fetchone()
+    return {"fill_list": fills, "rejections": rejections, "parked": int(parked)}
+
+
 def run_tradingd(frame: pd.DataFrame, symbols: int, start: dt.date) -> dict[str, Any]:
-    env = {"TRADINGD_DATA__UNIVERSE__SYMBOLS": json.dumps(symbol_names(symbols))}
+    env = {
+        "TRADINGD_DATA__UNIVERSE__SYMBOLS": json.dumps(symbol_names(symbols)),
+        **settings_environ(NON_BINDING),
+    }
     settings = apply_overrides(
         load_settings(None, environ=env), provider="synthetic", strategies="ma_crossover"
     )
@@ -83,6 +122,7 @@ def run_tradingd(frame: pd.DataFrame, symbols: int, start: dt.date) -> dict[str,
         wall = time.perf_counter() - t0
         with (work / "out" / "trades.csv").open() as fh:
             trades = sum(1 for _ in fh) - 1
+        run = _read_run(work / "out" / "backtest.db")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {
@@ -90,78 +130,41 @@ def run_tradingd(frame: pd.DataFrame, symbols: int, start: dt.date) -> dict[str,
         "load_s": result.load_seconds,
         "replay_s": result.seconds,
         "sessions": len(result.sessions),
-        "fills": trades,
+        "fills": len(run["fill_list"]),
+        "trades_csv_rows": trades,
+        **run,
     }
 
 
-def run_backtrader(frame: pd.DataFrame, start: dt.date) -> dict[str, Any]:
-    import backtrader as bt
+def run_vectorbt_twice(frame: pd.DataFrame, first_signal: dt.date) -> dict[str, Any]:
+    """vectorbt cold (numba compiles on the first call) and warm; an error if it is missing."""
+    try:
+        from tests.benchmarks.peer_vectorbt import run_vectorbt
 
-    first_trade = pd.Timestamp(start).date()
+        cold = run_vectorbt(frame, first_signal)
+        warm = run_vectorbt(frame, first_signal)
+    except ImportError as exc:
+        return {"error": f"vectorbt is not installed ({exc}); pip install -e '.[bench]'"}
+    return {**warm, "cold_wall_s": cold["wall_s"]}
 
-    class MaCross(bt.Strategy):  # type: ignore[misc]
-        params = (
-            ("fast", 20),
-            ("slow", 100),
-            ("adx_min", 20.0),
-            ("risk", 0.01),
-            ("stop_atr", 3.0),
-            ("capital", CAPITAL),
-        )
 
-        def __init__(self) -> None:
-            self.ind = {}
-            for d in self.datas:
-                fast = bt.indicators.SMA(d.close, period=self.p.fast)
-                slow = bt.indicators.SMA(d.close, period=self.p.slow)
-                self.ind[d] = (
-                    bt.indicators.CrossOver(fast, slow),
-                    bt.indicators.ADX(d, period=14),
-                    bt.indicators.ATR(d, period=14),
-                )
-            self.orders = 0
-
-        def next(self) -> None:
-            if self.datas[0].datetime.date(0) < first_trade:
-                return
-            for d in self.datas:
-                cross, adx, atr = self.ind[d]
-                position = self.getposition(d).size
-                if position and cross[0] < 0:
-                    self.close(d)
-                    self.orders += 1
-                elif not position and cross[0] > 0 and adx[0] > self.p.adx_min:
-                    price, a = d.close[0], atr[0]
-                    if not (a > 0 and price > 0 and math.isfinite(a)):
-                        continue
-                    size = min(
-                        math.floor(self.p.capital * self.p.risk / (self.p.stop_atr * a)),
-                        math.floor(self.p.capital / price),
-                    )
-                    if size > 0:
-                        self.buy(d, size=size)
-                        self.orders += 1
-
-    t0 = time.perf_counter()
-    cerebro = bt.Cerebro(stdstats=False)
-    for symbol, bars in frame.groupby("symbol", sort=True):
-        df = bars.set_index(pd.DatetimeIndex(bars["date"]))[
-            ["open", "high", "low", "close", "volume"]
-        ]
-        cerebro.adddata(bt.feeds.PandasData(dataname=df, openinterest=None), name=str(symbol))
-    cerebro.addstrategy(MaCross)
-    cerebro.broker.setcash(100_000.0)
-    feeds_s = time.perf_counter() - t0
-    (strategy,) = cerebro.run(runonce=True, preload=True, stdstats=False)
-    wall = time.perf_counter() - t0
-    bars_total = len(frame)
+def _agreement(
+    td: dict[str, Any], peer: dict[str, Any], ties: dict[str, list[dt.date]]
+) -> dict[str, Any]:
+    """The fills compared, and how many differing ones follow an exact SMA tie."""
+    if "error" in peer:
+        return {"error": peer["error"]}
+    agreement = compare_fills(td["fill_list"], peer["fill_list"])
+    differing = {f.symbol for f in (*agreement.only_ours, *agreement.only_theirs)}
     return {
-        "wall_s": wall,
-        "feeds_s": feeds_s,
-        "orders": strategy.orders,
-        "bars": bars_total,
-        "bars_per_s": bars_total / wall,
+        **agreement.summary(),
+        "explained_by_sma_ties": explained_by_ties(agreement, ties),
+        "sma_ties": {s: [str(d) for d in ties[s]] for s in sorted(differing & set(ties))},
     }
+
+
+def _public(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k != "fill_list"}
 
 
 def measure(symbols: int, years: float) -> dict[str, Any]:
@@ -169,22 +172,34 @@ def measure(symbols: int, years: float) -> dict[str, Any]:
     calendar = ExchangeCalendar("XNYS")
     calendar.load()
     sessions = calendar.sessions_between(start, END)
+    first_signal = calendar.previous_session(sessions[0])
     history_days = load_settings(None, environ={}).data.history_days
-    first = calendar.sessions_back(calendar.previous_session(sessions[0]), history_days)[0]
+    first = calendar.sessions_back(first_signal, history_days)[0]
     t0 = time.perf_counter()
     frame = SyntheticProvider().generate(symbol_names(symbols), first, END)
     bars_s = time.perf_counter() - t0
     td = run_tradingd(frame, symbols, start)
-    btr = run_backtrader(frame, start)
+    btr = run_backtrader(frame, first_signal)
+    vbt = run_vectorbt_twice(frame, first_signal)
+    ties = sma_ties(frame, first_signal)
+    bt_agree, vbt_agree = _agreement(td, btr, ties), _agreement(td, vbt, ties)
+    ratio = btr["wall_s"] / td["wall_s"]
     return {
         "symbols": symbols,
         "start": str(start),
         "end": str(END),
         "bars": len(frame),
         "bars_build_s": bars_s,
-        "tradingd": td,
-        "backtrader": btr,
-        "ratio": btr["wall_s"] / td["wall_s"],
+        "non_binding": dict(NON_BINDING),
+        "tradingd": _public(td),
+        "backtrader": _public(btr),
+        "vectorbt": _public(vbt),
+        "ratio": ratio,
+        "agree_backtrader": bt_agree,
+        "agree_vectorbt": vbt_agree,
+        "sma_tie_sessions": sum(len(v) for v in ties.values()),
+        "target": f">= {TARGET_RATIO:g}x backtrader, >= {TARGET_AGREE_PCT:g}% of fills identical",
+        "target_met": ratio >= TARGET_RATIO and bt_agree["percent"] >= TARGET_AGREE_PCT,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
 
