@@ -138,17 +138,19 @@ class Reconciler(Actor):
         """On a fresh install (no baseline yet), derive the cash baseline from the broker."""
         await self._init_baseline()
 
-    async def _init_baseline(self) -> None:
-        """Set the cash baseline if there is none and the broker answers (else try later)."""
-        if await self._states.cash_baseline() is not None:
-            return
+    async def _init_baseline(self) -> float | None:
+        """Set the cash baseline if there is none and the broker answers (else try later);
+        the baseline, None while it is not set."""
+        baseline = await self._states.cash_baseline()
+        if baseline is not None:
+            return baseline
         try:
             account = await self._broker.account()
         except FatalError:
             raise
         except TradingdError as exc:
             log.warning("cash_baseline_not_initialised", error=_describe(exc))
-            return
+            return None
         deltas = await self._states.trade_cash_deltas()
         baseline = account.cash - deltas
         await self._states.set_cash_baseline(baseline, self._clock.now())
@@ -158,6 +160,7 @@ class Reconciler(Actor):
             broker_cash=account.cash,
             trade_cash_deltas=deltas,
         )
+        return baseline
 
     async def _read_broker(self) -> tuple[BrokerAccount, list[BrokerPosition]]:
         """The broker's account and positions: in one read when it can (``ReadsBook``)."""
@@ -178,10 +181,10 @@ class Reconciler(Actor):
             raise Refusal(f"reconciliation kind must be one of {SNAPSHOT_KINDS}, got {msg.kind!r}")
         # A broker that was down at start gets another chance here, so one bad
         # minute at boot does not fail every reconciliation until a restart.
-        await self._init_baseline()
-        missing = None if await self._states.cash_baseline() is not None else NO_BASELINE
+        baseline = await self._init_baseline()
+        missing = None if baseline is not None else NO_BASELINE
         local_positions = await self._states.local_positions()
-        local_cash = await self._states.local_cash()
+        local_cash = await self._states.local_cash_from(baseline)
         try:
             account, positions = await self._read_broker()
         except FatalError:

@@ -209,7 +209,11 @@ class BrokerStateStore:
 
     async def local_cash(self) -> float:
         """Baseline + Σ trade cash deltas; a baseline never set counts as 0."""
-        return (await self.cash_baseline() or 0.0) + await self.trade_cash_deltas()
+        return await self.local_cash_from(await self.cash_baseline())
+
+    async def local_cash_from(self, baseline: float | None) -> float:
+        """``local_cash`` with the baseline ``baseline`` (as ``cash_baseline`` read it)."""
+        return (baseline or 0.0) + await self.trade_cash_deltas()
 
     async def set_cash_baseline(self, value: float, at: dt.datetime) -> None:
         """Set the cash the account had before the first recorded trade (durable)."""

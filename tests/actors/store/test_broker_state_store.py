@@ -150,6 +150,8 @@ async def test_local_cash_is_baseline_plus_trade_deltas(store: Store) -> None:
     assert await states.cash_baseline() == 10_000.0
     assert await states.trade_cash_deltas() == -2_001.0 + 499.5
     assert await states.local_cash() == 10_000.0 - 2_001.0 + 499.5
+    assert await states.local_cash_from(10_000.0) == await states.local_cash()
+    assert await states.local_cash_from(None) == -2_001.0 + 499.5
 
 
 async def test_unset_baseline_reads_as_none_and_counts_as_zero(store: Store) -> None:
