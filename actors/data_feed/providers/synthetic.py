@@ -77,7 +77,7 @@ import pandas as pd
 
 from actors.data_feed.params import SyntheticParams
 from actors.data_feed.providers.base import empty_bars
-from actors.market.corporate_actions import ActionKind, CorporateAction, adjust_history
+from actors.market.corporate_actions import ActionKind, CorporateAction
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -109,6 +109,7 @@ _RENAME_SHARE = 0.04  # of the actions drawn: a rename (once per symbol at most)
 _SPLIT_SHARE = 0.41  # ... a split; the rest cash dividends
 _SPLIT_PRICE = 30.0  # a split at this price or above is forward, below it reverse
 _PRICE_COLUMNS = ("open", "high", "low", "close")
+_OHLCV = (*_PRICE_COLUMNS, "volume")
 
 
 @functools.cache
@@ -369,24 +370,38 @@ class SyntheticProvider:
     def _listed(
         self, symbols: Sequence[str], start: dt.date, end: dt.date, *, adjusted: bool
     ) -> pd.DataFrame:
-        """Each name's company's economic bars, printed (raw), adjusted as of ``end`` or not."""
+        """Each name's company's economic bars, printed (raw), adjusted as of ``end`` or not.
+
+        One (names x sessions) block per column: every company's economic bars cover
+        the same sessions, so each name's rows are its company's, and only the names
+        with actions are scaled (``_print_row``: prices / C(day) to the cent, volume x
+        C(day); ``_adjust_row``: ``adjust_history``'s arithmetic, per bar in the same
+        order, so the same numbers to the bit).
+        """
         names = sorted({s for s in symbols if s != self.volatility_symbol})
         listings = {n: self._listing(n) for n in names}
         names = [n for n in names if listings[n].listed_by(end)]
         companies = sorted({listings[n].company for n in names})
         economic = self._economic(companies, start, end)
-        by_company = {str(k): g for k, g in economic.groupby("symbol", sort=False)}
-        parts = []
-        for name in names:
-            bars = by_company.get(listings[name].company)
-            if bars is None:
-                continue
-            actions = self._actions_of(name, listings[name])
-            bars = _printed(bars.assign(symbol=name), actions)
-            parts.append(adjust_history(bars, actions, end) if adjusted else bars)
-        if not parts:
+        if economic.empty or not names:
             return empty_bars()
-        return pd.concat(parts, ignore_index=True)
+        t = len(economic) // len(companies)
+        row = {c: i for i, c in enumerate(companies)}
+        take = np.asarray([row[listings[n].company] for n in names])
+        days = economic["date"].to_numpy(dtype="datetime64[ns]")[:t]
+        block = {k: economic[k].to_numpy().reshape(len(companies), t)[take] for k in _OHLCV}
+        for k, name in enumerate(names):
+            actions = self._actions_of(name, listings[name])
+            _print_row(block, k, days, actions)
+            if adjusted:
+                _adjust_row(block, k, days, actions, end)
+        return pd.DataFrame(
+            {
+                "symbol": pd.Series(np.repeat(np.asarray(names, dtype=object), t), dtype=str),
+                "date": np.tile(economic["date"].to_numpy()[:t], len(names)),
+                **{k: v.reshape(-1) for k, v in block.items()},
+            }
+        )
 
     def _listing(self, name: str) -> _Listing:
         """Whose bars ``name`` serves: its own, or a renamed company's as its new symbol."""
@@ -560,22 +575,43 @@ def _month_before_close(market: _Market, rows: _Symbols, positions: IntArray) ->
     return out
 
 
-def _printed(bars: pd.DataFrame, actions: Sequence[CorporateAction]) -> pd.DataFrame:
-    """Economic ``bars`` as printed: prices / C(day) to the cent, volume x C(day)."""
+def _print_row(
+    block: dict[str, FloatArray],
+    k: int,
+    days: npt.NDArray[np.datetime64],
+    actions: Sequence[CorporateAction],
+) -> None:
+    """Row ``k`` of the (names x sessions) ``block`` as printed, in place: prices / C(day)
+    to the cent, volume x C(day) (C: the product of the split ratios ex on or before)."""
     splits = [a for a in actions if a.kind.rescales]
-    out = bars.reset_index(drop=True)
-    if not splits or out.empty:
-        return out
-    days = out["date"].to_numpy(dtype="datetime64[ns]")
+    if not splits:
+        return
     scale = np.ones(len(days))
     for action in splits:
         scale[days >= np.datetime64(action.ex_date, "ns")] *= action.ratio
-    out = out.copy()
     for column in _PRICE_COLUMNS:
-        price = out[column].to_numpy(dtype=np.float64) / scale
-        out[column] = np.maximum(np.rint(price * 100.0) / 100.0, 0.01)
-    out["volume"] = np.maximum(np.rint(out["volume"].to_numpy(dtype=np.float64) * scale), 1.0)
-    return out
+        price = block[column][k] / scale
+        block[column][k] = np.maximum(np.rint(price * 100.0) / 100.0, 0.01)
+    block["volume"][k] = np.maximum(np.rint(block["volume"][k] * scale), 1.0)
+
+
+def _adjust_row(
+    block: dict[str, FloatArray],
+    k: int,
+    days: npt.NDArray[np.datetime64],
+    actions: Sequence[CorporateAction],
+    asof: dt.date,
+) -> None:
+    """``adjust_history`` as of ``asof`` on row ``k`` of ``block``, in place."""
+    relevant = [a for a in actions if a.kind.rescales and a.ex_date <= asof]
+    if not relevant:
+        return
+    factor = np.ones(len(days))
+    for action in relevant:
+        factor[days < np.datetime64(action.ex_date, "ns")] *= action.ratio
+    for column in _PRICE_COLUMNS:
+        block[column][k] = block[column][k] / factor
+    block["volume"][k] = block["volume"][k] * factor
 
 
 def _take(rows: _Symbols, i: int) -> _Symbols:

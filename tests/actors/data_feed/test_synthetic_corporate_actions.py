@@ -228,3 +228,45 @@ async def test_drawing_every_schedule_at_once_changes_no_action_and_no_bar() -> 
         expected.sort_values(["symbol", "date"], ignore_index=True),
         check_exact=True,
     )
+
+
+def _printed_alone(bars: pd.DataFrame, actions: list[CorporateAction]) -> pd.DataFrame:
+    """One name's economic bars as printed, one pandas step at a time (the reference)."""
+    splits = [a for a in actions if a.kind.rescales]
+    out = bars.reset_index(drop=True)
+    if not splits or out.empty:
+        return out
+    scale = scale_on(out["date"], splits)
+    out = out.copy()
+    for column in PRICES:
+        price = out[column].to_numpy(dtype=np.float64) / scale
+        out[column] = np.maximum(np.rint(price * 100.0) / 100.0, 0.01)
+    out["volume"] = np.maximum(np.rint(out["volume"].to_numpy(dtype=np.float64) * scale), 1.0)
+    return out
+
+
+@pytest.mark.parametrize("adjusted", [True, False])
+def test_every_name_at_once_is_each_name_printed_and_adjusted_alone(adjusted: bool) -> None:
+    """The block path's bars are, to the bit, each name's bars printed and adjusted alone."""
+    provider = with_actions(rate=3.0)
+    names = [*UNIVERSE, f"SYM01{RENAME_SUFFIX}", f"SYM05{RENAME_SUFFIX}"]
+    start, end = D(2021, 3, 1), D(2026, 6, 30)
+    got = (
+        provider.generate(names, start, end)
+        if adjusted
+        else provider.generate_raw(names, start, end)
+    )
+    reference = with_actions(rate=3.0)
+    parts = []
+    for name in sorted(names):
+        listing = reference._listing(name)
+        if not listing.listed_by(end):
+            continue
+        bars = reference._economic([listing.company], start, end).assign(symbol=name)
+        actions = list(reference._actions_of(name, listing))
+        printed = _printed_alone(bars, actions)
+        parts.append(adjust_history(printed, actions, end) if adjusted else printed)
+    want = pd.concat(parts, ignore_index=True)
+    assert len({n for n in names if with_actions()._listing(n).listed_by(end)}) == len(parts)
+    assert any(a.kind.rescales for n in names for a in reference.actions([n], start, end))
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
