@@ -90,7 +90,7 @@ def rule_orders(bars: Mapping[str, Floats], live: BoolArray) -> Orders:
 
 def run_vectorbt(frame: pd.DataFrame, first_signal: dt.date) -> dict[str, Any]:
     """Run the rule over ``frame``; signals from the close of ``first_signal`` on."""
-    import vectorbt as vbt  # type: ignore[import-untyped]  # no stubs; bench only
+    import vectorbt as vbt  # no stubs (see pyproject); bench only
 
     t0 = time.perf_counter()
     p = _panels(frame)
