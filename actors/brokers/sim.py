@@ -3,7 +3,16 @@
 It behaves like Alpaca where the rest of tradingd can tell the difference, and
 keeps its whole book in the store (``actors.store.sim_broker``): a new
 ``SimBroker`` on the same database after a crash sees every order, fill,
-position and the cash exactly. Nothing is cached between calls.
+position and the cash exactly. What is kept in memory only saves work and is
+never the truth: the book's reads until the next write to their table (the
+store's ``ReadCache``), and the resting stops known untouched until a time
+(below); a restart starts without them and reads the tables.
+
+Cost: a call costs what changed since the last one. A resting stop is looked at
+when its session opens and once it has closed (not again while its known open
+left it untouched, see ``PriceSource``); the positions are marked with one
+lookup per session for all of them when the price source can (``KnowsManyCloses``);
+``book()`` reads the account and the positions after one settle.
 
 Orders
 ------
@@ -119,24 +128,6 @@ MAX_STOP_SESSIONS_PER_SETTLE = 400
 
 _ACCEPTED = BrokerOrderStatus.ACCEPTED.value
 
-#: What whether a resting stop triggers at its next session depends on, besides the
-#: prices and the time: symbol, that session, the stop in that session's terms.
-QuietKey = tuple[str, dt.date, float]
-
-
-def quiet_key(
-    order: SimOrderRow, applied: list[SimActionRow], session: dt.date | None = None
-) -> QuietKey:
-    """The ``QuietKey`` of a resting stop checked at ``session`` (default: its trade
-    date), given the corporate actions ``applied``."""
-    assert order.stop_price is not None
-    session = order.trade_date if session is None else session
-    return (
-        order.symbol,
-        session,
-        order.stop_price * sim_actions.scale_since(applied, order.symbol, session),
-    )
-
 
 class PriceSource(Protocol):
     """Daily open and close prices; None means "not known yet".
@@ -241,12 +232,13 @@ class SimBroker:
         self._clock = clock
         self._calendar = calendar
         self._prices = prices
+        self._many_closes = prices if isinstance(prices, KnowsManyCloses) else None
         self._initial_cash = initial_cash
         self._actions = actions
         self._actions_checked: dt.date | None = None
         # Resting stops known untouched until a time (``_settle_stops``); memory only:
         # a pure function of its key and the prices, so a restart just looks again.
-        self._quiet: dict[QuietKey, dt.datetime] = {}
+        self._quiet: dict[sim_stops.QuietKey, dt.datetime] = {}
         # Serialises operations of this broker: each reads the book, asks the
         # price source, then writes; nothing else writes the sim_* tables.
         self._lock = asyncio.Lock()
@@ -501,8 +493,8 @@ class SimBroker:
         return found
 
     async def _close_prices(self, symbols: list[str], session: dt.date) -> list[float | None]:
-        if isinstance(self._prices, KnowsManyCloses):
-            return await self._prices.close_prices(symbols, session)
+        if self._many_closes is not None:
+            return await self._many_closes.close_prices(symbols, session)
         return [await self._prices.close_price(s, session) for s in symbols]
 
     async def _marks(self, positions: Sequence[SimPositionRow], now: dt.datetime) -> list[float]:
@@ -669,10 +661,10 @@ class SimBroker:
         The stops that moved on or filled are written in one transaction, in order.
         """
         applied = await self._book.actions() if self._actions is not None else []
-        quiet: dict[QuietKey, dt.datetime] = {}
+        quiet: dict[sim_stops.QuietKey, dt.datetime] = {}
         moved: list[tuple[SimOrderRow, dt.date, float | None]] = []
         for order in stops:
-            key = quiet_key(order, applied)
+            key = sim_stops.quiet_key(order, applied)
             until = self._quiet.get(key)
             if until is not None and now < until:
                 quiet[key] = until
@@ -680,7 +672,9 @@ class SimBroker:
             session, price, until = await self._stop_trigger(order, now, applied)
             if price is None and until is not None:
                 moved_to = (
-                    key if session == order.trade_date else quiet_key(order, applied, session)
+                    key
+                    if session == order.trade_date
+                    else sim_stops.quiet_key(order, applied, session)
                 )
                 quiet[moved_to] = until
             if session != order.trade_date or price is not None:

@@ -9,6 +9,15 @@ applied by the broker.
 
 from __future__ import annotations
 
+import datetime as dt
+
+from actors.brokers.sim_actions import scale_since
+from actors.store.sim_broker import SimActionRow, SimOrderRow
+
+#: What whether a resting stop triggers at its next session depends on, besides the
+#: prices and the time: symbol, that session, the stop in that session's terms.
+QuietKey = tuple[str, dt.date, float]
+
 
 def stop_fill(stop: float, open_price: float, low: float | None) -> float | None:
     """The fill price of a stop sell at ``stop`` in a session, or None when untouched."""
@@ -17,3 +26,13 @@ def stop_fill(stop: float, open_price: float, low: float | None) -> float | None
     if low is not None and low <= stop:
         return stop
     return None
+
+
+def quiet_key(
+    order: SimOrderRow, applied: list[SimActionRow], session: dt.date | None = None
+) -> QuietKey:
+    """The ``QuietKey`` of a resting stop checked at ``session`` (default: its trade
+    date), given the corporate actions ``applied``."""
+    assert order.stop_price is not None
+    session = order.trade_date if session is None else session
+    return order.symbol, session, order.stop_price * scale_since(applied, order.symbol, session)

@@ -14,8 +14,8 @@ from dataclasses import replace
 import pytest
 
 from actors.brokers.base import BrokerOrderStatus, OrderRejected, OrderRequest, OrderSide
-from actors.brokers.sim import SimBroker, quiet_key
-from actors.brokers.sim_stops import stop_fill
+from actors.brokers.sim import SimBroker
+from actors.brokers.sim_stops import quiet_key, stop_fill
 from actors.market.calendar import ExchangeCalendar
 from actors.store.sim_broker import SimActionRow, SimOrderRow
 from daemon.clock import SimClock
