@@ -36,7 +36,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -136,16 +136,26 @@ def run_tradingd(frame: pd.DataFrame, symbols: int, start: dt.date) -> dict[str,
     }
 
 
+def with_cpu(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()``'s result with the process CPU time it took (all threads): ``cpu_s``.
+
+    Beside the wall time, a figure that other work on the machine hardly moves.
+    """
+    started = time.process_time()
+    result = run()
+    return {**result, "cpu_s": time.process_time() - started}
+
+
 def run_vectorbt_twice(frame: pd.DataFrame, first_signal: dt.date) -> dict[str, Any]:
     """vectorbt cold (numba compiles on the first call) and warm; an error if it is missing."""
     try:
         from tests.benchmarks.peer_vectorbt import run_vectorbt
 
-        cold = run_vectorbt(frame, first_signal)
-        warm = run_vectorbt(frame, first_signal)
+        cold = with_cpu(lambda: run_vectorbt(frame, first_signal))
+        warm = with_cpu(lambda: run_vectorbt(frame, first_signal))
     except ImportError as exc:
         return {"error": f"vectorbt is not installed ({exc}); pip install -e '.[bench]'"}
-    return {**warm, "cold_wall_s": cold["wall_s"]}
+    return {**warm, "cold_wall_s": cold["wall_s"], "cold_cpu_s": cold["cpu_s"]}
 
 
 def _agreement(
@@ -178,8 +188,8 @@ def measure(symbols: int, years: float) -> dict[str, Any]:
     t0 = time.perf_counter()
     frame = SyntheticProvider().generate(symbol_names(symbols), first, END)
     bars_s = time.perf_counter() - t0
-    td = run_tradingd(frame, symbols, start)
-    btr = run_backtrader(frame, first_signal)
+    td = with_cpu(lambda: run_tradingd(frame, symbols, start))
+    btr = with_cpu(lambda: run_backtrader(frame, first_signal))
     vbt = run_vectorbt_twice(frame, first_signal)
     ties = sma_ties(frame, first_signal)
     bt_agree, vbt_agree = _agreement(td, btr, ties), _agreement(td, vbt, ties)
@@ -195,6 +205,7 @@ def measure(symbols: int, years: float) -> dict[str, Any]:
         "backtrader": _public(btr),
         "vectorbt": _public(vbt),
         "ratio": ratio,
+        "cpu_ratio": btr["cpu_s"] / td["cpu_s"],
         "agree_backtrader": bt_agree,
         "agree_vectorbt": vbt_agree,
         "sma_tie_sessions": sum(len(v) for v in ties.values()),

@@ -125,14 +125,16 @@ def peer_rows(r: dict[str, Any]) -> list[Row]:
     rows: list[Row] = [
         (
             f"peer: tradingd ma_crossover only, {span}",
-            f"{td['wall_s']:.1f} s (load {td['load_s']:.1f}, replay {td['replay_s']:.1f});"
+            f"{td['wall_s']:.1f} s (load {td['load_s']:.1f}, replay {td['replay_s']:.1f};"
+            f" CPU {td['cpu_s']:.1f} s);"
             f" {td['fills']} fills; {refused} entries refused or parked by the risk layer",
             "-",
             None,
         ),
         (
             "peer: backtrader, same rule and bars",
-            f"{btr['wall_s']:.1f} s ({btr['bars_per_s']:.0f} bars/s); {btr['fills']} fills;"
+            f"{btr['wall_s']:.1f} s ({btr['bars_per_s']:.0f} bars/s; CPU {btr['cpu_s']:.1f} s);"
+            f" {btr['fills']} fills;"
             f" {_agree(r['agree_backtrader'])}",
             "-",
             None,
@@ -146,7 +148,7 @@ def peer_rows(r: dict[str, Any]) -> list[Row]:
                 "peer: vectorbt, same rule and bars",
                 f"{vbt['wall_s']:.2f} s warm ({vbt['cold_wall_s']:.1f} s cold, numba compiling);"
                 f" {vbt['fills']} fills; {_agree(r['agree_vectorbt'])};"
-                f" tradingd / vectorbt {td['wall_s'] / vbt['wall_s']:.0f}x",
+                f" {td['wall_s'] / vbt['wall_s']:.0f}x faster than tradingd",
                 "-",
                 None,
             )
@@ -156,7 +158,8 @@ def peer_rows(r: dict[str, Any]) -> list[Row]:
     rows.append(
         (
             "peer: MA-only tradingd vs backtrader",
-            f"backtrader / tradingd {r['ratio']:.2f}x; {_agree(agree)};"
+            f"backtrader / tradingd {r['ratio']:.2f}x (CPU time {r['cpu_ratio']:.2f}x);"
+            f" {_agree(agree)};"
             f" process peak {r['peak_rss_mb']:.0f} MB",
             ">= 10x, >= 99% fills identical",
             r["ratio"] >= 10.0 and pct >= 99.0,
