@@ -34,12 +34,17 @@ import structlog
 
 from actors.brokers.base import Broker
 from actors.messages import IntentStatus, OrderIntentSpec, OrderResult
-from actors.orders.limits import Breach, LimitsParams, OrderCheck, breach, day_trade_refused
+from actors.orders.limits import (
+    Breach,
+    LimitsParams,
+    OrderCheck,
+    account_day_trade_breach,
+    breach,
+)
 from actors.orders.resting_stops import MARKET_TZ, RestingStops, StopOps
 from actors.orders.results import RESTING_STOP, STOPPED_OUT, refused
 from actors.store.orders import IntentRow, OrderStore
 from daemon.clock import Clock
-from daemon.errors import TradingdError
 
 log = structlog.get_logger()
 
@@ -129,16 +134,7 @@ class Gates:
             for r in rows
         ):
             return None
-        try:
-            account = await self._broker.account()
-        except TradingdError:
-            return None  # unknown: the broker's own check stands behind it
-        return day_trade_refused(
-            account.equity,
-            account.daytrade_count,
-            account.pattern_day_trader,
-            closes_todays_buy=True,
-        )
+        return await account_day_trade_breach(self._broker)
 
     async def sellable(self, strategy_id: int, symbol: str) -> int:
         """Shares of the lot held less what our open sells of it still sell."""

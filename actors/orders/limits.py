@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from actors.brokers.base import Broker
+from daemon.errors import TradingdError
+
 # Reason codes (funnel rejections, order intents' error codes as ``limit:<code>``).
 RESTRICTED = "restricted_symbol"
 ORDER_QTY = "max_order_qty"
@@ -191,4 +194,19 @@ def day_trade_refused(
             "minimum": PDT_EQUITY_MINIMUM,
             "day_trades_5_sessions": float(day_trades),
         },
+    )
+
+
+async def account_day_trade_breach(broker: Broker) -> Breach | None:
+    """``day_trade_refused`` for an order closing today's buy, on the broker's account;
+    None when the account cannot be read (the broker's own check stands behind it)."""
+    try:
+        account = await broker.account()
+    except TradingdError:
+        return None
+    return day_trade_refused(
+        account.equity,
+        account.daytrade_count,
+        account.pattern_day_trader,
+        closes_todays_buy=True,
     )

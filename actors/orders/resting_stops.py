@@ -51,7 +51,7 @@ from actors.brokers.base import Broker, BrokerOrder
 from actors.market.ticks import stop_tick
 from actors.messages import IntentKind, IntentStatus, RestingStopChange, StopAction
 from actors.orders.intents import resting_stop_id
-from actors.orders.limits import Breach, day_trade_refused
+from actors.orders.limits import Breach, account_day_trade_breach
 from actors.store.orders import IntentRow, OrderStore
 from daemon.clock import Clock
 from daemon.errors import TradingdError
@@ -389,16 +389,7 @@ class RestingStops:
         """Why a stop on today's buys must wait (the pattern-day-trader rule), if it must."""
         if not any(lot.bought_today for _, lot in lots):
             return None
-        try:
-            account = await self._broker.account()
-        except TradingdError:
-            return None  # unknown: the broker's own check stands behind it
-        return day_trade_refused(
-            account.equity,
-            account.daytrade_count,
-            account.pattern_day_trader,
-            closes_todays_buy=True,
-        )
+        return await account_day_trade_breach(self._broker)
 
     # ------------------------------------------------------------ placing
 
