@@ -34,6 +34,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -140,15 +141,15 @@ def sim_orders(workdir: Path) -> int:
         return int(db.execute("SELECT COUNT(*) FROM sim_orders").fetchone()[0])
 
 
-@pytest.fixture
-def daemon(workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A running ``tradingd run`` at AT_0947 that answers ping; stopped (SIGTERM) after."""
+@contextmanager
+def running(workdir: Path, now: str = AT_0947) -> Iterator[subprocess.Popen[bytes]]:
+    """``tradingd run`` on a fake clock at ``now`` until it answers ping; SIGTERM after."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "actors", "run", "--config", str(workdir / "tradingd.toml")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=workdir,
-        env={**base_env(), "TRADINGD_FAKE_NOW": AT_0947},
+        env={**base_env(), "TRADINGD_FAKE_NOW": now},
     )
     try:
         deadline = time.monotonic() + 90
@@ -160,6 +161,13 @@ def daemon(workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+@pytest.fixture
+def daemon(workdir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A running ``tradingd run`` at AT_0947 that answers ping; stopped (SIGTERM) after."""
+    with running(workdir) as proc:
+        yield proc
 
 
 def one_line(text: str) -> str:

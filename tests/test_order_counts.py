@@ -21,14 +21,8 @@ above.
 from __future__ import annotations
 
 import datetime as dt
-import signal
-import subprocess
-import sys
-import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,7 +30,7 @@ from zoneinfo import ZoneInfo
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors.market.calendar import ExchangeCalendar
-from tests.test_cli_surprises import base_env, ctl, ctl_json, workdir
+from tests.test_cli_surprises import ctl_json, running, workdir
 
 __all__ = ["workdir"]  # the fixture, used by name
 
@@ -44,28 +38,6 @@ NEW_YORK = ZoneInfo("America/New_York")
 CAL = ExchangeCalendar("XNYS")
 SESSIONS = CAL.sessions_between(dt.date(2026, 11, 16), dt.date(2026, 11, 23))
 Key = tuple[str, str, str, int]
-
-
-@contextmanager
-def running(workdir: Path, now: dt.datetime) -> Iterator[subprocess.Popen[bytes]]:
-    """``tradingd run`` on a fake clock at ``now`` until it answers ping; SIGTERM after."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "actors", "run", "--config", str(workdir / "tradingd.toml")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=workdir,
-        env={**base_env(), "TRADINGD_FAKE_NOW": now.isoformat()},
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while ctl(workdir, "ping").returncode != 0:
-            assert proc.poll() is None, "the daemon exited before it answered ping"
-            assert time.monotonic() < deadline, "the daemon never answered ping"
-            time.sleep(0.2)
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
 
 
 def orders_total(port: int) -> float:
@@ -89,7 +61,7 @@ def one_day(workdir: Path, session: dt.date, *, after_close: bool) -> dict[str, 
         now = dt.datetime.combine(CAL.previous_session(session), dt.time(16, 30), NEW_YORK)
     else:
         now = dt.datetime.combine(session, dt.time(9, 47), NEW_YORK)
-    with running(workdir, now):
+    with running(workdir, now.isoformat()):
         plan = ctl_json(workdir, "plan")
         done = ctl_json(workdir, "run-cycle", "--wait")
         assert done["status"] == "completed", done
