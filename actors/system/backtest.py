@@ -28,18 +28,21 @@ from typing import Any, TextIO
 
 import anyio
 
+from actors.brokers.base import BrokerAccount, BrokerPosition
 from actors.data_feed.market import PrecomputedMarket
 from actors.data_feed.params import UniverseParams
 from actors.data_feed.providers import BarProvider, make_provider
 from actors.data_feed.universe import load_universe
 from actors.market.calendar import ExchangeCalendar
 from actors.messages import CycleCompleted
+from actors.reports.backtest_stats import BacktestInputs, SessionClose
 from actors.store import open_store
 from actors.store.equity import EquityCloses
 from actors.store.orders import OrderStore
 from actors.store.signals import SignalStore
 from actors.strategies.base import Strategy
 from actors.strategies.ml_momentum import MlMomentum
+from actors.system.backtest_report import write_stats
 from actors.system.config import Settings
 from actors.system.graph import Graph, simulated_graph
 from actors.system.ml_prefit import PlanInputs, PrefitPool
@@ -80,6 +83,13 @@ class BacktestResult:
     load_seconds: float = 0.0
     #: What the run modelled (fills, stops, corporate actions), for the report.
     model: list[str] = field(default_factory=list)
+    #: The account at each session's close (equity, cash, what the positions are worth).
+    closes: list[SessionClose] = field(default_factory=list)
+    #: The last close of each symbol held at the end, as the broker marked it.
+    marks: dict[str, float] = field(default_factory=dict)
+    #: What ``stats.json`` was computed from, and its figures (``backtest_report``).
+    inputs: BacktestInputs | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sessions_per_second(self) -> float:
@@ -154,7 +164,7 @@ async def run_backtest(
     out: Path,
     progress: TextIO | None = None,
 ) -> BacktestResult:
-    """Replay ``[start, end]``; writes ``backtest.db`` and the CSVs into ``out``."""
+    """Replay ``[start, end]``; writes ``backtest.db``, the CSVs and ``stats.json`` into ``out``."""
     if end < start:
         raise ConfigError("--to", f"{end} is before --from {start}")
     out.mkdir(parents=True, exist_ok=True)
@@ -192,6 +202,14 @@ async def run_backtest(
                 await _drive(graph, result, _Progress(progress, len(sessions)))
             result.seconds = time.perf_counter() - started
             await _write_csvs(graph.store, result)
+            await write_stats(
+                graph.store,
+                settings,
+                result,
+                provider=provider,
+                market=market,
+                base_session=calendar.previous_session(sessions[0]),
+            )
         finally:
             await graph.close()
     finally:
@@ -288,12 +306,22 @@ async def _drive(graph: Graph, result: BacktestResult, bar: _Progress) -> None:
     for day in result.sessions:
         done = await graph.run_session(day, f"bt-{day:%Y%m%d}")
         result.cycles.append(done)
-        account = await graph.broker.account()
+        account, positions = await _book(graph)
         result.equity.append((day, account.equity, account.cash))
+        gross = sum(abs(p.market_value or 0.0) for p in positions)
+        result.closes.append(SessionClose(day, account.equity, account.cash, gross, len(positions)))
+        result.marks = {p.symbol: (p.market_value or 0.0) / p.qty for p in positions if p.qty}
         # The closing mark the daily-loss breaker compares the next session with.
         await closes.record(day, account.equity, "session_close", graph.clock.now())
         bar.step()
     bar.done()
+
+
+async def _book(graph: Graph) -> tuple[BrokerAccount, list[BrokerPosition]]:
+    """The account and its positions at the mark, read together when the broker can."""
+    if graph.sim is not None:
+        return await graph.sim.book()
+    return await graph.broker.account(), await graph.broker.positions()
 
 
 async def _write_csvs(store: Store, result: BacktestResult) -> None:
