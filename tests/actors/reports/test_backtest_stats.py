@@ -71,7 +71,7 @@ def test_the_curve_starts_from_the_capital_at_the_close_before_the_first_session
     """The first point is the capital at the base session; then each session's close."""
     closes = [SessionClose(D(2026, 3, 2), 101.0, 50.0, 51.0, 1)]
     curve = equity_curve(100.0, D(2026, 2, 27), closes)
-    assert list(curve.index.date) == [D(2026, 2, 27), D(2026, 3, 2)]
+    assert list(pd.DatetimeIndex(curve.index).date) == [D(2026, 2, 27), D(2026, 3, 2)]
     assert curve.tolist() == [100.0, 101.0]
 
 
@@ -164,7 +164,11 @@ def test_buy_and_hold_holds_equal_dollars_of_each_symbol_priced_at_the_start() -
     values, held = buy_and_hold(closes, 1000.0, D(2026, 2, 27))
     assert held == ("A", "B")
     assert values.tolist() == pytest.approx([1000.0, 1050.0, 1350.0])
-    assert list(values.index.date) == [D(2026, 2, 27), D(2026, 3, 2), D(2026, 3, 3)]
+    assert list(pd.DatetimeIndex(values.index).date) == [
+        D(2026, 2, 27),
+        D(2026, 3, 2),
+        D(2026, 3, 3),
+    ]
 
 
 def test_buy_and_hold_without_a_price_at_the_start_is_empty() -> None:
