@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import multiprocessing
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,8 @@ PREFIT_MIN_ROWS = 50_000
 process (below it a fit takes milliseconds, less than starting the worker)."""
 PREFIT_WORKERS = 1
 """Worker processes for those fits: one core fits while the other replays."""
+LoadedMarket = tuple[BarProvider, PrecomputedMarket]
+"""What ``load_market`` returns and ``run_backtest(preloaded=...)`` takes."""
 
 
 class MissingSymbols(TradingdError):
@@ -163,21 +166,22 @@ async def run_backtest(
     end: dt.date,
     out: Path,
     progress: TextIO | None = None,
+    preloaded: LoadedMarket | None = None,
 ) -> BacktestResult:
-    """Replay ``[start, end]``; writes ``backtest.db``, the CSVs and ``stats.json`` into ``out``."""
-    if end < start:
-        raise ConfigError("--to", f"{end} is before --from {start}")
+    """Replay ``[start, end]``; writes ``backtest.db``, the CSVs and ``stats.json`` into ``out``.
+
+    ``preloaded``: what ``load_market`` returned for the same settings and dates (a
+    sweep's worker loads it once for all its backtests); else it is loaded here.
+    """
+    calendar, sessions = await _sessions(settings, start, end)
     out.mkdir(parents=True, exist_ok=True)
     db_path = out / "backtest.db"
     if db_path.exists():
         raise ConfigError("--out", f"{db_path} already exists; choose an empty directory")
-    calendar = ExchangeCalendar(settings.schedule.calendar)
-    await anyio.to_thread.run_sync(calendar.load)
-    sessions = calendar.sessions_between(start, end)
-    if not sessions:
-        raise ConfigError("--from/--to", f"no trading session between {start} and {end}")
     loading = time.perf_counter()
-    provider, market = await _load_market(settings, calendar, sessions)
+    if preloaded is None:
+        preloaded = await _load_market(settings, calendar, sessions)
+    provider, market = preloaded
     result = BacktestResult(
         out=out,
         sessions=sessions,
@@ -218,6 +222,25 @@ async def run_backtest(
     return result
 
 
+async def load_market(settings: Settings, start: dt.date, end: dt.date) -> LoadedMarket:
+    """The provider and market ``run_backtest(settings, start=start, end=end)`` would load."""
+    calendar, sessions = await _sessions(settings, start, end)
+    return await _load_market(settings, calendar, sessions)
+
+
+async def _sessions(
+    settings: Settings, start: dt.date, end: dt.date
+) -> tuple[ExchangeCalendar, list[dt.date]]:
+    if end < start:
+        raise ConfigError("--to", f"{end} is before --from {start}")
+    calendar = ExchangeCalendar(settings.schedule.calendar)
+    await anyio.to_thread.run_sync(calendar.load)
+    sessions = calendar.sessions_between(start, end)
+    if not sessions:
+        raise ConfigError("--from/--to", f"no trading session between {start} and {end}")
+    return calendar, sessions
+
+
 async def _prefit_pool(
     settings: Settings,
     market: PrecomputedMarket,
@@ -229,6 +252,8 @@ async def _prefit_pool(
     universe = await anyio.to_thread.run_sync(load_universe, settings.data.universe)
     if not ml.enabled or len(universe.symbols) * ml.train_window_days < PREFIT_MIN_ROWS:
         return None
+    if multiprocessing.current_process().daemon:
+        return None  # a Dask worker: it may not start processes, and its cores are busy
     inputs = PlanInputs(
         market=market,
         calendar=calendar,
@@ -382,7 +407,14 @@ class _Progress:
             self._stream.flush()
 
 
-__all__ = ["BacktestResult", "apply_overrides", "model_lines", "run_backtest"]
+__all__ = [
+    "BacktestResult",
+    "LoadedMarket",
+    "apply_overrides",
+    "load_market",
+    "model_lines",
+    "run_backtest",
+]
 
 
 async def write_report(result: BacktestResult) -> str:

@@ -80,15 +80,27 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     bt = sub.add_parser("backtest", help="replay history through the same actors")
-    bt.add_argument("--from", dest="start", type=_date, required=True, metavar="DATE")
-    bt.add_argument("--to", dest="end", type=_date, required=True, metavar="DATE")
-    bt.add_argument("--config", type=Path, help="TOML file (default: $TRADINGD_CONFIG)")
-    bt.add_argument("--provider", choices=("synthetic", "csv", "alpaca", "alphavantage"))
-    bt.add_argument("--csv", type=Path, help="with --provider csv: a CSV file or folder")
-    bt.add_argument("--universe", help="SYMBOL,SYMBOL,... or a CSV file with a symbol column")
-    bt.add_argument("--strategies", help="only these strategies: name,name,...")
-    bt.add_argument("--capital", type=float, help="total capital, split across the strategies")
-    bt.add_argument("--out", type=Path, required=True, help="output directory (must be new)")
+    _backtest_options(bt, out="output directory (must be new)")
+
+    sw = sub.add_parser("sweep", help="a backtest per parameter combination, on Dask")
+    _backtest_options(sw, out="output directory (results.csv, heatmap.png, report.html, runs/)")
+    _research_options(sw)
+    sw.add_argument(
+        "--search",
+        choices=("grid", "optuna"),
+        default="grid",
+        help="every combination (grid, the default), or trials proposed by Optuna",
+    )
+    sw.add_argument("--trials", type=int, help="with --search optuna: the trials in total")
+    sw.add_argument("--seed", type=int, help="with --search optuna: the sampler's seed")
+
+    wf = sub.add_parser(
+        "walk-forward", help="choose parameters on each training window, trade the next one"
+    )
+    _backtest_options(wf, out="output directory (windows.csv, equity.csv, report.html)")
+    wf.add_argument("--train", required=True, help="training window length: 2y, 18m, 12w, 90d")
+    wf.add_argument("--test", required=True, help="test window length (and the roll): 6m")
+    _research_options(wf)
 
     # [backup]
     restore = sub.add_parser("restore", help="put a backup in place of the state database")
@@ -109,6 +121,45 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="print the effective config and warnings")
     check.add_argument("--config", type=Path, help="TOML file (default: $TRADINGD_CONFIG)")
     return parser
+
+
+def _backtest_options(parser: argparse.ArgumentParser, *, out: str) -> None:
+    """The options of ``backtest``, which ``sweep`` and ``walk-forward`` share."""
+    parser.add_argument("--from", dest="start", type=_date, required=True, metavar="DATE")
+    parser.add_argument("--to", dest="end", type=_date, required=True, metavar="DATE")
+    parser.add_argument("--config", type=Path, help="TOML file (default: $TRADINGD_CONFIG)")
+    parser.add_argument("--provider", choices=("synthetic", "csv", "alpaca", "alphavantage"))
+    parser.add_argument("--csv", type=Path, help="with --provider csv: a CSV file or folder")
+    parser.add_argument("--universe", help="SYMBOL,SYMBOL,... or a CSV file with a symbol column")
+    parser.add_argument("--strategies", help="only these strategies: name,name,...")
+    parser.add_argument("--capital", type=float, help="total capital, split across the strategies")
+    parser.add_argument("--out", type=Path, required=True, help=out)
+
+
+def _research_options(parser: argparse.ArgumentParser) -> None:
+    """What ``sweep`` and ``walk-forward`` add: the grid, the objective, the Dask cluster."""
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUES",
+        help="a setting and its values: a list (strategies.ma_crossover.fast=10,20,30) or a"
+        " range start:stop:step, stop included (10:50:10); one --param per setting",
+    )
+    parser.add_argument(
+        "--objective",
+        default="sharpe",
+        help="what the best combination maximises: sharpe (default), sortino, cagr, max_drawdown",
+    )
+    parser.add_argument("--workers", type=int, help="local worker processes (default: a core each)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use this Dask cluster")
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long --scheduler may take to answer and show a worker (default 10)",
+    )
 
 
 def _date(text: str) -> dt.date:
@@ -152,6 +203,8 @@ def _main(argv: list[str] | None) -> int:
         return 0
     if command == "backtest":
         return _backtest(settings, args)
+    if command in ("sweep", "walk-forward"):
+        return _research(settings, args)
     if command == "replay":
         return _replay(settings, args.date, as_json=args.json)
     if command == "report":
@@ -301,24 +354,50 @@ def _replay(settings: Settings, day: dt.date, *, as_json: bool) -> int:
     return 0 if result["matches"] else 1
 
 
-def _backtest(settings: Settings, args: argparse.Namespace) -> int:
-    from actors.system.backtest import MissingSymbols, apply_overrides, run_backtest, write_report
+def _with_options(settings: Settings, args: argparse.Namespace) -> Settings:
+    """The settings with the backtest options of the command line applied."""
+    from actors.system.backtest import apply_overrides
+
+    if args.csv is not None:
+        csv_params = settings.data.csv.model_copy(update={"path": args.csv})
+        settings = settings.model_copy(
+            update={"data": settings.data.model_copy(update={"csv": csv_params})}
+        )
+    return apply_overrides(
+        settings,
+        provider=args.provider,
+        universe=args.universe,
+        strategies=args.strategies,
+        capital=args.capital,
+    )
+
+
+def _research(settings: Settings, args: argparse.Namespace) -> int:
+    """``tradingd sweep`` / ``walk-forward``: exit 78 on a bad option, 130 on Ctrl-C."""
+    from actors.system.research import commands
     from daemon.logging import configure_logging
 
     configure_logging(level="warning", json=False, stream=sys.stderr)
     try:
-        if args.csv is not None:
-            csv_params = settings.data.csv.model_copy(update={"path": args.csv})
-            settings = settings.model_copy(
-                update={"data": settings.data.model_copy(update={"csv": csv_params})}
-            )
-        settings = apply_overrides(
-            settings,
-            provider=args.provider,
-            universe=args.universe,
-            strategies=args.strategies,
-            capital=args.capital,
-        )
+        settings = _with_options(settings, args)
+        if args.command == "sweep":
+            return commands.sweep(settings, args)
+        return commands.walk_forward(settings, args)
+    except ConfigError as exc:
+        print(f"tradingd: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        print("tradingd: interrupted", file=sys.stderr)
+        return commands.EX_INTERRUPTED
+
+
+def _backtest(settings: Settings, args: argparse.Namespace) -> int:
+    from actors.system.backtest import MissingSymbols, run_backtest, write_report
+    from daemon.logging import configure_logging
+
+    configure_logging(level="warning", json=False, stream=sys.stderr)
+    try:
+        settings = _with_options(settings, args)
         result = anyio.run(
             lambda: run_backtest(
                 settings, start=args.start, end=args.end, out=args.out, progress=sys.stderr

@@ -549,6 +549,35 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         raise _config_error(exc, sources) from None
 
 
+def with_values(settings: Settings, values: Mapping[str, Any]) -> Settings:
+    """``settings`` with the dotted keys of ``values`` set, validated as a file's values are.
+
+    ``with_values(s, {"strategies.ma_crossover.fast": 10})``: the whole model is checked
+    again (bounds, cross-checks such as fast < slow), and a refusal is one
+    ``ConfigError`` naming the first bad key and the value given for it.
+    """
+    raw = settings.model_dump()
+    for key, value in values.items():
+        *parents, leaf = key.split(".")
+        node = raw
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                raise ConfigError(key, "unknown key")
+            node = child
+        if leaf not in node or isinstance(node[leaf], dict):
+            raise ConfigError(key, "unknown key")
+        node[leaf] = value
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        error = _config_error(exc, {})
+    given = values.get(error.key)
+    if error.key in values and str(given) not in error.reason:
+        raise ConfigError(error.key, f"{error.reason} (given {given!r})")
+    raise error
+
+
 def _read_toml(path: Path, *, via_env: bool) -> _Raw:
     where = f" (from ${CONFIG_ENV})" if via_env else ""
     try:
