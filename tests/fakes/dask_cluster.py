@@ -43,8 +43,8 @@ class DaskCluster:
         from distributed import Client
 
         with Client(self.address, timeout=10) as client:
-            info = client.scheduler_info(n_workers=-1)["workers"]
-        return {address: int(w["pid"]) for address, w in info.items()}
+            pids: dict[str, int] = client.run(os.getpid)
+        return pids
 
     def stop(self) -> None:
         """Workers first (a nanny waits for a scheduler that is gone), then the scheduler."""
