@@ -34,10 +34,12 @@ from actors.data_feed.providers import BarProvider, make_provider
 from actors.data_feed.universe import load_universe
 from actors.market.calendar import ExchangeCalendar
 from actors.messages import CycleCompleted
+from actors.reports.switches import switch_lines
 from actors.store import open_store
 from actors.store.equity import EquityCloses
 from actors.store.orders import OrderStore
 from actors.store.signals import SignalStore
+from actors.store.state import KillSwitchStore
 from actors.strategies.base import Strategy
 from actors.strategies.ml_momentum import MlMomentum
 from actors.system.config import Settings
@@ -80,6 +82,8 @@ class BacktestResult:
     load_seconds: float = 0.0
     #: What the run modelled (fills, stops, corporate actions), for the report.
     model: list[str] = field(default_factory=list)
+    #: What the kill switches did (``reports.switches.switch_lines``).
+    switches: list[str] = field(default_factory=list)
 
     @property
     def sessions_per_second(self) -> float:
@@ -191,6 +195,8 @@ async def run_backtest(
             async with graph.running():
                 await _drive(graph, result, _Progress(progress, len(sessions)))
             result.seconds = time.perf_counter() - started
+            events = await KillSwitchStore(graph.store).events()
+            result.switches = switch_lines(events, result.sessions)
             await _write_csvs(graph.store, result)
         finally:
             await graph.close()
@@ -453,6 +459,8 @@ def _summary(
     ]
     lines += [f"{k:<22}{v:>14}" for k, v in rows]
     lines += ["", *(f"model: {m}" for m in result.model)]
+    if result.switches:
+        lines += ["", *result.switches]
     lines += ["", f"{'strategy':<20}{'raw':>7}{'regime':>8}{'corr':>7}{'risk':>7}{'exec':>7}"]
     for f in funnel:
         lines.append(
@@ -478,6 +486,16 @@ def _html_table(headers: list[str], body: list[list[Any]]) -> str:
         )
     out.append("</table>")
     return "".join(out)
+
+
+def _switches_html(lines: list[str]) -> str:
+    """The kill switches' trips, if any: why part of the run has no new entries."""
+    import html
+
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f'<h2 style="font-size:18px">Kill switches</h2>\n<ul>{items}</ul>'
 
 
 def _report_html(
@@ -515,6 +533,7 @@ def _report_html(
 {portfolio}
 <h2 style="font-size:18px">What the run models</h2>
 <ul>{"".join(f"<li>{html.escape(m)}</li>" for m in result.model)}</ul>
+{_switches_html(result.switches)}
 <h2 style="font-size:18px">Per strategy (closed trades)</h2>
 {strategies}
 <h2 style="font-size:18px">Signal funnel totals</h2>
