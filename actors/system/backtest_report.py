@@ -35,11 +35,11 @@ from actors.reports.backtest_stats import (
     backtest_stats,
     buy_and_hold,
     equity_curve,
-    fill_records,
     gross_exposure_series,
+    lot_adjustments,
 )
-from actors.reports.performance import closed_trades_from_fills
 from actors.store import open_store
+from actors.store.corporate_actions import CorporateActionStore
 from actors.store.orders import OrderStore
 from actors.store.signals import SignalStore
 from actors.system.config import Settings
@@ -87,6 +87,13 @@ async def write_stats(
         marks=result.marks,
         benchmark=benchmark,
         strategies=settings.strategies.enabled_names(),
+        adjustments=lot_adjustments(
+            [
+                r.action
+                for r in await CorporateActionStore(store).recorded()
+                if r.applied_at is not None
+            ]
+        ),
     )
 
     def compute() -> dict[str, Any]:
@@ -168,7 +175,7 @@ async def write_report(result: BacktestResult) -> str:
 
     def render() -> str:
         equity = equity_curve(inputs.initial_equity, inputs.base_session, inputs.closes)
-        trades = closed_trades_from_fills(fill_records(inputs.ledger))
+        trades = inputs.closed_trades()
         page = BacktestPage(
             first=result.sessions[0],
             last=result.sessions[-1],
