@@ -11,7 +11,8 @@ import anyio
 from actors.market.calendar import ExchangeCalendar
 from actors.reports.switches import switch_lines
 from actors.store.state import KillSwitchRecord
-from actors.system.backtest import apply_overrides, run_backtest, write_report
+from actors.system.backtest import apply_overrides, run_backtest
+from actors.system.backtest_report import write_report
 from actors.system.config import load_settings
 from tests.test_backtest import read_trades, write_symbol
 

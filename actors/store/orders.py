@@ -638,13 +638,18 @@ class OrderStore:
             " GROUP BY s.name ORDER BY s.name"
         )
         flows = {r["strategy"]: float(r["flow"]) for r in rows}
-        credited = await self._store.fetchall(
+        for strategy, cash in (await self.corporate_cash_by_strategy()).items():
+            flows[strategy] = flows.get(strategy, 0.0) + cash
+        return flows
+
+    async def corporate_cash_by_strategy(self) -> dict[str, float]:
+        """Each strategy's credited corporate-action cash (dividends, cash in lieu)."""
+        rows = await self._store.fetchall(
             "SELECT s.name AS strategy, TOTAL(e.cash) AS cash FROM corporate_action_effects e"
             " JOIN strategies s ON s.id = e.strategy_id WHERE e.credited = 1 GROUP BY s.name"
+            " ORDER BY s.name"
         )
-        for r in credited:
-            flows[r["strategy"]] = flows.get(r["strategy"], 0.0) + float(r["cash"])
-        return flows
+        return {r["strategy"]: float(r["cash"]) for r in rows}
 
     async def fills(self) -> list[dict[str, Any]]:
         """Every trade as a fill for the performance report (``executed`` is the date)."""

@@ -302,7 +302,8 @@ def _replay(settings: Settings, day: dt.date, *, as_json: bool) -> int:
 
 
 def _backtest(settings: Settings, args: argparse.Namespace) -> int:
-    from actors.system.backtest import MissingSymbols, apply_overrides, run_backtest, write_report
+    from actors.system.backtest import MissingSymbols, apply_overrides, run_backtest
+    from actors.system.backtest_report import write_report
     from daemon.logging import configure_logging
 
     configure_logging(level="warning", json=False, stream=sys.stderr)

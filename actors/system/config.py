@@ -388,6 +388,22 @@ class BackupSettings(_Section):
 # --- end [backup] ---------------------------------------------------------------------------
 
 
+# --- [backtest] (actors/system/backtest.py, actors/system/backtest_report.py) -------------
+
+
+class BacktestSettings(_Section):
+    """What a backtest's report compares the strategies with."""
+
+    benchmark: Literal["SPY", "equal_weight"] = Field(
+        default="SPY",
+        description="buy-and-hold of SPY, or an equal weight of the run's universe bought at"
+        " the start; SPY falls back to equal_weight (said in stats.json) without SPY bars",
+    )
+
+
+# --- end [backtest] -------------------------------------------------------------------------
+
+
 class SecretSettings(_Section):
     """Credentials: from the environment or systemd credentials, never from the file."""
 
@@ -412,6 +428,7 @@ class Settings(_Section):
     limits: LimitsParams = LimitsParams()
     notify: NotifySettings = NotifySettings()
     backup: BackupSettings = BackupSettings()
+    backtest: BacktestSettings = BacktestSettings()
     secrets: SecretSettings = SecretSettings()
 
     @property

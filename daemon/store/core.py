@@ -95,6 +95,9 @@ class Store:
         self._closed = False
         self._prepared = False
         self._scratch = False
+        # A scratch store closes into one file: WAL checkpointed, journal_mode DELETE,
+        # no -wal, -shm or .lock beside it (a backtest's output is copied and shared).
+        self._self_contained = False
         self.latest_version = 0
         """The schema version this program knows (the number of migrations it opened with)."""
 
@@ -113,8 +116,10 @@ class Store:
         """Open (creating and migrating if needed) the database at ``path``.
 
         ``scratch=True`` is for disposable databases (a backtest's output): no
-        fsync at all (``synchronous=OFF``, ``durable`` writes included). Never
-        for the daemon's state.
+        fsync at all (``synchronous=OFF``, ``durable`` writes included), and
+        ``close()`` leaves the database as one self-contained file (the WAL
+        checkpointed into it, ``journal_mode=DELETE``, the lock file removed).
+        Never for the daemon's state, which stays in WAL mode.
 
         ``migrations`` is the application's schema (the runtime has none of its
         own); step *n* (1-based) brings the database to ``user_version`` *n*.
@@ -156,6 +161,7 @@ class Store:
         conn.row_factory = sqlite3.Row
         store = cls(path, conn, file_lock)
         store._scratch = scratch
+        store._self_contained = scratch and not readonly
         store.latest_version = len(steps)
         try:
             await store._prepare(readonly=readonly, migrations=steps)
@@ -242,6 +248,14 @@ class Store:
                 self._conn.stop()
                 if self._lock:
                     self._lock.release()
+            self._remove_lock_file()
+
+    def _remove_lock_file(self) -> None:
+        """A self-contained store's lock file goes once the lock is released: nobody
+        else writes a scratch database, so no second process can be waiting on it."""
+        if self._self_contained and self._lock is not None:
+            with contextlib.suppress(OSError):
+                self._lock.path.unlink(missing_ok=True)
 
     async def _shutdown(self) -> None:
         if self._closed:
@@ -252,12 +266,27 @@ class Store:
                 # Never on a refused (newer, corrupt) file: optimize may write.
                 with contextlib.suppress(sqlite3.Error, ValueError):
                     await self._conn.execute("PRAGMA optimize")
-            await self._conn.close()
+                if self._self_contained:
+                    await self._fold_wal()
         finally:
-            if not self._scratch:  # a scratch store's connection has no worker thread
-                _join_worker(self._conn)
-            if self._lock:
-                self._lock.release()
+            try:
+                await self._conn.close()
+            finally:
+                if not self._scratch:  # a scratch store's connection has no worker thread
+                    _join_worker(self._conn)
+                if self._lock:
+                    self._lock.release()
+
+    async def _fold_wal(self) -> None:
+        """Checkpoint the WAL into the database and leave WAL mode: the -wal and -shm
+        files go when the connection closes."""
+        try:
+            await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self._conn.execute("PRAGMA journal_mode = DELETE")
+        except sqlite3.Error as exc:
+            raise self._translate(exc, "close") or StoreError(
+                f"cannot checkpoint {self.path}: {exc}"
+            ) from exc
 
     @property
     def closed(self) -> bool:

@@ -279,6 +279,32 @@ async def test_close_releases_the_lock(tmp_path: Path) -> None:
     await again.close()
 
 
+async def test_scratch_store_closes_into_one_self_contained_file(tmp_path: Path) -> None:
+    """A scratch store (a backtest's output): after close() only the database file is
+    left, out of WAL mode, with every committed row in it."""
+    path = tmp_path / "out" / "backtest.db"
+    s = await open_store(path, scratch=True)
+    await s.execute("INSERT INTO system_state (key, value, updated_at) VALUES ('k', '1', 't')")
+    assert {p.name for p in path.parent.iterdir()} >= {"backtest.db-wal", "backtest.db.lock"}
+    await s.close()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["backtest.db"]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert db.execute("SELECT value FROM system_state WHERE key = 'k'").fetchone() == ("1",)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["backtest.db"]
+    again = await open_store(path, scratch=True)  # and it opens again (in WAL) to be written
+    await again.close()
+
+
+async def test_daemon_store_stays_in_wal_mode_after_close(tmp_path: Path) -> None:
+    """The daemon's store is not a scratch store: close() leaves its journal in WAL mode."""
+    path = db_path(tmp_path)
+    s = await open_store(path)
+    await s.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 async def test_readonly_open_needs_no_lock(store: Store) -> None:
     """A read-only open (tradectl) works beside the writer and sees committed rows."""
     await store.execute("INSERT INTO system_state (key, value, updated_at) VALUES ('k', '1', 't')")

@@ -397,6 +397,12 @@ PROCESS: dict[str, Row] = {
     ),
     "backup.dir": Row(Path("backups-elsewhere"), lambda b: b.backup.path.parent, "daily_backups"),
     "backup.at": Row(dt.time(18, 30), _backup_local, "daily_backups: when it wakes"),
+    # A backtest's, not the daemon's: tests/test_backtest_report.py runs one with it set.
+    "backtest.benchmark": Row(
+        "equal_weight",
+        lambda b: b.settings.backtest.benchmark,
+        "derived: backtest_report.benchmark_for",
+    ),
 }
 
 DATA: dict[str, Row] = {
