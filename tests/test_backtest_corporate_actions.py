@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import pytest
 
 from actors.data_feed.market import PrecomputedMarket
@@ -30,6 +32,7 @@ from actors.market.corporate_actions import ActionKind, CorporateAction
 from actors.messages import CycleStatus
 from actors.store.broker_state import BrokerStateStore
 from actors.store.equity import EquityCloses
+from actors.system.backtest import apply_overrides, run_backtest
 from actors.system.config import Settings
 from actors.system.graph import simulated_graph
 from daemon.clock import SimClock
@@ -231,3 +234,36 @@ async def test_a_rename_in_a_backtest_carries_the_position(
     if new in bt.broker:
         assert bt.broker[new] == bt.held[max(bt.held)][new][0]
         assert bt.resting[new][0] == bt.broker[new]  # its stop rests on the new symbol
+
+
+def test_no_entry_in_a_symbol_renamed_away(tmp_path: Path) -> None:
+    """The synthetic market renames S00403 to S00403.X on 2019-09-26 and, as a feed that
+    maps symbols does, goes on serving the company under the old ticker. Its momentum
+    entry of 2019-09-27 went out in the old symbol; the simulated broker moved the buy to
+    the new one behind the book's back, and from then every reconciliation failed and
+    the switch latched. Now the old ticker gets no orders from the ex date on, and each
+    cycle says why."""
+    out = tmp_path / "out"
+    settings = apply_overrides(
+        Settings(), universe="S00403", strategies="momentum,ma_crossover,rsi_mean_reversion"
+    )
+    ex = dt.date(2019, 9, 26)
+    anyio.run(
+        lambda: run_backtest(
+            settings, start=dt.date(2019, 6, 3), end=dt.date(2019, 11, 29), out=out
+        )
+    )
+    db = sqlite3.connect(out / "backtest.db")
+    try:
+        assert db.execute("SELECT name FROM kill_switches WHERE active = 1").fetchall() == []
+        passed = db.execute("SELECT passed FROM broker_state WHERE kind = 'RECONCILIATION'")
+        assert all(bool(p) for (p,) in passed.fetchall())
+        reasons = dict(db.execute("SELECT asof_date, reason FROM cycles").fetchall())
+        assert db.execute(
+            "SELECT COUNT(*) FROM trades WHERE executed_at >= ?", (ex.isoformat(),)
+        ).fetchone() == (0,)
+    finally:
+        db.close()
+    note = "S00403: renamed S00403.X on 2019-09-26: no orders in the old symbol"
+    assert all(note in r for d, r in reasons.items() if dt.date.fromisoformat(d) >= ex)
+    assert not any(note in r for d, r in reasons.items() if dt.date.fromisoformat(d) < ex)

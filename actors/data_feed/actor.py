@@ -125,10 +125,7 @@ class DataFeed(Actor):
         self, market: PrecomputedMarket, symbols: list[str], start: dt.date, asof: dt.date
     ) -> CorporateActionsReport:
         """A precomputed market's actions, and each split's close before its ex date."""
-        wanted = set(symbols)
-        found = tuple(
-            a for a in market.actions if a.symbol in wanted and start <= a.ex_date <= asof
-        )
+        found = tuple(market.actions_between(symbols, start, asof))
         closes: dict[str, float] = {}
         for a in found:
             if a.kind.rescales:

@@ -190,6 +190,12 @@ class PrecomputedMarket:
         self, symbols: Sequence[str], start: dt.date, end: dt.date
     ) -> list[CorporateAction]:
         """The actions on ``symbols`` with ex date in ``[start, end]`` (as a provider reports)."""
+        return self.actions_between(symbols, start, end)
+
+    def actions_between(
+        self, symbols: Sequence[str] | set[str], start: dt.date, end: dt.date
+    ) -> list[CorporateAction]:
+        """``corporate_actions``, synchronously: a binary search, not a scan a session."""
         wanted = set(symbols)
         days, ranked = self._actions_by_ex_date
         # The actions in the date range (a binary search), in the order of ``actions``.

@@ -86,9 +86,26 @@ def _log_outcome(
 
     A START snapshot is taken before the cycle settles its orders: a fill the book has
     not heard of yet (an order filled after the last cycle, a stop that sold at the
-    broker) shows there and is booked moments later, so it is a warning; the gate is
-    the RECONCILIATION after the settle, an error when it fails.
+    broker) shows there and is booked moments later, so its differences are logged at
+    info as ``reconciliation_start_difference`` and ``reconciliation_start_unsettled``
+    (every resting stop that fills would otherwise put a "reconciliation_failed" in the
+    operator's log); a START that cannot read the broker is a failure. The gate is the
+    RECONCILIATION after the settle, an error when it fails.
     """
+    if msg.kind == "START" and missing is None:
+        for d in discrepancies:
+            log.info(
+                "reconciliation_start_difference",
+                run_id=msg.run_id,
+                discrepancy=d.kind,
+                symbol=d.symbol,
+                local=d.local,
+                broker=d.broker,
+                diff=d.diff,
+            )
+        event = "reconciliation_passed" if passed else "reconciliation_start_unsettled"
+        log.info(event, run_id=msg.run_id, kind=msg.kind, discrepancies=len(discrepancies))
+        return
     emit = log.warning if msg.kind == "START" else log.error
     for d in discrepancies:
         emit(

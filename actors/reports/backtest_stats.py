@@ -23,7 +23,8 @@ single backtest's report needs on top of them.
   portfolio's realised + unrealised is final equity - initial equity. Splits and
   renames need no special case: the book rescales shares and average prices.
 - **Trades and win rate** are closed round trips matched first in, first out per
-  strategy and symbol (:func:`actors.reports.performance.closed_trades_from_fills`).
+  strategy and symbol (:func:`actors.reports.performance.closed_trades_from_fills`),
+  the open lots following the splits and renames the book applied (``adjustments``).
 - **Benchmark**: buy-and-hold over the same sessions, from the same capital, bought at
   the close before the first session: one symbol (SPY), or an equal dollar weight of
   each symbol of the universe with a price at that close, held without rebalancing.
@@ -44,9 +45,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from actors.market.corporate_actions import ActionKind, CorporateAction
 from actors.reports.performance import (
     ClosedTrade,
     FillRecord,
+    LotAdjustment,
     closed_trades_from_fills,
     summarize,
     win_rate,
@@ -132,6 +135,11 @@ class BacktestInputs:
     marks: Mapping[str, float]
     benchmark: Benchmark
     strategies: Sequence[str] = ()  # shown even without a fill (the enabled ones)
+    adjustments: Sequence[LotAdjustment] = ()  # splits and renames the book applied
+
+    def closed_trades(self) -> list[ClosedTrade]:
+        """The run's round trips, first in first out, through its splits and renames."""
+        return closed_trades_from_fills(fill_records(self.ledger), self.adjustments)
 
 
 # ---------------------------------------------------------------- the curve and exposure
@@ -183,6 +191,17 @@ def monthly_returns(equity: pd.Series) -> dict[str, dict[str, float]]:
 # ---------------------------------------------------------------- fills and attribution
 
 
+def lot_adjustments(actions: Sequence[CorporateAction]) -> list[LotAdjustment]:
+    """The splits, stock dividends and renames among ``actions``, as lot adjustments."""
+    out = []
+    for a in actions:
+        if a.kind is ActionKind.RENAME and a.new_symbol:
+            out.append(LotAdjustment(a.ex_date, a.symbol, new_symbol=a.new_symbol))
+        elif a.kind.rescales:
+            out.append(LotAdjustment(a.ex_date, a.symbol, ratio=a.ratio))
+    return out
+
+
 def fill_records(ledger: Sequence[Mapping[str, Any]]) -> list[FillRecord]:
     """The ledger's rows as fills for :func:`closed_trades_from_fills`."""
     return [
@@ -211,7 +230,9 @@ def strategy_attribution(
     other_cash: Mapping[str, float],
     open_positions: Sequence[OpenPosition],
     marks: Mapping[str, float],
+    *,
     strategies: Sequence[str] = (),
+    adjustments: Sequence[LotAdjustment] = (),
 ) -> dict[str, StrategyStats]:
     """Per strategy: realised and unrealised P&L, closed trades, fees and win rate.
 
@@ -236,7 +257,7 @@ def strategy_attribution(
         mark = marks.get(p.symbol, p.avg_price)
         cost[p.strategy] += p.shares * p.avg_price
         unrealized[p.strategy] += p.shares * (mark - p.avg_price)
-    trades = closed_trades_from_fills(fill_records(ledger))
+    trades = closed_trades_from_fills(fill_records(ledger), adjustments)
     by_strategy: defaultdict[str, list[ClosedTrade]] = defaultdict(list)
     for t in trades:
         by_strategy[t.strategy].append(t)
@@ -308,12 +329,17 @@ def benchmark_stats(benchmark: Benchmark) -> dict[str, Any]:
 def backtest_stats(inputs: BacktestInputs) -> dict[str, Any]:
     """The ``stats.json`` object: every figure of the run, JSON-able (None where undefined)."""
     equity = equity_curve(inputs.initial_equity, inputs.base_session, inputs.closes)
-    trades = closed_trades_from_fills(fill_records(inputs.ledger))
+    trades = inputs.closed_trades()
     summary = summarize(equity, trades)
     commission, slippage = fee_totals(inputs.ledger)
     mean_exposure, time_in_market = exposure(inputs.closes)
     attribution = strategy_attribution(
-        inputs.ledger, inputs.other_cash, inputs.open_positions, inputs.marks, inputs.strategies
+        inputs.ledger,
+        inputs.other_cash,
+        inputs.open_positions,
+        inputs.marks,
+        strategies=inputs.strategies,
+        adjustments=inputs.adjustments,
     )
     sessions = [c.session for c in inputs.closes]
     final = float(equity.iloc[-1])

@@ -368,7 +368,52 @@ def _as_date(value: dt.date) -> dt.date:
     return value.date() if isinstance(value, dt.datetime) else value
 
 
-def closed_trades_from_fills(fills: Sequence[FillLike]) -> list[ClosedTrade]:
+@dataclass(frozen=True, slots=True)
+class LotAdjustment:
+    """A corporate action on the open lots of ``symbol``, at the open of ``date``.
+
+    A split or stock dividend (``ratio``: 2.0 for 2:1, 0.1 for 1:10) leaves
+    ``floor(shares x ratio)`` shares of each holding (the fraction was paid in cash)
+    at per-share prices and costs divided by ``ratio``; a rename (``new_symbol``)
+    moves the lots to the new symbol.
+    """
+
+    date: dt.date
+    symbol: str
+    ratio: float = 1.0
+    new_symbol: str | None = None
+
+
+def _rescale_lots(lots: deque[_Lot], ratio: float) -> None:
+    """Each lot's shares x ``ratio`` (floored), the holding's total floored once: the
+    shares lost to flooring lot by lot go back to the oldest lots."""
+    total = math.floor(sum(lot.shares for lot in lots) * ratio + 1e-9)
+    for lot in lots:
+        lot.shares = math.floor(lot.shares * ratio + 1e-9)
+        lot.price /= ratio
+        lot.commission_per_share /= ratio
+        lot.slippage_per_share /= ratio
+    short = total - sum(lot.shares for lot in lots)
+    for lot in list(lots)[: max(0, short)]:
+        lot.shares += 1
+    kept = [lot for lot in lots if lot.shares > 0]
+    lots.clear()
+    lots.extend(kept)
+
+
+def _adjust(open_lots: defaultdict[tuple[str, str], deque[_Lot]], action: LotAdjustment) -> None:
+    for key in [k for k in open_lots if k[1] == action.symbol and open_lots[k]]:
+        lots = open_lots[key]
+        if action.new_symbol is not None:
+            open_lots[(key[0], action.new_symbol)].extend(lots)
+            open_lots[key] = deque()
+        elif action.ratio != 1.0:
+            _rescale_lots(lots, action.ratio)
+
+
+def closed_trades_from_fills(
+    fills: Sequence[FillLike], adjustments: Sequence[LotAdjustment] = ()
+) -> list[ClosedTrade]:
     """Round trips matched first-in first-out per (strategy, symbol).
 
     Fills are taken in order of ``executed`` (stable: same-day fills keep their
@@ -378,10 +423,17 @@ def closed_trades_from_fills(fills: Sequence[FillLike]) -> list[ClosedTrade]:
     shares on both sides. Sell shares with no open lot (a window that starts
     with a position already open) have no known entry and are left out; lots
     still open at the end are not trades yet. The result is ordered by exit.
+
+    ``adjustments`` (splits, stock dividends, renames) apply to the lots open at
+    the start of their date, before that date's fills: a lot bought before a 2:1
+    split and sold after it is one trade of twice the shares at half the entry.
     """
     open_lots: defaultdict[tuple[str, str], deque[_Lot]] = defaultdict(deque)
     closed: list[ClosedTrade] = []
+    pending = deque(sorted(adjustments, key=lambda a: a.date))
     for fill in sorted(fills, key=lambda f: _as_date(f.executed)):
+        while pending and pending[0].date <= _as_date(fill.executed):
+            _adjust(open_lots, pending.popleft())
         if fill.shares <= 0:
             raise ValueError(f"a fill must have a positive number of shares, got {fill.shares}")
         action = str(fill.action).upper()

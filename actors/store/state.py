@@ -75,6 +75,20 @@ class KillSwitchStore:
             for r in rows
         ]
 
+    async def events(self) -> list[KillSwitchRecord]:
+        """The audit trail: every trip and clear, in the order they happened."""
+        rows = await self._store.fetchall("SELECT * FROM kill_switch_events ORDER BY id")
+        return [
+            KillSwitchRecord(
+                name=r["name"],
+                active=bool(r["active"]),
+                reason=r["reason"],
+                since=dt.datetime.fromisoformat(r["at"]),
+                source=r["source"],
+            )
+            for r in rows
+        ]
+
     async def active(self) -> list[KillSwitchRecord]:
         return [r for r in await self.all() if r.active]
 

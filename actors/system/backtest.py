@@ -37,10 +37,10 @@ from actors.data_feed.universe import load_universe
 from actors.market.calendar import ExchangeCalendar
 from actors.messages import CycleCompleted
 from actors.reports.backtest_stats import BacktestInputs, SessionClose
-from actors.store import open_store
+from actors.reports.switches import switch_lines
 from actors.store.equity import EquityCloses
 from actors.store.orders import OrderStore
-from actors.store.signals import SignalStore
+from actors.store.state import KillSwitchStore
 from actors.strategies.base import Strategy
 from actors.strategies.ml_momentum import MlMomentum
 from actors.system.backtest_report import write_stats
@@ -86,6 +86,8 @@ class BacktestResult:
     load_seconds: float = 0.0
     #: What the run modelled (fills, stops, corporate actions), for the report.
     model: list[str] = field(default_factory=list)
+    #: What the kill switches did (``reports.switches.switch_lines``).
+    switches: list[str] = field(default_factory=list)
     #: The account at each session's close (equity, cash, what the positions are worth).
     closes: list[SessionClose] = field(default_factory=list)
     #: The last close of each symbol held at the end, as the broker marked it.
@@ -205,6 +207,8 @@ async def run_backtest(
             async with graph.running():
                 await _drive(graph, result, _Progress(progress, len(sessions)))
             result.seconds = time.perf_counter() - started
+            events = await KillSwitchStore(graph.store).events()
+            result.switches = switch_lines(events, result.sessions)
             await _write_csvs(graph.store, result)
             await write_stats(
                 graph.store,
@@ -415,169 +419,3 @@ __all__ = [
     "model_lines",
     "run_backtest",
 ]
-
-
-async def write_report(result: BacktestResult) -> str:
-    """Write ``report.html`` (chart, metrics, funnel totals); return the summary table."""
-    store = await open_store(result.out / "backtest.db", lock=False, readonly=True)
-    try:
-        fills = await OrderStore(store).fills()
-        funnel = await SignalStore(store).funnel_totals()
-    finally:
-        await store.close()
-
-    def render() -> str:
-        return _render_report(result, fills, funnel)
-
-    return await anyio.to_thread.run_sync(render)
-
-
-def _render_report(
-    result: BacktestResult, fills: list[dict[str, Any]], funnel: list[dict[str, Any]]
-) -> str:
-    """Write ``report.html`` into the run's directory; return the summary for the terminal."""
-    import pandas as pd
-
-    from actors.reports.charts import equity_chart_png
-    from actors.reports.performance import FillRecord, closed_trades_from_fills, summarize
-
-    equity = pd.Series(
-        [e for _, e, _ in result.equity], index=pd.to_datetime([d for d, _, _ in result.equity])
-    )
-    trades = closed_trades_from_fills([FillRecord.from_mapping(f) for f in fills])
-    portfolio = summarize(equity, trades, sessions=result.sessions)
-    per_strategy = {
-        name: summarize(equity, [t for t in trades if t.strategy == name], sessions=result.sessions)
-        for name in sorted({t.strategy for t in trades})
-    }
-    rows = _portfolio_rows(portfolio.as_dict(), len(trades))
-    strat_rows = [
-        _strategy_row(name, sum(1 for t in trades if t.strategy == name), s.as_dict())
-        for name, s in per_strategy.items()
-    ]
-    png = equity_chart_png(equity, title="Backtest equity")
-    html = _report_html(
-        result, closed=len(trades), rows=rows, strat_rows=strat_rows, funnel=funnel, png=png
-    )
-    (result.out / "report.html").write_text(html)
-    return _summary(result, rows, funnel)
-
-
-def _pct(v: Any) -> str:
-    return "n/a" if v is None else f"{v:+.2%}"
-
-
-def _num(v: Any) -> str:
-    return "n/a" if v is None else f"{v:.2f}"
-
-
-def _portfolio_rows(stats: dict[str, Any], closed: int) -> list[tuple[str, str]]:
-    """The portfolio metrics, as (name, formatted value)."""
-    return [
-        ("total return", _pct(stats.get("total_return"))),
-        ("annualized return", _pct(stats.get("annualized_return"))),
-        ("sharpe", _num(stats.get("sharpe_ratio"))),
-        ("sortino", _num(stats.get("sortino_ratio"))),
-        ("max drawdown", _pct(stats.get("max_drawdown"))),
-        ("calmar", _num(stats.get("calmar_ratio"))),
-        ("closed trades", str(closed)),
-        ("win rate", _pct(stats.get("win_rate"))),
-        ("profit factor", _num(stats.get("profit_factor"))),
-    ]
-
-
-def _strategy_row(name: str, closed: int, stats: dict[str, Any]) -> list[str]:
-    """One strategy's closed-trade statistics, formatted."""
-    return [
-        name,
-        str(closed),
-        _pct(stats.get("win_rate")),
-        _num(stats.get("profit_factor")),
-        _num(stats.get("average_win")),
-        _num(stats.get("average_loss")),
-        _num(stats.get("average_holding_sessions")),
-    ]
-
-
-def _summary(
-    result: BacktestResult, rows: list[tuple[str, str]], funnel: list[dict[str, Any]]
-) -> str:
-    """The plain-text summary: run, portfolio metrics, funnel totals, files written."""
-    lines = [
-        f"backtest {result.sessions[0]} .. {result.sessions[-1]}: {len(result.sessions)} sessions"
-        f" in {result.seconds:.1f} s ({result.sessions_per_second:.0f} sessions/s,"
-        f" data {result.load_seconds:.1f} s)",
-        "",
-        f"{'metric':<22}{'value':>14}",
-        f"{'-' * 36}",
-    ]
-    lines += [f"{k:<22}{v:>14}" for k, v in rows]
-    lines += ["", *(f"model: {m}" for m in result.model)]
-    lines += ["", f"{'strategy':<20}{'raw':>7}{'regime':>8}{'corr':>7}{'risk':>7}{'exec':>7}"]
-    for f in funnel:
-        lines.append(
-            f"{f['strategy']:<20}{f['raw']:>7}{f['after_regime']:>8}{f['after_correlation']:>7}"
-            f"{f['after_risk']:>7}{f['executed']:>7}"
-        )
-    lines += ["", f"written: {result.out}/report.html, trades.csv, equity.csv, backtest.db"]
-    return "\n".join(lines)
-
-
-def _html_table(headers: list[str], body: list[list[Any]]) -> str:
-    """A plain HTML table, every cell escaped."""
-    import html
-
-    cell = 'style="padding:4px 10px;border-bottom:1px solid #ddd;text-align:right"'
-    head = 'style="padding:4px 10px;border-bottom:2px solid #333;text-align:right"'
-    out = ['<table style="border-collapse:collapse;margin:8px 0 20px">', "<tr>"]
-    out += [f"<th {head}>{html.escape(h)}</th>" for h in headers]
-    out.append("</tr>")
-    for row in body:
-        out.append(
-            "<tr>" + "".join(f"<td {cell}>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-        )
-    out.append("</table>")
-    return "".join(out)
-
-
-def _report_html(
-    result: BacktestResult,
-    *,
-    closed: int,
-    rows: list[tuple[str, str]],
-    strat_rows: list[list[str]],
-    funnel: list[dict[str, Any]],
-    png: bytes,
-) -> str:
-    """The HTML report: chart, portfolio metrics, the model, per-strategy trades, funnel."""
-    import base64
-    import html
-
-    first, last = result.sessions[0], result.sessions[-1]
-    portfolio = _html_table(["metric", "value"], [[k, v] for k, v in rows])
-    strategies = _html_table(
-        ["strategy", "trades", "win rate", "profit factor", "avg win", "avg loss", "avg hold"],
-        strat_rows,
-    )
-    stages = ["strategy", "raw", "after_regime", "after_correlation", "after_risk", "executed"]
-    funnel_table = _html_table(
-        ["strategy", "raw", "after regime", "after correlation", "after risk", "executed"],
-        [[f[k] for k in stages] for f in funnel],
-    )
-    return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>tradingd backtest {first} .. {last}</title></head>
-<body style="font-family:Helvetica,Arial,sans-serif;max-width:980px;margin:20px auto;color:#222">
-<h1 style="font-size:22px">Backtest {first} .. {last}</h1>
-<p>{len(result.sessions)} sessions, {closed} closed trades,
-{result.sessions_per_second:.0f} sessions/s.</p>
-<img alt="equity and drawdown" src="data:image/png;base64,{base64.b64encode(png).decode()}">
-<h2 style="font-size:18px">Portfolio</h2>
-{portfolio}
-<h2 style="font-size:18px">What the run models</h2>
-<ul>{"".join(f"<li>{html.escape(m)}</li>" for m in result.model)}</ul>
-<h2 style="font-size:18px">Per strategy (closed trades)</h2>
-{strategies}
-<h2 style="font-size:18px">Signal funnel totals</h2>
-{funnel_table}
-</body></html>
-"""

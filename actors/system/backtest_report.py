@@ -24,6 +24,8 @@ import pandas as pd
 
 from actors.data_feed.providers import BarProvider
 from actors.data_feed.universe import load_universe
+from actors.reports.backtest_charts import equity_vs_benchmark_png, exposure_png
+from actors.reports.backtest_page import BacktestPage, closed_trade_rows, render_page, summary_text
 from actors.reports.backtest_stats import (
     EQUAL_WEIGHT,
     SPY,
@@ -32,8 +34,14 @@ from actors.reports.backtest_stats import (
     OpenPosition,
     backtest_stats,
     buy_and_hold,
+    equity_curve,
+    gross_exposure_series,
+    lot_adjustments,
 )
+from actors.store import open_store
+from actors.store.corporate_actions import CorporateActionStore
 from actors.store.orders import OrderStore
+from actors.store.signals import SignalStore
 from actors.system.config import Settings
 from daemon.store import Store
 
@@ -42,6 +50,7 @@ if TYPE_CHECKING:
     from actors.system.backtest import BacktestResult
 
 STATS_FILE = "stats.json"
+REPORT_FILE = "report.html"
 
 
 async def write_stats(
@@ -78,10 +87,17 @@ async def write_stats(
         marks=result.marks,
         benchmark=benchmark,
         strategies=settings.strategies.enabled_names(),
+        adjustments=lot_adjustments(
+            [
+                r.action
+                for r in await CorporateActionStore(store).recorded()
+                if r.applied_at is not None
+            ]
+        ),
     )
 
     def compute() -> dict[str, Any]:
-        stats = backtest_stats(inputs)
+        stats = {**backtest_stats(inputs), "kill_switches": list(result.switches)}
         (result.out / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
         return stats
 
@@ -143,3 +159,44 @@ async def _symbol_closes(
         index = index.tz_localize(None)
     index = index.normalize()
     return pd.DataFrame({symbol: bars["close"].to_numpy(dtype=float)}, index=index)
+
+
+async def write_report(result: BacktestResult) -> str:
+    """Write ``report.html`` (charts, figures, attribution, monthly returns, funnel) beside
+    ``stats.json``; return the summary for the terminal."""
+    if result.inputs is None:
+        raise ValueError("write_report needs a finished run (run_backtest keeps its inputs)")
+    store = await open_store(result.out / "backtest.db", lock=False, readonly=True)
+    try:
+        funnel = await SignalStore(store).funnel_totals()
+    finally:
+        await store.close()
+    inputs = result.inputs
+
+    def render() -> str:
+        equity = equity_curve(inputs.initial_equity, inputs.base_session, inputs.closes)
+        trades = inputs.closed_trades()
+        page = BacktestPage(
+            first=result.sessions[0],
+            last=result.sessions[-1],
+            seconds=result.seconds,
+            load_seconds=result.load_seconds,
+            stats=result.stats,
+            equity_png=equity_vs_benchmark_png(
+                equity, inputs.benchmark.values, benchmark_label=_label(inputs)
+            ),
+            exposure_png=exposure_png(gross_exposure_series(inputs.closes)),
+            model=result.model,
+            switches=result.switches,
+            funnel=funnel,
+            trade_rows=closed_trade_rows(equity, trades, result.sessions),
+        )
+        (result.out / REPORT_FILE).write_text(render_page(page), encoding="utf-8")
+        return summary_text(page, str(result.out))
+
+    return await anyio.to_thread.run_sync(render)
+
+
+def _label(inputs: BacktestInputs) -> str:
+    benchmark = inputs.benchmark
+    return "SPY" if benchmark.kind == SPY else f"equal weight ({len(benchmark.symbols)} symbols)"

@@ -392,7 +392,8 @@ def _research(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _backtest(settings: Settings, args: argparse.Namespace) -> int:
-    from actors.system.backtest import MissingSymbols, run_backtest, write_report
+    from actors.system.backtest import MissingSymbols, run_backtest
+    from actors.system.backtest_report import write_report
     from daemon.logging import configure_logging
 
     configure_logging(level="warning", json=False, stream=sys.stderr)

@@ -11,8 +11,9 @@ simulated broker, all four strategies), with the universe overridden through
 
 - ``cycle_s``: the cycle's own duration, ``seconds`` of the ``cycle_finished`` log line;
 - ``process_wall_s``: Popen to exit of the whole process;
-- ``peak_rss_mb``: the child's peak RSS (``getrusage(RUSAGE_CHILDREN)`` after the
-  wait; this process starts no other child, so the maximum is the daemon's).
+- ``peak_rss_mb``: the child's peak RSS (``os.wait4``'s resource usage of that child);
+- ``next_day``: the same figures for 2026-11-24 on the same state directory, the ML
+  model then reused (it refits every ``retrain_every_days``): a daemon's usual day.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -31,7 +31,8 @@ from typing import Any
 
 ASOF = "2026-11-23"
 FAKE_NOW = "2026-11-23T09:47:00-05:00"
-TIMEOUT_S = 600
+NEXT_ASOF = "2026-11-24"
+NEXT_FAKE_NOW = "2026-11-24T09:47:00-05:00"
 
 
 def symbol_names(n: int) -> list[str]:
@@ -61,42 +62,56 @@ def tradingd() -> list[str]:
     return [sys.executable, "-m", "actors"]
 
 
-def measure(symbols: int) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="tdb-", dir="/tmp"))
-    try:
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [*tradingd(), "run", "--once", "--asof", ASOF],
-            env=daemon_env(work, symbols, TRADINGD_FAKE_NOW=FAKE_NOW),
+def run_once(work: Path, symbols: int, asof: str, fake_now: str) -> dict[str, Any]:
+    """One ``run --once`` on ``work``'s state: the cycle's line, the wall time, the peak RSS."""
+    log = work / f"stdout-{asof}.log"
+    t0 = time.perf_counter()
+    with log.open("w") as out, (work / f"stderr-{asof}.log").open("w") as err:
+        proc = subprocess.Popen(
+            [*tradingd(), "run", "--once", "--asof", asof],
+            env=daemon_env(work, symbols, TRADINGD_FAKE_NOW=fake_now),
             cwd=work,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_S,
-            check=False,
+            stdout=out,
+            stderr=err,
         )
-        wall = time.perf_counter() - t0
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
     finished = None
-    for line in proc.stdout.splitlines():
+    for line in log.read_text().splitlines():
         if line.startswith("{"):
             event = json.loads(line)
             if event.get("event") == "cycle_finished":
                 finished = event
     if proc.returncode != 0 or finished is None:
         raise SystemExit(
-            f"tradingd run --once exited {proc.returncode} without cycle_finished:\n"
-            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+            f"tradingd run --once --asof {asof} exited {proc.returncode} without"
+            f" cycle_finished:\n{log.read_text()[-3000:]}\n"
+            f"{(work / f'stderr-{asof}.log').read_text()[-3000:]}"
         )
     return {
-        "symbols": symbols,
-        "asof": ASOF,
         "cycle_s": float(finished["seconds"]),
         "cycle_status": finished["status"],
         "orders": finished.get("orders"),
         "process_wall_s": wall,
-        "peak_rss_mb": peak_kib / 1024.0,
+        "peak_rss_mb": usage.ru_maxrss / 1024.0,
+    }
+
+
+def measure(symbols: int) -> dict[str, Any]:
+    """The first day (the ML model fitted) and the next (the model reused: it refits every
+    ``retrain_every_days``), on one state directory as a daemon runs them."""
+    work = Path(tempfile.mkdtemp(prefix="tdb-", dir="/tmp"))
+    try:
+        first = run_once(work, symbols, ASOF, FAKE_NOW)
+        nxt = run_once(work, symbols, NEXT_ASOF, NEXT_FAKE_NOW)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "symbols": symbols,
+        "asof": ASOF,
+        **first,
+        "next_day": {"asof": NEXT_ASOF, **nxt},
     }
 
 

@@ -10,6 +10,7 @@ so the market data step fetches its history adjusted; on the ex date itself the
 history is still in the old scale while the book is in the new one, so that day the
 symbol is held: no signal, no order, no stop check of it (a reverse split's stop,
 ten times higher, would otherwise sell on the old price), and the operator is told.
+A symbol renamed away is held from the rename's ex date on: its ticker is gone.
 Each application is an event in the run's file and an alert to the operator; the
 cycle's notes say what changed.
 A source that cannot be read costs nothing but a note: an unexplained difference at
@@ -59,6 +60,15 @@ async def corporate_actions(cx: CycleContext) -> Outcome | None:
         st.notes.append(
             f"{symbol}: {action.describe()} ex {action.ex_date} is in the book, not yet in"
             " its history: no orders and no stop check of it today"
+        )
+    for symbol, action in sorted((await book.renamed_away(asof)).items()):
+        # A feed may go on serving the old ticker (the company's bars under either name):
+        # an entry in it would be refused by the broker, or, at a simulated one, land on
+        # the new symbol behind the book's back.
+        st.held_for_actions.add(symbol)
+        st.notes.append(
+            f"{symbol}: renamed {action.new_symbol} on {action.ex_date}: no orders in the"
+            f" old symbol (add {action.new_symbol} to the universe to trade it)"
         )
     return None
 

@@ -66,7 +66,7 @@ import hashlib
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -77,6 +77,7 @@ import pandas as pd
 
 from actors.data_feed.params import SyntheticParams
 from actors.data_feed.providers.base import empty_bars
+from actors.data_feed.providers.synthetic_schedule import Schedule, ScheduleBuilder
 from actors.market.corporate_actions import ActionKind, CorporateAction
 
 FloatArray = npt.NDArray[np.float64]
@@ -314,7 +315,7 @@ class SyntheticProvider:
         self.volatility_symbol = volatility_symbol
         self._lock = threading.Lock()
         self._rows: dict[str, _Symbols] = {}
-        self._schedules: dict[str, tuple[CorporateAction, ...]] = {}
+        self._schedules: dict[str, Schedule] = {}
 
     async def fetch(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
         """Bars for ``symbols`` (the volatility symbol excluded) over the sessions in range."""
@@ -363,7 +364,7 @@ class SyntheticProvider:
         for name in names:
             listing = self._listing(name)
             if listing.listed_by(end):
-                out.extend(a for a in self._actions_of(name, listing) if start <= a.ex_date <= end)
+                out.extend(self._schedule(listing.company).between(name, start, end))
         out.sort(key=lambda a: (a.ex_date, a.symbol, a.kind))
         return out
 
@@ -391,10 +392,10 @@ class SyntheticProvider:
         days = economic["date"].to_numpy(dtype="datetime64[ns]")[:t]
         block = {k: economic[k].to_numpy().reshape(len(companies), t)[take] for k in _OHLCV}
         for k, name in enumerate(names):
-            actions = self._actions_of(name, listings[name])
-            _print_row(block, k, days, actions)
+            schedule = self._schedule(listings[name].company)
+            _print_row(block, k, days, schedule)
             if adjusted:
-                _adjust_row(block, k, days, actions, end)
+                _adjust_row(block, k, days, schedule, end)
         return pd.DataFrame(
             {
                 "symbol": pd.Series(np.repeat(np.asarray(names, dtype=object), t), dtype=str),
@@ -408,19 +409,16 @@ class SyntheticProvider:
         if name.endswith(RENAME_SUFFIX) and len(name) > len(RENAME_SUFFIX):
             old = name[: -len(RENAME_SUFFIX)]
             if self._listing(old).company == old:
-                for action in self._schedule(old):
-                    if action.kind is ActionKind.RENAME and action.new_symbol == name:
-                        return _Listing(old, action.ex_date)
+                rename = self._schedule(old).rename()
+                if rename is not None and rename[0] == name:
+                    return _Listing(old, rename[1])
         return _Listing(name)
 
-    def _actions_of(self, name: str, listing: _Listing) -> tuple[CorporateAction, ...]:
+    def _actions_of(self, name: str, listing: _Listing) -> list[CorporateAction]:
         """The company's actions over the epoch under ``name`` (a new symbol: not the rename)."""
-        schedule = self._schedule(listing.company)
-        if name == listing.company:
-            return schedule
-        return tuple(replace(a, symbol=name) for a in schedule if a.kind is not ActionKind.RENAME)
+        return self._schedule(listing.company).between(name, EPOCH_START, EPOCH_END)
 
-    def _schedule(self, company: str) -> tuple[CorporateAction, ...]:
+    def _schedule(self, company: str) -> Schedule:
         with self._lock:
             cached = self._schedules.get(company)
         if cached is None:
@@ -508,7 +506,7 @@ def _company_of(name: str) -> str:
 
 def _draw_actions(
     market: _Market, rows: _Symbols, seed: int, rate: float, company: str
-) -> tuple[CorporateAction, ...]:
+) -> Schedule:
     """``company``'s actions over the epoch, by ex date (see the module docstring)."""
     sessions = market.sessions
     rng = np.random.default_rng(
@@ -521,7 +519,7 @@ def _draw_actions(
     pay_at = np.minimum(positions + 5 + (draws[:, 3] * 15).astype(np.int64), len(sessions) - 1)
     ex_dates, pay_dates = sessions[positions].date, sessions[pay_at].date
     renamable = len(company) + len(RENAME_SUFFIX) <= _MAX_SYMBOL
-    out: list[CorporateAction] = []
+    out = ScheduleBuilder.start(company, SOURCE)
     scale = 1.0  # C(t): the product of the split ratios so far
     for ex_date, pay_date, economic, (u_kind, u_terms, u_special, _) in zip(
         ex_dates, pay_dates, prices, draws, strict=True
@@ -529,29 +527,18 @@ def _draw_actions(
         price = float(economic) / scale
         if u_kind < _RENAME_SHARE and renamable:
             renamable = False
-            new_symbol = company + RENAME_SUFFIX
-            out.append(
-                CorporateAction(ActionKind.RENAME, company, ex_date, SOURCE, new_symbol=new_symbol)
-            )
+            out.new_symbol = company + RENAME_SUFFIX
+            out.add(ActionKind.RENAME, ex_date, pay_date)
         elif u_kind < _RENAME_SHARE + _SPLIT_SHARE:
             ratio = _split_ratio(price, u_terms)
             scale *= ratio
             kind = ActionKind.FORWARD_SPLIT if ratio > 1 else ActionKind.REVERSE_SPLIT
-            out.append(CorporateAction(kind, company, ex_date, SOURCE, ratio=ratio))
+            out.add(kind, ex_date, pay_date, ratio=ratio)
         else:
             share = 0.02 + 0.03 * u_terms if u_special < 0.1 else 0.002 + 0.008 * u_terms
             cash = max(round(float(price * share), 2), 0.01)
-            out.append(
-                CorporateAction(
-                    ActionKind.CASH_DIVIDEND,
-                    company,
-                    ex_date,
-                    SOURCE,
-                    cash_per_share=cash,
-                    pay_date=pay_date,
-                )
-            )
-    return tuple(out)
+            out.add(ActionKind.CASH_DIVIDEND, ex_date, pay_date, cash=cash)
+    return out.build()
 
 
 def _split_ratio(price: float, u: float) -> float:
@@ -579,16 +566,16 @@ def _print_row(
     block: dict[str, FloatArray],
     k: int,
     days: npt.NDArray[np.datetime64],
-    actions: Sequence[CorporateAction],
+    schedule: Schedule,
 ) -> None:
     """Row ``k`` of the (names x sessions) ``block`` as printed, in place: prices / C(day)
     to the cent, volume x C(day) (C: the product of the split ratios ex on or before)."""
-    splits = [a for a in actions if a.kind.rescales]
+    splits = list(schedule.splits())
     if not splits:
         return
     scale = np.ones(len(days))
-    for action in splits:
-        scale[days >= np.datetime64(action.ex_date, "ns")] *= action.ratio
+    for ex_day, ratio in splits:
+        scale[days >= ex_day] *= ratio
     for column in _PRICE_COLUMNS:
         price = block[column][k] / scale
         block[column][k] = np.maximum(np.rint(price * 100.0) / 100.0, 0.01)
@@ -599,16 +586,16 @@ def _adjust_row(
     block: dict[str, FloatArray],
     k: int,
     days: npt.NDArray[np.datetime64],
-    actions: Sequence[CorporateAction],
+    schedule: Schedule,
     asof: dt.date,
 ) -> None:
     """``adjust_history`` as of ``asof`` on row ``k`` of ``block``, in place."""
-    relevant = [a for a in actions if a.kind.rescales and a.ex_date <= asof]
+    relevant = list(schedule.splits(asof))
     if not relevant:
         return
     factor = np.ones(len(days))
-    for action in relevant:
-        factor[days < np.datetime64(action.ex_date, "ns")] *= action.ratio
+    for ex_day, ratio in relevant:
+        factor[days < ex_day] *= ratio
     for column in _PRICE_COLUMNS:
         block[column][k] = block[column][k] / factor
     block["volume"][k] = block["volume"][k] * factor

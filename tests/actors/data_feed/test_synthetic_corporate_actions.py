@@ -187,7 +187,7 @@ async def test_a_renamed_symbol_serves_its_company_under_both_names() -> None:
     assert rename in old_actions
     assert all(a.kind is not ActionKind.RENAME and a.symbol == new for a in new_actions)
     assert [(a.kind, a.ex_date) for a in new_actions] == [
-        (a.kind, a.ex_date) for a in old_actions if a is not rename
+        (a.kind, a.ex_date) for a in old_actions if a != rename
     ]
     raw = provider.generate_raw([new], start, end)
     pd.testing.assert_frame_equal(

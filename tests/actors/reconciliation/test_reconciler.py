@@ -386,3 +386,20 @@ async def test_a_broker_that_reads_its_book_at_once_is_read_once(
     assert broker.reads == ["book"]
     assert report.passed
     assert (report.broker_cash, report.broker_equity) == (50_000.0, 51_000.0)
+
+
+async def test_a_start_snapshot_before_the_settle_is_not_a_failure_in_the_log(
+    store: Store, ids: dict[str, int]
+) -> None:
+    """A fill not booked yet shows at START: info lines, no "reconciliation_failed"."""
+    await hold(store, ids["momentum"], "AAPL", 10)
+    broker = FakeBroker(50_000.0, {"AAPL": (5, 100.0)})
+    async with running(store, broker, ids["manual"]) as actor:
+        with capture_logs() as logs:
+            report = await actor.reconcile("START")
+    assert not report.passed
+    assert [(e["event"], e["log_level"]) for e in logs] == [
+        ("reconciliation_start_difference", "info"),
+        ("reconciliation_start_unsettled", "info"),
+    ]
+    assert logs[0]["symbol"] == "AAPL"

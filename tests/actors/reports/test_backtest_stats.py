@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from actors.market.corporate_actions import ActionKind, CorporateAction
 from actors.reports.backtest_stats import (
     EQUAL_WEIGHT,
     SPY,
@@ -23,6 +24,7 @@ from actors.reports.backtest_stats import (
     equity_curve,
     exposure,
     fee_totals,
+    lot_adjustments,
     monthly_returns,
     strategy_attribution,
 )
@@ -145,6 +147,24 @@ def test_attribution_follows_the_book_through_a_split() -> None:
     assert got["d"].unrealized_pnl == pytest.approx(100.0)
     assert got["d"].realized_pnl == pytest.approx(-0.05)
     assert got["d"].realized_pnl + got["d"].unrealized_pnl == pytest.approx(20 * 30.0 - 500.05)
+
+
+def test_trades_and_win_rate_follow_the_books_splits() -> None:
+    """10 bought @ 50, split 2:1, 20 sold @ 30: one winning trade, not a loss and an
+    unmatched 10 shares."""
+    ledger = [
+        fill("d", "BUY", 10, 50.0, D(2026, 3, 2), commission=0.05, slippage=0.3),
+        fill("d", "SELL", 20, 30.0, D(2026, 3, 9), commission=0.1, slippage=0.2),
+    ]
+    split = CorporateAction(ActionKind.FORWARD_SPLIT, "AAA", D(2026, 3, 5), "test", ratio=2.0)
+    dividend = CorporateAction(
+        ActionKind.CASH_DIVIDEND, "AAA", D(2026, 3, 6), "test", cash_per_share=0.1
+    )
+    adjustments = lot_adjustments([split, dividend])
+    assert len(adjustments) == 1
+    got = strategy_attribution(ledger, {}, [], {}, adjustments=adjustments)["d"]
+    assert (got.trades, got.win_rate) == (1, 1.0)
+    assert got.realized_pnl == pytest.approx(600.0 - 500.0 - 0.15)
 
 
 def test_an_unmarked_position_is_valued_at_its_average_price() -> None:

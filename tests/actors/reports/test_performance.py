@@ -19,6 +19,7 @@ from actors.reports.performance import (
     PERIODS_PER_YEAR,
     ClosedTrade,
     FillRecord,
+    LotAdjustment,
     PerformanceSummary,
     annualized_return,
     annualized_volatility,
@@ -448,6 +449,37 @@ def test_fifo_orders_fills_by_date_and_skips_unmatched_sells() -> None:
     ]
     trades = closed_trades_from_fills(fills)
     assert [(t.entry_date.day, t.exit_date.day, t.shares) for t in trades] == [(3, 4, 3)]
+
+
+def test_fifo_follows_a_split_between_entry_and_exit() -> None:
+    """100 bought @ 10, a 2:1 split on day 3, 200 sold @ 6 on day 4: one trade of 200
+    shares entered @ 5 (costs carried over), not a loss on 100 and 100 unmatched."""
+    fills = [_fill("BUY", 100, 10.0, 2, commission=1.0), _fill("SELL", 200, 6.0, 4, commission=1.0)]
+    trades = closed_trades_from_fills(fills, [LotAdjustment(dt.date(2024, 1, 3), "AAA", 2.0)])
+    assert [(t.shares, t.entry_price, t.exit_price) for t in trades] == [(200, 5.0, 6.0)]
+    assert trades[0].costs == pytest.approx(2.0)
+    assert trades[0].pnl == pytest.approx(200 * 1.0 - 2.0)
+
+
+def test_fifo_split_floors_the_holding_once_and_applies_before_the_days_fills() -> None:
+    """Lots of 1 and 1 share through a 3:2 split hold 3 shares (floor of 3.0, not 1 + 1);
+    a sell on the ex date itself sells post-split shares."""
+    fills = [
+        _fill("BUY", 1, 30.0, 2, commission=0.0),
+        _fill("BUY", 1, 30.0, 3, commission=0.0),
+        _fill("SELL", 3, 21.0, 5, commission=0.0),
+    ]
+    trades = closed_trades_from_fills(fills, [LotAdjustment(dt.date(2024, 1, 5), "AAA", 1.5)])
+    assert sum(t.shares for t in trades) == 3
+    assert all(t.entry_price == pytest.approx(20.0) for t in trades)
+
+
+def test_fifo_follows_a_rename() -> None:
+    """Bought as AAA, renamed to AAA.X, sold as AAA.X: one trade under the new name."""
+    fills = [_fill("BUY", 10, 10.0, 2), _fill("SELL", 10, 12.0, 4, symbol="AAA.X")]
+    rename = LotAdjustment(dt.date(2024, 1, 3), "AAA", new_symbol="AAA.X")
+    trades = closed_trades_from_fills(fills, [rename])
+    assert [(t.symbol, t.shares, t.entry_price) for t in trades] == [("AAA.X", 10, 10.0)]
 
 
 def test_fifo_rejects_bad_fills() -> None:
