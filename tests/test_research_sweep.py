@@ -66,6 +66,10 @@ def test_cluster_local_cluster_and_single_backtests_agree(
         stats = json.loads((out / "stats.json").read_text())
         assert [row[m] for m in METRICS] == [exact(stats[m]) for m in METRICS]
         assert row["error"] == ""
+    for run in sorted((remote / "runs").iterdir()):  # each a whole backtest's output
+        assert sorted(p.name for p in run.iterdir()) == [
+            "backtest.db", "equity.csv", "report.html", "stats.json", "trades.csv",
+        ]  # fmt: skip
     assert (remote / "heatmap.png").read_bytes().startswith(PNG)
     page = (remote / "report.html").read_text()
     assert "Best by sharpe" in page

@@ -549,6 +549,12 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         raise _config_error(exc, sources) from None
 
 
+def environment_secrets(environ: Mapping[str, str]) -> SecretSettings:
+    """The secrets of ``environ`` alone: ``$CREDENTIALS_DIRECTORY`` files and ``ALPACA_API_KEY``
+    & co. (a sweep's worker takes its own, so no secret travels with a task)."""
+    return SecretSettings.model_validate(_secrets_from(environ, {}))
+
+
 def with_values(settings: Settings, values: Mapping[str, Any]) -> Settings:
     """``settings`` with the dotted keys of ``values`` set, validated as a file's values are.
 

@@ -93,8 +93,8 @@ def _panel(
     ax.set_title(f"{metric} by {labels[0]} x {labels[1]}", fontsize=10)
     if grid.size <= MAX_ANNOTATED_CELLS:
         for (a, b), v in np.ndenumerate(grid):
-            if np.isfinite(v):
-                ax.text(b, a, f"{v:.2f}", ha="center", va="center", fontsize=8)
+            shown, color = (f"{v:.2f}", "black") if np.isfinite(v) else ("n/a", "#999")
+            ax.text(b, a, shown, ha="center", va="center", fontsize=8, color=color)
 
 
 def _bars(ax: Axes, key: str, label: str, rows: Sequence[Row], metric: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from actors.market.calendar import ExchangeCalendar
-from actors.system.config import Settings, with_values
+from actors.system.config import SecretSettings, Settings, with_values
 from actors.system.research.grid import Combination, Param, combination_id, combinations
 from actors.system.research.heatmap import heatmap_png
 from actors.system.research.progress import Progress
@@ -107,11 +107,28 @@ class Job:
     end: dt.date
     run_dir: Path
     curves: bool = False
+    report: bool = True
 
 
 def grid_jobs(plan: Plan, combos: Sequence[Combination]) -> list[Job]:
     """The sweep's jobs: every combination over the plan's dates, in ``DIR/runs/<id>``."""
     return [Job(c, plan.start, plan.end, plan.out / "runs" / combination_id(c)) for c in combos]
+
+
+def spec_for(plan: Plan, job: Job, session: str) -> RunSpec:
+    """The task of one job: the plan's settings with the combination applied (validated as
+    a config file is: ``ConfigError`` when refused), without the secrets, which stay on
+    this machine (a worker reads its own, ``tasks.run_spec``)."""
+    settings = with_values(plan.settings, job.combo)
+    return RunSpec(
+        settings.model_copy(update={"secrets": SecretSettings()}),
+        job.start,
+        job.end,
+        job.run_dir,
+        session=session,
+        curves=job.curves,
+        report=job.report,
+    )
 
 
 def run_combinations(
@@ -134,15 +151,12 @@ def run_combinations(
     where: list[int] = []
     for i, job in enumerate(jobs):
         try:
-            settings = with_values(plan.settings, job.combo)
+            specs.append(spec_for(plan, job, session))
         except ConfigError as exc:
             outcomes[i] = Outcome.failed(str(exc))
             if progress is not None:
                 progress.step(failed=True)
             continue
-        specs.append(
-            RunSpec(settings, job.start, job.end, job.run_dir, session=session, curves=job.curves)
-        )
         where.append(i)
 
     def told(n: int, outcome: Outcome) -> None:

@@ -1,5 +1,9 @@
 """What one Dask task does in its worker: one backtest, its metrics read from ``stats.json``.
 
+The run directory ends as ``tradingd backtest`` leaves one: ``stats.json``,
+``report.html`` (unless the spec says not: a walk-forward's training runs),
+``equity.csv``, ``trades.csv`` and a self-contained ``backtest.db``.
+
 A task is a ``RunSpec`` (the combination's settings, the dates, the run directory);
 ``run_spec`` is the function Dask calls, in the worker process. The market (bars
 and indicators) is loaded once per worker and kept for the next tasks with the
@@ -21,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import os
 import shutil
 import sys
 import threading
@@ -34,8 +39,8 @@ import pandas as pd
 
 from actors.reports.backtest_stats import equity_curve
 from actors.system.backtest import LoadedMarket, load_market, run_backtest
-from actors.system.backtest_report import STATS_FILE
-from actors.system.config import Settings
+from actors.system.backtest_report import STATS_FILE, write_report
+from actors.system.config import Settings, environment_secrets
 from daemon.logging import configure_logging
 
 METRICS: Final = ("sharpe", "sortino", "cagr", "max_drawdown", "trades", "exposure", "fees")
@@ -48,7 +53,11 @@ MARKETS_KEPT: Final = 2
 
 @dataclass(frozen=True, slots=True)
 class RunSpec:
-    """One backtest to run in a worker: settings already carrying the combination."""
+    """One backtest to run in a worker: settings already carrying the combination.
+
+    The settings travel without secrets; the worker adds its own from its environment
+    (``ALPACA_API_KEY`` & co., ``$CREDENTIALS_DIRECTORY``), for a provider that needs them.
+    """
 
     settings: Settings
     start: dt.date
@@ -58,6 +67,8 @@ class RunSpec:
     session: str = ""
     #: Also return the equity curve and the benchmark (a walk-forward's test window).
     curves: bool = False
+    #: Also write the run's report.html, as ``tradingd backtest`` does.
+    report: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +98,15 @@ def run_spec(spec: RunSpec) -> Outcome:
     _worker_logging()
     shutil.rmtree(spec.out, ignore_errors=True)
     try:
-        market = market_for(spec.settings, spec.start, spec.end, spec.session)
+        settings = spec.settings.model_copy(update={"secrets": environment_secrets(os.environ)})
+        market = market_for(settings, spec.start, spec.end, spec.session)
         result = anyio.run(
             lambda: run_backtest(
-                spec.settings, start=spec.start, end=spec.end, out=spec.out, preloaded=market
+                settings, start=spec.start, end=spec.end, out=spec.out, preloaded=market
             )
         )
+        if spec.report:
+            anyio.run(lambda: write_report(result))
         stats: dict[str, Any] = json.loads((spec.out / STATS_FILE).read_text())
     except Exception as exc:  # any failure of one combination is its row's error
         return Outcome.failed(f"{type(exc).__name__}: {exc}")

@@ -32,11 +32,12 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import pandas as pd
 
-from actors.system.research.grid import cell, combination_id, combinations
+from actors.system.research.grid import Combination, cell, combination_id, combinations
 from actors.system.research.progress import Progress
 from actors.system.research.results import Row, best_row
 from actors.system.research.sweep import Job, Plan, check_dates, check_plan, run_combinations
@@ -158,7 +159,7 @@ def run_walk_forward(
     combos = combinations(plan.params)
     progress = Progress(stream, len(wf.windows) * (len(combos) + 1), "runs")
     train_jobs = [
-        Job(c, w.train[0], w.train[-1], plan.out / "windows" / w.name / "train" / combination_id(c))
+        Job(c, w.train[0], w.train[-1], _train_dir(plan, w, c), report=False)
         for w in wf.windows
         for c in combos
     ]
@@ -185,6 +186,10 @@ def run_walk_forward(
     result = WalkForwardResult(wf, results, stitch(results), interrupted)
     write_files(result)
     return result
+
+
+def _train_dir(plan: Plan, window: Window, combo: Combination) -> Path:
+    return plan.out / "windows" / window.name / "train" / combination_id(combo)
 
 
 def stitch(results: Sequence[WindowResult]) -> list[tuple[str, int, float, float | None]]:

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import pickle
+from pathlib import Path
+
 import pytest
 
-from actors.system.config import Settings, with_values
+from actors.system.config import (
+    SecretSettings,
+    Settings,
+    environment_secrets,
+    load_settings,
+    with_values,
+)
 from actors.system.research.grid import (
     MAX_COMBINATIONS,
     Span,
@@ -15,6 +25,7 @@ from actors.system.research.grid import (
     parse_params,
 )
 from actors.system.research.search import distributions
+from actors.system.research.sweep import Job, Plan, spec_for
 from daemon.errors import ConfigError
 
 FAST = "strategies.ma_crossover.fast"
@@ -146,3 +157,18 @@ def test_the_search_space_follows_the_params() -> None:
     assert space[FAST] == IntDistribution(5, 15, step=5)
     assert space[ENTRY] == FloatDistribution(25.0, 35.0, step=2.5)
     assert space["strategies.ma_crossover.slow"] == CategoricalDistribution([20, 40])
+
+
+def test_a_task_carries_the_combination_but_no_secret(tmp_path: Path) -> None:
+    """The settings sent to a worker have the combination applied and the secrets cleared."""
+    settings = load_settings(None, {"ALPACA_API_KEY": "PKTEST", "ALPACA_SECRET_KEY": "s3cret"})
+    assert settings.secrets.alpaca_api_key is not None
+    plan = Plan(settings, dt.date(2025, 1, 2), dt.date(2025, 3, 31), [], tmp_path)
+    job = Job({FAST: 7}, plan.start, plan.end, tmp_path / "runs" / "x")
+    spec = spec_for(plan, job, "session")
+    assert spec.settings.strategies.ma_crossover.fast == 7
+    assert spec.settings.secrets == SecretSettings()
+    assert "s3cret" not in pickle.dumps(spec).decode("latin-1")
+    worker = environment_secrets({"ALPACA_API_KEY": "PKWORKER"})
+    assert worker.alpaca_api_key is not None
+    assert worker.alpaca_api_key.get_secret_value() == "PKWORKER"
