@@ -75,8 +75,9 @@ def run_search(
         remaining = trials - len(finished(study))
     progress.done()
     rows = rows_of(study, plan.keys)
-    write_outputs(plan, rows, title=f"Optuna search {plan.start} .. {plan.end}", total=trials)
-    return SweepResult(rows, best_row(rows, plan.objective), interrupted, trials)
+    total = max(trials, len(rows))  # a study may hold more trials than asked for now
+    write_outputs(plan, rows, title=f"Optuna search {plan.start} .. {plan.end}", total=total)
+    return SweepResult(rows, best_row(rows, plan.objective), interrupted, total)
 
 
 def distributions(params: Sequence[Param]) -> dict[str, BaseDistribution]:
