@@ -69,6 +69,8 @@ def walk_forward(settings: Settings, args: argparse.Namespace, stream: TextIO | 
 
 
 def _client(args: argparse.Namespace) -> AbstractContextManager[Client]:
+    if not args.connect_timeout > 0:
+        raise ConfigError("--connect-timeout", f"{args.connect_timeout:g}: must be positive")
     return dask_client(workers=args.workers, scheduler=args.scheduler, timeout=args.connect_timeout)
 
 

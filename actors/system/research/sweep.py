@@ -1,7 +1,8 @@
 """``tradingd sweep``: every combination of the grid, one backtest each, on Dask.
 
-Writes into ``DIR``: ``runs/<combination id>/`` (each combination's own backtest:
-``stats.json``, ``equity.csv``, ``trades.csv``, ``backtest.db``), ``results.csv``
+Writes into ``DIR``: ``runs/<combination id>/`` (each combination's own backtest, as
+``tradingd backtest`` leaves it: ``stats.json``, ``report.html``, ``equity.csv``,
+``trades.csv``, ``backtest.db``), ``results.csv``
 (``actors.system.research.results``), ``heatmap.png`` and ``report.html``. A rerun
 on the same ``DIR`` runs everything again and writes the same rows.
 """
