@@ -148,6 +148,10 @@ def test_optuna_search_resumes_to_the_trials_asked(cluster: DaskCluster, tmp_pat
         (["--param", "strategies.ma_crossover.fast=5", "--objective", "luck"], "--objective"),
         (["--param", f"{FAST}=5", "--workers", "2", "--scheduler", "tcp://x:1"], "--workers"),
         (["--param", "strategies.ma_crossover.fast=5", "--search", "optuna"], "--trials"),
+        (
+            ["--param", f"{FAST}=5", "--scheduler", "tcp://x:1", "--connect-timeout", "0"],
+            "--connect-timeout",
+        ),
     ],
 )
 def test_bad_options_exit_78_naming_what_is_wrong(
