@@ -10,14 +10,18 @@ model this process fits, and a changed row is another key.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from concurrent.futures import ProcessPoolExecutor
+import os
+import signal
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
 import anyio
 import numpy as np
 import pytest
+from structlog.testing import capture_logs
 
 import actors.system.backtest as backtest_mod
 from actors.data_feed.market import PrecomputedMarket
@@ -139,3 +143,27 @@ def test_the_key_names_every_row_and_the_parameters() -> None:
     changed[7, 1] = np.nextafter(changed[7, 1], np.inf)
     assert fit_key(changed, rows.y, 1.0) != key
     assert fit_key(rows.x, ~rows.y, 1.0) != key
+
+
+def test_a_worker_killed_mid_backtest_leaves_the_fits_inline(inputs: PlanInputs) -> None:
+    """SIGKILL of the fitting process (the OOM killer's way): the pool breaks once, logs
+    it, and every later ``fitted`` is a miss (the strategy fits inline), never an error."""
+    pool = PrefitPool(inputs)
+    try:
+        ((_, future),) = list(pool._pending.values())[:1]
+        workers = list(pool._executor._processes.values())
+        assert workers
+        for proc in workers:
+            assert proc.pid is not None
+            os.kill(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(BrokenExecutor):
+            future.result(timeout=60)
+        key = next(iter(pool._pending))
+        with capture_logs() as logs:
+            assert pool.fitted(key, inputs.sessions[0]) is None
+            assert pool.fitted(b"any other key", inputs.sessions[1]) is None
+        assert pool.broken
+        assert pool.missed == 2
+        assert [e["event"] for e in logs] == ["ml_prefit_broken"]
+    finally:
+        pool.close()

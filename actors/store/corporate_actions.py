@@ -276,15 +276,19 @@ class CorporateActionStore:
         rows = await self._store.fetchall(UNADJUSTED_SQL, (window_end.isoformat(),))
         return {str(r["symbol"]): _action(r).action for r in rows}
 
-    async def renamed_away(self, through: dt.date) -> dict[str, CorporateAction]:
-        """Old symbol -> its rename, for the renames recorded with ex date by ``through``:
-        from then on the old ticker no longer trades (the broker refuses it)."""
+    async def renamed_away(self, through: dt.date) -> dict[str, tuple[str, dt.date]]:
+        """Old symbol -> (new symbol, ex date), for the renames recorded with ex date by
+        ``through``: from then on the old ticker no longer trades (the broker refuses it).
+        """
         rows = await self._store.fetchall(
-            "SELECT * FROM corporate_actions WHERE kind = 'rename' AND ex_date <= ?"
-            " ORDER BY ex_date, action_id",
+            "SELECT symbol, new_symbol, ex_date FROM corporate_actions"
+            " WHERE kind = 'rename' AND ex_date <= ? ORDER BY ex_date, action_id",
             (through.isoformat(),),
         )
-        return {str(r["symbol"]): _action(r).action for r in rows}
+        return {
+            str(r["symbol"]): (str(r["new_symbol"]), dt.date.fromisoformat(str(r["ex_date"])))
+            for r in rows
+        }
 
     async def pending_at_broker(self, on_or_after: dt.date) -> Mapping[str, tuple[int, int]]:
         """Symbol -> (shares before, shares after) of splits applied here from ``on_or_after``.

@@ -378,6 +378,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX sim_corporate_actions_owed ON sim_corporate_actions(pay_date)
         WHERE credited_at IS NULL;
     """,
+    # ---- version 8: the renames, for the tickers renamed away (issue 15)
+    # Each cycle holds the old symbols of the renames ex by its date; a partial index
+    # reads those few rows, not every action recorded since the daemon began.
+    """
+    CREATE INDEX corporate_actions_renames ON corporate_actions(ex_date)
+        WHERE kind = 'rename';
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

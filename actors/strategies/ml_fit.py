@@ -67,23 +67,34 @@ def training_rows(
         return None
     first_row = max(0, last_row - window + 1)
     rows = slice(first_row, last_row + 1)
-    x = np.stack([f[rows] for f in features], axis=-1).reshape(-1, len(features))
     with np.errstate(divide="ignore", invalid="ignore"):
         forward = close[first_row + horizon : last_row + horizon + 1] / close[rows] - 1.0
     forward = forward.reshape(-1)
-    usable = np.isfinite(x).all(axis=1) & np.isfinite(forward)
-    return TrainingRows(x[usable], forward[usable] > 0, first_row, last_row, last_row + horizon)
+    usable = np.isfinite(forward)
+    for f in features:
+        usable &= np.isfinite(f[rows]).reshape(-1)
+    # Each feature's usable rows, stacked once: the (rows x features) matrix is made at
+    # its final size (5,000 symbols x 252 days: 60 MB, not twice that).
+    x = np.stack([f[rows].reshape(-1)[usable] for f in features], axis=-1)
+    return TrainingRows(x, forward[usable] > 0, first_row, last_row, last_row + horizon)
 
 
-def fit_pipeline(x: FloatArray, y: npt.NDArray[np.bool_], c: float) -> Pipeline:
-    """``StandardScaler`` then an L2 logistic regression (lbfgs, ``C = c``) fitted on (x, y)."""
+def fit_pipeline(
+    x: FloatArray, y: npt.NDArray[np.bool_], c: float, *, overwrite_x: bool = False
+) -> Pipeline:
+    """``StandardScaler`` then an L2 logistic regression (lbfgs, ``C = c``) fitted on (x, y).
+
+    ``overwrite_x``: the scaler standardises ``x`` in place (the same arithmetic, so the
+    same model) instead of a copy: on 5,000 symbols x 252 days, 60 MB less at the peak of
+    a daily cycle. The caller must not read ``x`` after. Predictions copy as always.
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
     pipeline = Pipeline(
         [
-            ("scale", StandardScaler()),
+            ("scale", StandardScaler(copy=not overwrite_x)),
             (
                 "logit",
                 LogisticRegression(
@@ -93,6 +104,7 @@ def fit_pipeline(x: FloatArray, y: npt.NDArray[np.bool_], c: float) -> Pipeline:
         ]
     )
     pipeline.fit(x, y)
+    pipeline.named_steps["scale"].copy = True  # never scale a caller's features in place
     return pipeline
 
 

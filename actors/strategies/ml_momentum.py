@@ -296,7 +296,7 @@ class MlMomentum(Strategy):
         if self._fits is not None:
             pipeline = self._fits.fitted(fit_key(rows.x, rows.y, p.regularization_c), ctx.asof)
         if pipeline is None:
-            pipeline = fit_pipeline(rows.x, rows.y, p.regularization_c)
+            pipeline = fit_pipeline(rows.x, rows.y, p.regularization_c, overwrite_x=True)
         logit = pipeline.named_steps["logit"]
         dates = ctx.panel.dates
         first = dates[rows.first_row].date()

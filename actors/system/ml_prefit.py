@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -125,7 +125,9 @@ class PrefitPool:
 
     ``fitted`` blocks until the model for ``key`` is ready (it was planned) or returns
     None at once (it was not: the caller fits inline, and the plan restarts after that
-    session). Close it when the backtest ends.
+    session). A pool whose worker died (killed, out of memory) is broken for good: it is
+    logged once and every later fit is made inline, so the strategy never fails for it.
+    Close it when the backtest ends.
     """
 
     def __init__(self, inputs: PlanInputs, *, workers: int = 1) -> None:
@@ -137,9 +139,13 @@ class PrefitPool:
         self._pending: dict[bytes, tuple[int, Future[Pipeline]]] = {}
         self.used = 0
         self.missed = 0
+        self.broken = False
         self._top_up()
 
     def fitted(self, key: bytes, asof: dt.date) -> Pipeline | None:
+        if self.broken:
+            self.missed += 1
+            return None
         entry = self._pending.pop(key, None)
         if entry is None:
             self.missed += 1
@@ -151,7 +157,11 @@ class PrefitPool:
             self._pending.pop(stale)[1].cancel()
         try:
             model = future.result()
-        except Exception as exc:  # a worker failure: the strategy fits inline
+        except BrokenExecutor as exc:  # the worker died: inline from now on
+            self._break(exc)
+            self.missed += 1
+            return None
+        except Exception as exc:  # a fit failed: the strategy fits this one inline
             log.warning("ml_prefit_failed", error=f"{type(exc).__name__}: {exc}")
             self.missed += 1
             return None
@@ -173,6 +183,13 @@ class PrefitPool:
         self._plan = planned_fits(self._inputs, start + 1, through)
         self._top_up()
 
+    def _break(self, exc: BaseException) -> None:
+        """The worker is gone: drop the plan, fit inline from now on (logged once)."""
+        self.broken = True
+        self._pending.clear()
+        self._plan = iter(())
+        log.warning("ml_prefit_broken", error=f"{type(exc).__name__}: {exc}")
+
     def close(self) -> None:
         """Stop the workers (fits not started are dropped); log what the pool did."""
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -185,5 +202,9 @@ class PrefitPool:
                 return
             session, rows = planned
             c = self._inputs.params.regularization_c
-            future = self._executor.submit(fit_pipeline, rows.x, rows.y, c)
+            try:
+                future = self._executor.submit(fit_pipeline, rows.x, rows.y, c)
+            except BrokenExecutor as exc:
+                self._break(exc)
+                return
             self._pending[fit_key(rows.x, rows.y, c)] = (session, future)

@@ -61,14 +61,14 @@ async def corporate_actions(cx: CycleContext) -> Outcome | None:
             f"{symbol}: {action.describe()} ex {action.ex_date} is in the book, not yet in"
             " its history: no orders and no stop check of it today"
         )
-    for symbol, action in sorted((await book.renamed_away(asof)).items()):
+    for symbol, (new, ex_date) in sorted((await book.renamed_away(asof)).items()):
         # A feed may go on serving the old ticker (the company's bars under either name):
         # an entry in it would be refused by the broker, or, at a simulated one, land on
         # the new symbol behind the book's back.
         st.held_for_actions.add(symbol)
         st.notes.append(
-            f"{symbol}: renamed {action.new_symbol} on {action.ex_date}: no orders in the"
-            f" old symbol (add {action.new_symbol} to the universe to trade it)"
+            f"{symbol}: renamed {new} on {ex_date}: no orders in the"
+            f" old symbol (add {new} to the universe to trade it)"
         )
     return None
 
