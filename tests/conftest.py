@@ -12,11 +12,22 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from actors.store import open_store
 from daemon.store import Store
 from tests.actors.notifier import SmtpSink
 from tests.test_daemon_process import Proc, drain, start
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """structlog's configuration restored after each test: a test that runs a command's
+    ``main()`` in-process configures logging onto pytest's captured stderr, which is
+    closed after that test; a later test in the same worker would log into it."""
+    config = structlog.get_config()
+    yield
+    structlog.configure(**config)
 
 
 @pytest.fixture
