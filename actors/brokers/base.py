@@ -227,6 +227,17 @@ class ReportsAccountFills(Protocol):
 
 
 @runtime_checkable
+class LooksUpManyOrders(Protocol):
+    """A broker that answers for many orders at once, as of one instant."""
+
+    async def orders_by_client_ids(
+        self, client_order_ids: Sequence[str]
+    ) -> dict[str, BrokerOrder | None] | None:
+        """``order_by_client_id`` of each id, read together; None: ask one by one."""
+        ...
+
+
+@runtime_checkable
 class ReadsBook(Protocol):
     """A broker that reads its account and positions in one step, as of one instant."""
 

@@ -24,6 +24,7 @@ from actors.brokers.base import (
     BrokerAccount,
     BrokerOrder,
     BrokerPosition,
+    LooksUpManyOrders,
     MarketClock,
     OrderRequest,
     ReportsAccountFills,
@@ -64,6 +65,17 @@ class InstrumentedBroker:
     async def order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
         return await self._call(
             "order_by_client_id", lambda: self.inner.order_by_client_id(client_order_id)
+        )
+
+    async def orders_by_client_ids(
+        self, client_order_ids: Sequence[str]
+    ) -> dict[str, BrokerOrder | None] | None:
+        """The inner broker's answer for many orders, measured; None if it has no such call."""
+        inner = self.inner
+        if not isinstance(inner, LooksUpManyOrders):
+            return None
+        return await self._call(
+            "orders_by_client_ids", lambda: inner.orders_by_client_ids(client_order_ids)
         )
 
     async def submit(self, request: OrderRequest) -> BrokerOrder:

@@ -281,6 +281,20 @@ class SimBroker:
             row = await self._book.order(client_order_id)
             return None if row is None else _to_broker_order(row)
 
+    async def orders_by_client_ids(
+        self, client_order_ids: Sequence[str]
+    ) -> dict[str, BrokerOrder | None]:
+        """``order_by_client_id`` of each id after one settle (a cycle asks for every
+        open intent's order: one settle each made a session's cost grow with the square
+        of the resting stops held)."""
+        async with self._lock:
+            await self._settle()
+            out: dict[str, BrokerOrder | None] = {}
+            for cid in client_order_ids:
+                row = await self._book.order(cid)
+                out[cid] = None if row is None else _to_broker_order(row)
+            return out
+
     async def cancel(self, client_order_id: str) -> None:
         """Cancel an ACCEPTED order; a filled, closed or unknown order is left as it is."""
         async with self._lock:

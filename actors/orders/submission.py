@@ -64,6 +64,7 @@ looks; the actor does not crash-loop on it. A resting stop the broker adjusted
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import structlog
 
@@ -74,6 +75,7 @@ from actors.brokers.base import (
     BrokerOrderStatus,
     BrokerUnavailable,
     DuplicateClientOrderId,
+    LooksUpManyOrders,
     OrderRejected,
     OrderRequest,
     OrderSide,
@@ -201,25 +203,54 @@ class Submitter:
         """
         changed: list[IntentRow] = []
         may_submit = True
-        for row in await self._orders.open_intents():
-            new, submitted = await self.resolve(row, explicit=False, may_submit=may_submit)
+        rows = await self._orders.open_intents()
+        known = await self._orders_of(rows)
+        for row in rows:
+            new, submitted = await self.resolve(
+                row, explicit=False, may_submit=may_submit, known=known
+            )
             if submitted and is_blocked(new):
                 may_submit = False
             if _differs(row, new):
                 changed.append(new)
         return changed
 
+    async def _orders_of(self, rows: list[IntentRow]) -> dict[str, BrokerOrder | None]:
+        """The broker's orders of ``rows`` read together, when it can (``LooksUpManyOrders``);
+        {} otherwise, or when that read fails (then each is asked alone, as before)."""
+        broker = self._broker
+        ids = [r.intent_id for r in rows if not r.status.terminal]
+        if not ids or not isinstance(broker, LooksUpManyOrders):
+            return {}
+        try:
+            found = await broker.orders_by_client_ids(ids)
+        except TradingdError as exc:
+            log.warning("order_lookup_failed", intent_id=None, error=repr(exc))
+            return {}
+        return found or {}
+
     async def resolve(
-        self, row: IntentRow, *, explicit: bool, may_submit: bool
+        self,
+        row: IntentRow,
+        *,
+        explicit: bool,
+        may_submit: bool,
+        known: Mapping[str, BrokerOrder | None] | None = None,
     ) -> tuple[IntentRow, bool]:
-        """Bring one intent up to date with the broker; True when it was submitted now."""
+        """Bring one intent up to date with the broker; True when it was submitted now.
+
+        ``known``: the broker's answers for some intents, read together just before.
+        """
         if row.status.terminal:
             return row, False
-        try:
-            order = await self._broker.order_by_client_id(row.intent_id)
-        except TradingdError as exc:
-            log.warning("order_lookup_failed", intent_id=row.intent_id, error=repr(exc))
-            return row, False
+        if known is not None and row.intent_id in known:
+            order = known[row.intent_id]
+        else:
+            try:
+                order = await self._broker.order_by_client_id(row.intent_id)
+            except TradingdError as exc:
+                log.warning("order_lookup_failed", intent_id=row.intent_id, error=repr(exc))
+                return row, False
         if order is not None:
             return await self.apply_order(row, order), False
         if row.status not in _RESUBMITTABLE:

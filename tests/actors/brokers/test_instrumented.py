@@ -107,3 +107,20 @@ async def test_closing_equity_passes_through_and_is_measured() -> None:
 def test_instrumented_broker_speaks_the_broker_protocol() -> None:
     """The wrapper is itself a Broker, so it can stand wherever one is expected."""
     assert isinstance(InstrumentedBroker(FlakyBroker(), Metrics()), Broker)
+
+
+class BatchBroker(FlakyBroker):
+    """A broker that answers for many orders at once."""
+
+    async def orders_by_client_ids(
+        self, client_order_ids: Sequence[str]
+    ) -> dict[str, BrokerOrder | None]:
+        return dict.fromkeys(client_order_ids)
+
+
+async def test_many_orders_at_once_are_forwarded_only_when_the_broker_can() -> None:
+    """None from a broker without the call (its callers then ask one by one)."""
+    metrics = Metrics()
+    assert await InstrumentedBroker(FlakyBroker(), metrics).orders_by_client_ids(["a"]) is None
+    batch = InstrumentedBroker(BatchBroker(), metrics)
+    assert await batch.orders_by_client_ids(["a", "b"]) == {"a": None, "b": None}

@@ -16,6 +16,7 @@ from actors.brokers.base import (
     BrokerOrder,
     BrokerOrderStatus,
     DuplicateClientOrderId,
+    LooksUpManyOrders,
     OrderRejected,
     OrderRequest,
     OrderSide,
@@ -143,6 +144,25 @@ async def test_reading_an_order_settles_it(broker: SimBroker, prices: FakePrices
     await broker.submit(order("b1", BUY, 10))
     prices.opens[("AAA", MON)] = 100.0
     assert (await lookup(broker, "b1")).status is BrokerOrderStatus.FILLED
+
+
+async def test_many_orders_read_together_are_the_orders_read_one_by_one(
+    broker: SimBroker, prices: FakePrices
+) -> None:
+    """One settle, then each id as ``order_by_client_id`` answers it (unknown: None)."""
+    assert isinstance(broker, LooksUpManyOrders)
+    prices.closes[("BBB", FRI)] = 50.0
+    await broker.submit(order("m1", BUY, 10))  # no open known yet: accepted
+    await broker.submit(order("m2", BUY, 5, symbol="BBB"))
+    prices.opens[("AAA", MON)] = 100.0  # m1 fills at the next settle, m2 stays accepted
+    together = await broker.orders_by_client_ids(["m1", "m2", "nope"])
+    m1, m2 = together["m1"], together["m2"]
+    assert m1 is not None
+    assert m1.status is BrokerOrderStatus.FILLED
+    assert m2 is not None
+    assert m2.status is BrokerOrderStatus.ACCEPTED
+    assert together["nope"] is None
+    assert together == {c: await broker.order_by_client_id(c) for c in ("m1", "m2", "nope")}
 
 
 async def test_sell_reduces_the_position_and_adds_cash(
