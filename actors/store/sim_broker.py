@@ -176,10 +176,29 @@ class SimBrokerWriter:
         self._at = at.isoformat()
         self._cache = cache
         self.wrote: set[str] = set()
+        #: The accepted orders as cached when this transaction first wrote ``sim_orders``,
+        #: and the orders it changed since: after the commit the cache is patched with
+        #: them instead of every accepted order read again (``SimBrokerStore.write``).
+        self.accepted_before: dict[str, SimOrderRow] | None = None
+        self.orders_changed: list[str] = []
+        self.orders_inserted: set[str] = set()
+        self.orders_bulk = False
 
     def _writes(self, *tables: str) -> None:
         self.wrote.update(tables)
         self._cache.forget(tables)
+
+    def _writes_order(self, client_order_id: str | None, *, inserted: bool = False) -> None:
+        """``sim_orders`` is written: one order (tracked), or several at once (None)."""
+        if ORDERS not in self.wrote:
+            self.accepted_before = self._cache.get(_ACCEPTED)
+        self._writes(ORDERS)
+        if client_order_id is None:
+            self.orders_bulk = True
+            return
+        self.orders_changed.append(client_order_id)
+        if inserted:
+            self.orders_inserted.add(client_order_id)
 
     async def create_account(self, cash: float) -> None:
         """Open the account with ``cash`` (and ``last_equity = cash``) unless it exists."""
@@ -221,7 +240,7 @@ class SimBrokerWriter:
 
     async def insert_order(self, order: SimOrderRow) -> None:
         """Record a new order; ``sqlite3.IntegrityError`` if its client id was ever used."""
-        self._writes(ORDERS)
+        self._writes_order(order.client_order_id, inserted=True)
         await self._conn.execute(
             f"INSERT INTO sim_orders ({_ORDER_COLUMNS}) VALUES ({_ORDER_PLACEHOLDERS})",  # noqa: S608 -- constants
             (
@@ -252,7 +271,7 @@ class SimBrokerWriter:
         reject_reason: str | None = None,
     ) -> None:
         """Move an order to ``status`` with its fill (if any)."""
-        self._writes(ORDERS)
+        self._writes_order(client_order_id)
         await self._conn.execute(
             "UPDATE sim_orders SET status = ?, filled_qty = ?, filled_avg_price = ?,"
             " filled_at = ?, reject_reason = ? WHERE client_order_id = ?",
@@ -269,7 +288,7 @@ class SimBrokerWriter:
     async def adjust_resting_stops(self, symbol: str, ratio: float) -> None:
         """A split on ``symbol``: its resting stops sell ``floor(qty x ratio)`` at
         ``stop / ratio`` on the tick (FINRA Rule 5330's adjustment of open orders)."""
-        self._writes(ORDERS)
+        self._writes_order(None)
         async with self._conn.execute(
             "SELECT client_order_id, qty, stop_price FROM sim_orders WHERE symbol = ?"
             " AND status = 'accepted' AND stop_price IS NOT NULL",
@@ -292,7 +311,7 @@ class SimBrokerWriter:
 
     async def cancel_resting_stops(self, symbol: str) -> None:
         """``symbol``'s resting stops are cancelled (a symbol change)."""
-        self._writes(ORDERS)
+        self._writes_order(None)
         await self._conn.execute(
             "UPDATE sim_orders SET status = 'canceled' WHERE symbol = ?"
             " AND status = 'accepted' AND stop_price IS NOT NULL",
@@ -301,7 +320,7 @@ class SimBrokerWriter:
 
     async def move_stop_check(self, client_order_id: str, session: dt.date) -> None:
         """A resting stop is checked from ``session`` on (or filled on it)."""
-        self._writes(ORDERS)
+        self._writes_order(client_order_id)
         await self._conn.execute(
             "UPDATE sim_orders SET trade_date = ? WHERE client_order_id = ?",
             (session.isoformat(), client_order_id),
@@ -402,6 +421,14 @@ class SimBrokerStore:
         finally:
             if writer is not None:
                 self._cache.forget(writer.wrote)
+        # Committed. The store's lock kept every other write out of the transaction, so
+        # the accepted orders are those cached before it with its own changes: read back
+        # those few, not every accepted order (each submission re-read them all, a cost
+        # growing with the resting stops held). A write meanwhile: not kept (``read``).
+        done = writer
+        before = None if done is None or done.orders_bulk else done.accepted_before
+        if done is not None and before is not None and done.orders_changed:
+            await self._cache.read(_ACCEPTED, lambda: self._patched(before, done))
 
     async def account(self) -> SimAccountRow | None:
         return await self._cache.read(_ACCOUNT, self._read_account)
@@ -445,6 +472,23 @@ class SimBrokerStore:
             accepted = await self._cache.read(_ACCEPTED, self._read_accepted)
             return list(accepted.values())
         return await self._read_orders(status)
+
+    async def _patched(
+        self, before: dict[str, SimOrderRow], writer: SimBrokerWriter
+    ) -> dict[str, SimOrderRow]:
+        """``before`` with the orders ``writer`` changed read back, in submission order:
+        an order still accepted keeps its place, a new one comes last (the newest rowid),
+        one no longer accepted leaves; anything else, every accepted order read again."""
+        out = dict(before)
+        for cid in dict.fromkeys(writer.orders_changed):
+            row = await self._read_order(cid)
+            if row is None or row.status != "accepted":
+                out.pop(cid, None)
+            elif cid in out or cid in writer.orders_inserted:
+                out[cid] = row
+            else:
+                return await self._read_accepted()
+        return out
 
     async def _read_accepted(self) -> dict[str, SimOrderRow]:
         return {o.client_order_id: o for o in await self._read_orders("accepted")}

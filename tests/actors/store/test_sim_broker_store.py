@@ -97,7 +97,19 @@ async def _reads(book: SimBrokerStore) -> tuple[object, ...]:
 ACTION = SimActionRow(
     "split", "forward_split", "AAA", None, AT.date(), 2.0, 5, 10, 0.0, None, credited=False
 )
+
+
+async def _several_orders(w: SimBrokerWriter) -> None:
+    """New orders, a fill and a moved stop in one transaction (the cache is patched)."""
+    await w.insert_order(_order("n1"))
+    await w.update_order("b1", status="filled", filled_qty=1, filled_avg_price=10.0)
+    await w.insert_order(_order("n2"))
+    await w.move_stop_check("stop", dt.date(2024, 1, 9))
+    await w.update_order("n1", status="canceled")
+
+
 WRITES: list[tuple[str, Callable[[SimBrokerWriter], Awaitable[None]]]] = [
+    ("several_orders", _several_orders),
     ("add_cash", lambda w: w.add_cash(-5.0)),
     ("set_trading_blocked", lambda w: w.set_trading_blocked(True)),
     ("set_last_equity", lambda w: w.set_last_equity(99.0, AT.date())),
@@ -196,3 +208,18 @@ async def test_the_dividends_owed_are_those_not_credited_and_paid_by_then(store:
     async with book.write(AT_ACTIONS) as w:
         await w.credit_action("div")
     assert await book.owed(D(2026, 12, 31)) == []
+
+
+async def test_an_order_accepted_again_is_read_in_its_place(store: Store) -> None:
+    """An order that was not accepted and is again (no broker does it, the book allows
+    it): its place among the accepted ones is its submission, so they are read again."""
+    book = SimBrokerStore(store)
+    async with book.write(AT) as w:
+        await w.create_account(100.0)
+        for coid in ("o1", "o2", "o3"):
+            await w.insert_order(_order(coid))
+        await w.update_order("o1", status="canceled")
+    assert [o.client_order_id for o in await book.orders(status="accepted")] == ["o2", "o3"]
+    async with book.write(AT) as w:
+        await w.update_order("o1", status="accepted")
+    assert [o.client_order_id for o in await book.orders(status="accepted")] == ["o1", "o2", "o3"]
