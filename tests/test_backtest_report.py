@@ -31,12 +31,11 @@ import pytest
 from actors.data_feed.providers.synthetic import SyntheticProvider
 from actors.system.backtest import apply_overrides, run_backtest
 from actors.system.config import load_settings
+from tests.fakes.browser import headless_chromium
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SYMBOLS = ["AAPL", "MSFT", "XOM", "JPM", "KO"]
 FIRST, LAST = "2026-02-02", "2026-05-29"
 OUT_FILES = ["backtest.db", "equity.csv", "report.html", "stats.json", "trades.csv"]
@@ -184,39 +183,10 @@ def test_spy_without_spy_bars_falls_back_to_equal_weight_and_says_so(tmp_path: P
 # ---------------------------------------------------------------- the page in a browser
 
 
-def _require_browser() -> None:
-    """Fail under CI=true (``make test`` installs them), skip elsewhere, with the reason."""
-    missing = [
-        f"{path} (Debian package {package})"
-        for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver"))
-        if not path.exists()
-    ]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("selenium (pip install -e '.[test]')")
-    if missing:
-        reason = f"the browser test needs {', '.join(missing)}; `make test` installs them as root"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
-    _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
+    with headless_chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 _MEASURE = """

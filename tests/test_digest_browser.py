@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,12 +43,11 @@ from actors.system.app import Daemon
 from actors.system.config import load_settings
 from daemon.clock import SimClock
 from daemon.systemd import SystemdNotifier
+from tests.fakes.browser import headless_chromium
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CAL = ExchangeCalendar("XNYS")
 FIRST = dt.date(2026, 11, 18)
 SESSIONS = (FIRST, CAL.next_session(FIRST), CAL.next_session(CAL.next_session(FIRST)))
@@ -165,39 +163,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     return anyio.run(_seed_and_build, state / "state" / "tradingd.db")
 
 
-def _require_browser() -> None:
-    """Fail under CI=true (``make test`` installs them), skip elsewhere, with the reason."""
-    missing = [
-        f"{path} (Debian package {package})"
-        for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver"))
-        if not path.exists()
-    ]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("selenium (pip install -e '.[test]')")
-    if missing:
-        reason = f"the browser test needs {', '.join(missing)}; `make test` installs them as root"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
-    _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
+    with headless_chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _write(data: DigestData, directory: Path) -> Path:
