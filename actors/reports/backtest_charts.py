@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from actors.reports.charts import DPI, DRAWDOWN_COLOR, LINE_COLOR
+from actors.reports.charts import DPI, LINE_COLOR, draw_drawdown
 from actors.reports.performance import drawdown_series
 
 if TYPE_CHECKING:  # matplotlib costs ~0.4 s to import: loaded on the first chart
@@ -57,7 +57,7 @@ def equity_vs_benchmark_png(
 ) -> bytes:
     """The equity and the benchmark in dollars (both from the same capital) above, the
     equity's drawdown in % below; the x axis in dates (both series by session)."""
-    from matplotlib.ticker import PercentFormatter, StrMethodFormatter
+    from matplotlib.ticker import StrMethodFormatter
 
     fig = _figure(width_px, height_px)
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
@@ -82,13 +82,7 @@ def equity_vs_benchmark_png(
     top.legend(loc="upper left", fontsize=9, frameon=False)
     top.margins(x=0)
     drawdown = drawdown_series(equity).to_numpy() * 100.0
-    bottom.fill_between(x, drawdown, 0.0, color=DRAWDOWN_COLOR, alpha=0.35, linewidth=0)
-    bottom.plot(x, drawdown, color=DRAWDOWN_COLOR, linewidth=0.9)
-    bottom.set_ylabel("drawdown")
-    bottom.yaxis.set_major_formatter(PercentFormatter(xmax=100.0, decimals=0))
-    bottom.set_ylim(min(float(drawdown.min()) * 1.1, -1.0), 0.0)
-    bottom.grid(visible=True, alpha=0.3)
-    bottom.margins(x=0)
+    draw_drawdown(bottom, x, drawdown)
     _dates(bottom)
     fig.tight_layout(h_pad=0.4)
     return _png(fig)

@@ -19,6 +19,7 @@ import pandas as pd
 from actors.reports.performance import drawdown_series
 
 if TYPE_CHECKING:  # matplotlib costs ~0.4 s to import: loaded on the first chart
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 DPI = 100
@@ -76,9 +77,22 @@ def _x_values(index: pd.Index) -> tuple[npt.NDArray[Any], bool]:
     return np.arange(len(index)), False
 
 
+def draw_drawdown(ax: Axes, x: npt.NDArray[Any], drawdown: npt.NDArray[Any]) -> None:
+    """The drawdown panel: ``drawdown`` in % (0 or below) over ``x``, shaded to zero."""
+    from matplotlib.ticker import PercentFormatter
+
+    ax.fill_between(x, drawdown, 0.0, color=DRAWDOWN_COLOR, alpha=0.35, linewidth=0)
+    ax.plot(x, drawdown, color=DRAWDOWN_COLOR, linewidth=0.9)
+    ax.set_ylabel("drawdown")
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=100.0, decimals=0))
+    ax.set_ylim(min(float(drawdown.min()) * 1.1, -1.0), 0.0)
+    ax.grid(visible=True, alpha=0.3)
+    ax.margins(x=0)
+
+
 def _draw_curves(fig: Figure, equity: pd.Series, title: str, *, max_date_ticks: int) -> None:
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-    from matplotlib.ticker import PercentFormatter, StrMethodFormatter
+    from matplotlib.ticker import StrMethodFormatter
 
     drawdown = drawdown_series(equity).to_numpy() * 100.0
     values = equity.to_numpy(dtype=np.float64)
@@ -90,13 +104,7 @@ def _draw_curves(fig: Figure, equity: pd.Series, title: str, *, max_date_ticks: 
     top.grid(visible=True, alpha=0.3)
     top.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     top.margins(x=0)
-    bottom.fill_between(x, drawdown, 0.0, color=DRAWDOWN_COLOR, alpha=0.35, linewidth=0)
-    bottom.plot(x, drawdown, color=DRAWDOWN_COLOR, linewidth=0.9)
-    bottom.set_ylabel("drawdown")
-    bottom.yaxis.set_major_formatter(PercentFormatter(xmax=100.0, decimals=0))
-    bottom.set_ylim(min(float(drawdown.min()) * 1.1, -1.0), 0.0)
-    bottom.grid(visible=True, alpha=0.3)
-    bottom.margins(x=0)
+    draw_drawdown(bottom, x, drawdown)
     if is_dates:
         # matplotlib leaves these two constructors unannotated
         locator = AutoDateLocator(minticks=2, maxticks=max_date_ticks)  # type: ignore[no-untyped-call]
