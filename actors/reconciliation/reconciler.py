@@ -92,24 +92,12 @@ def _log_outcome(
     operator's log); a START that cannot read the broker is a failure. The gate is the
     RECONCILIATION after the settle, an error when it fails.
     """
-    if msg.kind == "START" and missing is None:
-        for d in discrepancies:
-            log.info(
-                "reconciliation_start_difference",
-                run_id=msg.run_id,
-                discrepancy=d.kind,
-                symbol=d.symbol,
-                local=d.local,
-                broker=d.broker,
-                diff=d.diff,
-            )
-        event = "reconciliation_passed" if passed else "reconciliation_start_unsettled"
-        log.info(event, run_id=msg.run_id, kind=msg.kind, discrepancies=len(discrepancies))
-        return
-    emit = log.warning if msg.kind == "START" else log.error
+    unsettled = msg.kind == "START" and missing is None
+    emit = log.info if unsettled else log.warning if msg.kind == "START" else log.error
+    name = "reconciliation_start_difference" if unsettled else "reconciliation_discrepancy"
     for d in discrepancies:
         emit(
-            "reconciliation_discrepancy",
+            name,
             run_id=msg.run_id,
             kind=msg.kind,
             discrepancy=d.kind,
@@ -120,6 +108,13 @@ def _log_outcome(
         )
     if passed:
         log.info("reconciliation_passed", run_id=msg.run_id, kind=msg.kind)
+    elif unsettled:
+        log.info(
+            "reconciliation_start_unsettled",
+            run_id=msg.run_id,
+            kind=msg.kind,
+            discrepancies=len(discrepancies),
+        )
     else:
         emit(
             "reconciliation_failed",
